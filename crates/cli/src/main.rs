@@ -1,0 +1,269 @@
+//! `docraft`: turn an organization's documents into training data, on its own machine.
+//!
+//! The binary only parses arguments, wires the library crates and reports; the work is in
+//! `docraft-ingest` and friends.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use docraft_ingest::{
+    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Loader, Progress, Report, Sizer,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// docraft turns your documents (PDF, Markdown, text) into training data and better models,
+/// on your own machine.
+///
+/// Pipeline: ingest (documents -> chunks.jsonl) -> index -> Q&A / RAFT datasets -> LoRA
+/// training -> evaluation. Start with `docraft ingest DOCS/ -o chunks.jsonl`.
+#[derive(Parser)]
+#[command(name = "docraft", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a document's extracted text (pages separated by a form feed, as pdftotext does).
+    Extract(ExtractArgs),
+    /// Read documents, split them into chunks and append them to a JSONL file.
+    ///
+    /// Directories are walked recursively (.pdf, .md, .markdown, .txt unless --include says
+    /// otherwise). A file that cannot be read is reported with its reason and the run goes on.
+    /// Re-running with the same output skips documents already in it, so an interrupted run
+    /// continues where it stopped. Exit status: 0 when at least one file was ingested (or was
+    /// already done) and, with --strict, none failed.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args)]
+struct ExtractArgs {
+    /// The document (PDF, Markdown or text).
+    file: PathBuf,
+    /// Print the document as JSON (text, page byte ranges, sections, metadata) instead.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Files and directories to ingest.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The chunks file (JSONL, appended to; one chunk per line with id, doc_id, source, text,
+    /// span, pages, headings).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Write a JSON report: {"files": [{path, status, reason, pages, chunks}], "totals": {..}}.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Chunk size: N, or a range MIN..MAX (chunks aim for MIN and may grow to MAX to end at
+    /// a paragraph or sentence). In characters, or in tokens with --tokenizer.
+    /// [default: 800..1200 characters, or 200..300 tokens with --tokenizer]
+    #[arg(long, value_name = "N|MIN..MAX")]
+    chunk_size: Option<String>,
+    /// Overlap between consecutive chunks, in the same unit. [default: 100 characters, or 30 tokens]
+    #[arg(long)]
+    overlap: Option<usize>,
+    /// Measure chunks in tokens of this tokenizer.json (its truncation and padding are ignored).
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Only take files matching this glob (e.g. '*.pdf', 'manuals/**'); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out files matching this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Fail (exit 1) if any file fails.
+    #[arg(long)]
+    strict: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar and no per-file lines; the summary is still printed.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Extract(a) => extract(&a),
+        Command::Ingest(a) => ingest(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn extract(a: &ExtractArgs) -> Result<ExitCode> {
+    let doc = AutoLoader.load_path(&a.file)?;
+    for w in &doc.warnings {
+        eprintln!("warning: {}: {w}", a.file.display());
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else if doc.pages.is_empty() {
+        writeln!(out, "{}", doc.text)?;
+    } else {
+        for span in &doc.pages {
+            let page = doc.slice(*span).unwrap_or_default();
+            out.write_all(page.as_bytes())?;
+            if !page.is_empty() {
+                out.write_all(b"\n")?;
+            }
+            out.write_all(b"\x0c")?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `N`, `A..B`, `A..=B` or `A-B` (both ends inclusive).
+fn parse_capacity(s: &str) -> Result<(usize, usize)> {
+    let s = s.trim();
+    let parts: Option<(&str, &str)> =
+        s.split_once("..=").or_else(|| s.split_once("..")).or_else(|| s.split_once('-'));
+    let (a, b) = match parts {
+        Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
+        None => (s.parse::<usize>(), s.parse::<usize>()),
+    };
+    match (a, b) {
+        (Ok(a), Ok(b)) if a <= b && b > 0 => Ok((a, b)),
+        _ => bail!("--chunk-size {s:?}: expected N or MIN..MAX with 0 < MIN <= MAX"),
+    }
+}
+
+fn chunk_settings(a: &IngestArgs) -> Result<ChunkSettings> {
+    let (sizer, default_size, default_overlap) = match &a.tokenizer {
+        Some(t) => (Sizer::tokens_from_file(t)?, (200, 300), 30),
+        None => (Sizer::Characters, (800, 1200), 100),
+    };
+    let (min, max) = match &a.chunk_size {
+        Some(s) => parse_capacity(s)?,
+        None => default_size,
+    };
+    let overlap = a.overlap.unwrap_or(if min > default_overlap { default_overlap } else { 0 });
+    Ok(ChunkSettings::new(min..=max)?.with_overlap(overlap)?.with_sizer(sizer))
+}
+
+struct Bar {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Progress for Bar {
+    fn start(&self, files: usize) {
+        self.bar.set_length(files as u64);
+    }
+
+    fn file_done(&self, r: &FileReport) {
+        self.bar.inc(1);
+        self.bar.set_message(short(&r.path));
+        if self.quiet {
+            return;
+        }
+        match r.status {
+            FileStatus::Failed => {
+                self.bar.println(format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")));
+            }
+            FileStatus::Ok => {
+                for w in &r.warnings {
+                    self.bar.println(format!("warning: {}: {w}", r.path));
+                }
+            }
+            FileStatus::Skipped => {}
+        }
+    }
+}
+
+fn short(p: &str) -> String {
+    Path::new(p).file_name().map_or_else(|| p.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn ingest(a: &IngestArgs) -> Result<ExitCode> {
+    let settings = chunk_settings(a)?;
+    let filter = FileFilter::new(&a.include, &a.exclude)?;
+    if let Some(n) = a.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
+    }
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = Bar { bar, quiet: a.quiet };
+    let describe = settings.describe();
+    let report = Ingest::new(settings).with_filter(filter).run(&a.paths, &a.output, &progress)?;
+    progress.bar.finish_and_clear();
+
+    if let Some(p) = &a.report {
+        write_report(p, &report)?;
+    }
+    print_summary(&report, &a.output, &describe);
+    let t = &report.totals;
+    let failed_strict = a.strict && t.failed > 0;
+    let nothing = t.ok == 0 && t.skipped == 0;
+    Ok(if failed_strict || nothing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn write_report(path: &Path, report: &Report) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+fn print_summary(report: &Report, output: &Path, chunking: &str) {
+    let t = &report.totals;
+    if let Some(r) = &report.repaired {
+        eprintln!("repaired: {r}");
+    }
+    eprintln!(
+        "ingested {} of {} files ({} failed, {} skipped): {} pages, {} chunks ({} new) [{chunking}]",
+        t.ok, t.files, t.failed, t.skipped, t.pages, t.chunks, t.chunks_written
+    );
+    eprintln!(
+        "{:.1} MB in {:.2} s: {:.1} MB/s, {:.0} pages/s -> {}",
+        t.bytes as f64 / 1e6,
+        t.seconds,
+        t.mb_per_s,
+        t.pages_per_s,
+        output.display()
+    );
+    let failed: Vec<&FileReport> = report.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
+    if !failed.is_empty() {
+        eprintln!("failed files:");
+        for f in failed {
+            eprintln!("  {}", f.reason.as_deref().unwrap_or(&f.path));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities() {
+        assert_eq!(parse_capacity("500").unwrap(), (500, 500));
+        assert_eq!(parse_capacity("500..1000").unwrap(), (500, 1000));
+        assert_eq!(parse_capacity("500..=1000").unwrap(), (500, 1000));
+        assert_eq!(parse_capacity("500-1000").unwrap(), (500, 1000));
+        assert!(parse_capacity("1000..500").is_err());
+        assert!(parse_capacity("0").is_err());
+        assert!(parse_capacity("abc").is_err());
+    }
+}

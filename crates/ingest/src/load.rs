@@ -1,0 +1,137 @@
+//! Loading one file into a [`Document`]: the [`Loader`] trait and the format dispatch.
+
+use std::path::Path;
+
+use docraft_core::{DocFormat, Document};
+
+use crate::error::Error;
+use crate::{markdown, pdf, text};
+
+/// Turns one file into a document. One required method.
+pub trait Loader: Send + Sync {
+    /// Loads the file at `path` whose bytes are `bytes`.
+    ///
+    /// # Errors
+    /// A typed [`Error`] naming the file and the cause.
+    fn load(&self, path: &Path, bytes: &[u8]) -> Result<Document, Error>;
+
+    /// Reads and loads the file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read, else as [`Loader::load`].
+    fn load_path(&self, path: &Path) -> Result<Document, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        self.load(path, &bytes)
+    }
+}
+
+/// The format a path's extension names, if docraft reads it.
+#[must_use]
+pub fn format_of(path: &Path) -> Option<DocFormat> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "pdf" => Some(DocFormat::Pdf),
+        "md" | "markdown" | "mdown" | "mkd" => Some(DocFormat::Markdown),
+        "txt" | "text" => Some(DocFormat::Text),
+        _ => None,
+    }
+}
+
+/// The built-in loader: PDF, Markdown or text by extension; a file with another
+/// extension is read as PDF if it starts like one, else refused as unsupported.
+/// Sets the language guess on every document it loads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AutoLoader;
+
+impl Loader for AutoLoader {
+    fn load(&self, path: &Path, bytes: &[u8]) -> Result<Document, Error> {
+        let format = match format_of(path) {
+            Some(f) => f,
+            None if bytes.starts_with(b"%PDF-") => DocFormat::Pdf,
+            None => return Err(Error::Unsupported { path: path.to_path_buf() }),
+        };
+        let mut doc = match format {
+            DocFormat::Markdown => markdown::load_markdown(path, bytes)?,
+            DocFormat::Text => text::load_text(path, bytes)?,
+            _ => pdf::load_pdf(path, bytes)?,
+        };
+        if doc.text.trim().is_empty() && format != DocFormat::Pdf {
+            doc.warnings.push("no text".into());
+        }
+        doc.metadata.language = guess_language(&doc.text);
+        Ok(doc)
+    }
+}
+
+/// Guesses the language of `text` (ISO 639-1 where one exists, e.g. `es`, `en`); `None`
+/// when the text is too short or the guess unreliable.
+#[must_use]
+pub fn guess_language(text: &str) -> Option<String> {
+    // A sample from the start is enough and keeps this cheap on long documents.
+    let end = text.char_indices().nth(4000).map_or(text.len(), |(i, _)| i);
+    let sample = text.get(..end)?;
+    if sample.split_whitespace().count() < 5 {
+        return None;
+    }
+    let info = whatlang::detect(sample)?;
+    if info.confidence() < 0.3 {
+        return None;
+    }
+    let code = info.lang().code();
+    Some(iso639_1(code).unwrap_or(code).to_string())
+}
+
+fn iso639_1(code3: &str) -> Option<&'static str> {
+    Some(match code3 {
+        "eng" => "en",
+        "spa" => "es",
+        "por" => "pt",
+        "fra" => "fr",
+        "deu" => "de",
+        "ita" => "it",
+        "cat" => "ca",
+        "nld" => "nl",
+        "rus" => "ru",
+        "ukr" => "uk",
+        "pol" => "pl",
+        "ces" => "cs",
+        "swe" => "sv",
+        "dan" => "da",
+        "nob" => "nb",
+        "fin" => "fi",
+        "ell" => "el",
+        "tur" => "tr",
+        "ara" => "ar",
+        "heb" => "he",
+        "hin" => "hi",
+        "jpn" => "ja",
+        "kor" => "ko",
+        "cmn" => "zh",
+        "vie" => "vi",
+        "ron" => "ro",
+        "hun" => "hu",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages() {
+        let es = "El sistema guarda los documentos de la empresa en su propia máquina y nunca los envía fuera.";
+        let en = "The system keeps the company's documents on its own machine and never sends them out.";
+        assert_eq!(guess_language(es).as_deref(), Some("es"));
+        assert_eq!(guess_language(en).as_deref(), Some("en"));
+        assert_eq!(guess_language("hola"), None);
+    }
+
+    #[test]
+    fn unknown_extension_is_unsupported_unless_pdf_bytes() {
+        let err = AutoLoader.load(Path::new("x.docx"), b"PK\x03\x04").unwrap_err();
+        assert_eq!(err.kind(), "unsupported");
+        let err = AutoLoader.load(Path::new("x.bin"), b"%PDF-1.4 garbage").unwrap_err();
+        assert_eq!(err.kind(), "damaged");
+    }
+}

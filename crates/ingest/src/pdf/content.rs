@@ -1,0 +1,383 @@
+//! Interprets a page's content streams (text, graphics state, form XObjects) into positioned
+//! glyphs, in the order the page draws them.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use lopdf::content::{Content, Operation};
+use lopdf::{Dictionary, Document, Object, ObjectId};
+
+use super::font::Font;
+
+/// Deepest nesting of form XObjects followed (guards against reference cycles).
+const MAX_FORM_DEPTH: usize = 12;
+/// Largest content stream inflated (bytes).
+pub(crate) const MAX_CONTENT: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Matrix {
+    a: f32,
+    b: f32,
+    c: f32,
+    d: f32,
+    e: f32,
+    f: f32,
+}
+
+impl Matrix {
+    pub(crate) const IDENTITY: Self = Self { a: 1.0, b: 0.0, c: 0.0, d: 1.0, e: 0.0, f: 0.0 };
+
+    fn from_operands(ops: &[Object]) -> Option<Self> {
+        let v: Vec<f32> = ops.iter().filter_map(num).collect();
+        match v.as_slice() {
+            [a, b, c, d, e, f] => Some(Self { a: *a, b: *b, c: *c, d: *d, e: *e, f: *f }),
+            _ => None,
+        }
+    }
+
+    /// `self` then `o` (row-vector convention, as in the PDF spec: `self × o`).
+    fn then(&self, o: &Self) -> Self {
+        Self {
+            a: self.a * o.a + self.b * o.c,
+            b: self.a * o.b + self.b * o.d,
+            c: self.c * o.a + self.d * o.c,
+            d: self.c * o.b + self.d * o.d,
+            e: self.e * o.a + self.f * o.c + o.e,
+            f: self.e * o.b + self.f * o.d + o.f,
+        }
+    }
+
+    fn translate(tx: f32, ty: f32) -> Self {
+        Self { e: tx, f: ty, ..Self::IDENTITY }
+    }
+
+    fn apply(&self, x: f32, y: f32) -> (f32, f32) {
+        (x * self.a + y * self.c + self.e, x * self.b + y * self.d + self.f)
+    }
+}
+
+fn num(o: &Object) -> Option<f32> {
+    match o {
+        Object::Integer(i) => Some(*i as f32),
+        Object::Real(r) => Some(*r),
+        _ => None,
+    }
+}
+
+/// A glyph placed on the page, in its line's own frame: `u` runs along the baseline,
+/// `v` across it (larger `v` = earlier line), whatever the text's rotation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Glyph {
+    /// Byte range of its text in [`PageGlyphs::text`].
+    pub start: u32,
+    pub end: u32,
+    pub u0: f32,
+    pub u1: f32,
+    pub v: f32,
+    /// Glyph height (font size on the page).
+    pub size: f32,
+    /// Direction: 0 left-to-right, 1 bottom-to-top, 2 upside down, 3 top-to-bottom.
+    pub dir: u8,
+}
+
+/// Everything drawn as text on one page.
+#[derive(Debug, Default)]
+pub(crate) struct PageGlyphs {
+    pub text: String,
+    pub glyphs: Vec<Glyph>,
+    /// Images drawn (XObjects and inline).
+    pub images: usize,
+    /// Glyphs whose font gave no Unicode text.
+    pub unmapped: usize,
+}
+
+#[derive(Clone)]
+struct State {
+    ctm: Matrix,
+    font: Option<Rc<Font>>,
+    size: f32,
+    char_spacing: f32,
+    word_spacing: f32,
+    hscale: f32,
+    leading: f32,
+    rise: f32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            ctm: Matrix::IDENTITY,
+            font: None,
+            size: 0.0,
+            char_spacing: 0.0,
+            word_spacing: 0.0,
+            hscale: 1.0,
+            leading: 0.0,
+            rise: 0.0,
+        }
+    }
+}
+
+/// Resource dictionaries in lookup order (innermost first).
+pub(crate) type Resources<'a> = Vec<&'a Dictionary>;
+
+fn lookup<'a>(doc: &'a Document, res: &Resources<'a>, category: &[u8], key: &[u8]) -> Option<&'a Object> {
+    res.iter().find_map(|d| {
+        let cat = d.get(category).ok()?;
+        let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
+        let o = cat.get(key).ok()?;
+        Some(doc.dereference(o).map(|(_, o)| o).unwrap_or(o))
+    })
+}
+
+/// Walks content streams and collects glyphs.
+pub(crate) struct Interpreter<'a> {
+    doc: &'a Document,
+    fonts: &'a mut HashMap<ObjectId, Rc<Font>>,
+    /// Fonts given inline (not by reference), keyed by their address for this page only.
+    inline_fonts: HashMap<usize, Rc<Font>>,
+    out: PageGlyphs,
+    forms_seen: Vec<ObjectId>,
+}
+
+impl<'a> Interpreter<'a> {
+    pub(crate) fn new(doc: &'a Document, fonts: &'a mut HashMap<ObjectId, Rc<Font>>) -> Self {
+        Self { doc, fonts, inline_fonts: HashMap::new(), out: PageGlyphs::default(), forms_seen: Vec::new() }
+    }
+
+    pub(crate) fn finish(self) -> PageGlyphs {
+        self.out
+    }
+
+    fn font(&mut self, res: &Resources<'a>, name: &[u8]) -> Option<Rc<Font>> {
+        // Find the reference (for caching across pages) or the inline dictionary.
+        let obj = res.iter().find_map(|d| {
+            let cat = d.get(b"Font").ok()?;
+            let cat = self.doc.dereference(cat).ok()?.1.as_dict().ok()?;
+            cat.get(name).ok()
+        })?;
+        match obj {
+            Object::Reference(id) => {
+                if let Some(f) = self.fonts.get(id) {
+                    return Some(f.clone());
+                }
+                let dict = self.doc.get_dictionary(*id).ok()?;
+                let f = Rc::new(Font::load(self.doc, dict));
+                self.fonts.insert(*id, f.clone());
+                Some(f)
+            }
+            Object::Dictionary(d) => {
+                let key = std::ptr::from_ref(d) as usize;
+                if let Some(f) = self.inline_fonts.get(&key) {
+                    return Some(f.clone());
+                }
+                let f = Rc::new(Font::load(self.doc, d));
+                self.inline_fonts.insert(key, f.clone());
+                Some(f)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs one content stream with `res` and starting matrix `ctm`.
+    pub(crate) fn run(&mut self, content: &[u8], res: &Resources<'a>, ctm: Matrix) {
+        let mut gs = State { ctm, ..State::default() };
+        let mut stack: Vec<State> = Vec::new();
+        let mut tm = Matrix::IDENTITY;
+        let mut tlm = Matrix::IDENTITY;
+        // A damaged stream yields the operations before the damage.
+        for op in Content::decode_iter(content) {
+            let Ok(op) = op else { break };
+            let Operation { operator, operands } = &op;
+            let f = |i: usize| operands.get(i).and_then(num).unwrap_or(0.0);
+            match operator.as_str() {
+                "q" => stack.push(gs.clone()),
+                "Q" => {
+                    if let Some(s) = stack.pop() {
+                        gs = s;
+                    }
+                }
+                "cm" => {
+                    if let Some(m) = Matrix::from_operands(operands) {
+                        gs.ctm = m.then(&gs.ctm);
+                    }
+                }
+                "BT" => {
+                    tm = Matrix::IDENTITY;
+                    tlm = Matrix::IDENTITY;
+                }
+                "Tf" => {
+                    gs.size = f(1);
+                    gs.font = match operands.first() {
+                        Some(Object::Name(n)) => self.font(res, n),
+                        _ => None,
+                    };
+                }
+                "Tc" => gs.char_spacing = f(0),
+                "Tw" => gs.word_spacing = f(0),
+                "Tz" => gs.hscale = f(0) / 100.0,
+                "TL" => gs.leading = f(0),
+                "Ts" => gs.rise = f(0),
+                "Td" => {
+                    tlm = Matrix::translate(f(0), f(1)).then(&tlm);
+                    tm = tlm;
+                }
+                "TD" => {
+                    gs.leading = -f(1);
+                    tlm = Matrix::translate(f(0), f(1)).then(&tlm);
+                    tm = tlm;
+                }
+                "Tm" => {
+                    if let Some(m) = Matrix::from_operands(operands) {
+                        tlm = m;
+                        tm = m;
+                    }
+                }
+                "T*" => {
+                    tlm = Matrix::translate(0.0, -gs.leading).then(&tlm);
+                    tm = tlm;
+                }
+                "Tj" => {
+                    if let Some(Object::String(s, _)) = operands.first() {
+                        self.show(&gs, &mut tm, s);
+                    }
+                }
+                "'" | "\"" => {
+                    if operator == "\"" {
+                        gs.word_spacing = f(0);
+                        gs.char_spacing = f(1);
+                    }
+                    tlm = Matrix::translate(0.0, -gs.leading).then(&tlm);
+                    tm = tlm;
+                    if let Some(Object::String(s, _)) = operands.last() {
+                        self.show(&gs, &mut tm, s);
+                    }
+                }
+                "TJ" => {
+                    if let Some(Object::Array(items)) = operands.first() {
+                        for item in items {
+                            match item {
+                                Object::String(s, _) => self.show(&gs, &mut tm, s),
+                                other => {
+                                    if let Some(n) = num(other) {
+                                        let tx = -n / 1000.0 * gs.size * gs.hscale;
+                                        let vertical = gs.font.as_ref().is_some_and(|f| f.vertical);
+                                        let (tx, ty) = if vertical { (0.0, tx) } else { (tx, 0.0) };
+                                        tm = Matrix::translate(tx, ty).then(&tm);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                "Do" => {
+                    if let Some(Object::Name(n)) = operands.first() {
+                        self.xobject(res, n, gs.ctm);
+                    }
+                }
+                "BI" | "INLINE IMAGE" => self.out.images += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn xobject(&mut self, res: &Resources<'a>, name: &[u8], ctm: Matrix) {
+        let doc = self.doc;
+        // Keep the id to detect cycles.
+        let id = res.iter().find_map(|d| {
+            let cat = d.get(b"XObject").ok()?;
+            let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
+            cat.get(name).ok()?.as_reference().ok()
+        });
+        let Some(Object::Stream(stream)) = lookup(doc, res, b"XObject", name) else { return };
+        match stream.dict.get(b"Subtype").ok().and_then(|o| o.as_name().ok()) {
+            Some(b"Image") => self.out.images += 1,
+            Some(b"Form") => {
+                if self.forms_seen.len() >= MAX_FORM_DEPTH || id.is_some_and(|id| self.forms_seen.contains(&id)) {
+                    return;
+                }
+                let Ok(content) = stream.get_plain_content_with_limit(MAX_CONTENT) else { return };
+                let matrix = stream
+                    .dict
+                    .get(b"Matrix")
+                    .ok()
+                    .and_then(|o| o.as_array().ok())
+                    .and_then(|a| Matrix::from_operands(a))
+                    .unwrap_or(Matrix::IDENTITY);
+                let mut inner: Resources<'a> = Vec::with_capacity(res.len() + 1);
+                if let Some(r) = stream
+                    .dict
+                    .get(b"Resources")
+                    .ok()
+                    .and_then(|o| doc.dereference(o).ok())
+                    .and_then(|(_, o)| o.as_dict().ok())
+                {
+                    inner.push(r);
+                }
+                inner.extend(res.iter().copied());
+                self.forms_seen.push(id.unwrap_or((0, 0)));
+                self.run(&content, &inner, matrix.then(&ctm));
+                self.forms_seen.pop();
+            }
+            _ => {}
+        }
+    }
+
+    fn show(&mut self, gs: &State, tm: &mut Matrix, bytes: &[u8]) {
+        let Some(font) = gs.font.clone() else { return };
+        let size = gs.size;
+        let th = gs.hscale;
+        let out = &mut self.out;
+        font.decode(bytes, |g| {
+            let m = tm.then(&gs.ctm);
+            let glyph_w = g.advance * size * th;
+            let (x0, y0) = m.apply(0.0, gs.rise);
+            let (x1, y1) = if font.vertical { m.apply(0.0, gs.rise - size) } else { m.apply(glyph_w, gs.rise) };
+            let height = (size * font.height_scale * m.c.hypot(m.d)).abs();
+            let (dx, dy) = if (x1 - x0).abs() + (y1 - y0).abs() > 1e-4 { (x1 - x0, y1 - y0) } else { (m.a, m.b) };
+            let dir = if dx.abs() >= dy.abs() {
+                if dx >= 0.0 { 0 } else { 2 }
+            } else if dy > 0.0 {
+                1
+            } else {
+                3
+            };
+            let frame = |x: f32, y: f32| match dir {
+                0 => (x, y),
+                1 => (y, -x),
+                2 => (-x, -y),
+                _ => (-y, x),
+            };
+            let (u0, v) = frame(x0, y0);
+            let (u1, _) = frame(x1, y1);
+            if g.unmapped {
+                out.unmapped += 1;
+            }
+            if !g.text.is_empty() {
+                let start = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
+                out.text.push_str(g.text);
+                let end = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
+                out.glyphs.push(Glyph { start, end, u0, u1: u1.max(u0), v, size: height.max(0.1), dir });
+            }
+            // Advance the text matrix.
+            let spacing = gs.char_spacing + if g.is_space_code { gs.word_spacing } else { 0.0 };
+            if font.vertical {
+                *tm = Matrix::translate(0.0, -(size + spacing)).then(tm);
+            } else {
+                *tm = Matrix::translate((g.advance * size + spacing) * th, 0.0).then(tm);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_order_matches_spec() {
+        // Scale by 2 then translate by (10, 0): a point (1, 1) goes to (12, 2).
+        let m = Matrix { a: 2.0, d: 2.0, ..Matrix::IDENTITY }.then(&Matrix::translate(10.0, 0.0));
+        assert_eq!(m.apply(1.0, 1.0), (12.0, 2.0));
+    }
+}

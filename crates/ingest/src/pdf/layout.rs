@@ -1,0 +1,297 @@
+//! Turns positioned glyphs into text: glyphs -> lines (by baseline, with word gaps found
+//! from positions) -> paragraphs (by line spacing, font size and indentation), with
+//! hyphenated line breaks joined and ligatures expanded (NFKC).
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::content::{Glyph, PageGlyphs};
+
+/// A gap wider than this fraction of the font size between two glyphs is a word break.
+const WORD_GAP: f32 = 0.15;
+
+#[derive(Debug)]
+struct Line {
+    dir: u8,
+    v: f32,
+    size: f32,
+    u0: f32,
+    u1: f32,
+    text: String,
+}
+
+impl Line {
+    fn new(g: &Glyph) -> Self {
+        Self { dir: g.dir, v: g.v, size: g.size, u0: g.u0, u1: g.u1, text: String::new() }
+    }
+}
+
+fn is_blank(s: &str) -> bool {
+    s.chars().all(char::is_whitespace)
+}
+
+/// The combining mark for a spacing accent glyph (TeX's OT1 fonts draw accents as separate
+/// glyphs over the letter).
+fn combining(accent: &str) -> Option<char> {
+    let mut it = accent.chars();
+    let c = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some(match c {
+        '\u{00B4}' | '\u{02CA}' => '\u{0301}',
+        '`' | '\u{02CB}' => '\u{0300}',
+        '^' | '\u{02C6}' => '\u{0302}',
+        '\u{00A8}' => '\u{0308}',
+        '~' | '\u{02DC}' => '\u{0303}',
+        '\u{00B8}' => '\u{0327}',
+        '\u{02C7}' => '\u{030C}',
+        '\u{02D8}' => '\u{0306}',
+        '\u{02D9}' => '\u{0307}',
+        '\u{02DA}' => '\u{030A}',
+        '\u{02DD}' => '\u{030B}',
+        '\u{00AF}' | '\u{02C9}' => '\u{0304}',
+        '\u{02DB}' => '\u{0328}',
+        _ => return None,
+    })
+}
+
+/// Whether an accent centred at `center` sits on the glyph spanning `u0..u1`.
+fn covers(u0: f32, u1: f32, center: f32, size: f32) -> bool {
+    let slack = 0.05 * size;
+    u0 - slack <= center && center <= u1 + slack
+}
+
+/// Appends `text` to `out`, with `mark` after its first char (a dotless i takes its dot back).
+fn push_marked(out: &mut String, text: &str, mark: char) {
+    let mut chars = text.chars();
+    if let Some(first) = chars.next() {
+        out.push(if first == '\u{0131}' { 'i' } else { first });
+        out.push(mark);
+        out.push_str(chars.as_str());
+    }
+}
+
+/// Line assembly state.
+#[derive(Default)]
+struct LineBuilder {
+    out: Vec<Line>,
+    cur: Option<Line>,
+    pending_space: bool,
+    /// Recent glyphs of the current line: (u0, text range), to drop overprinted duplicates
+    /// (fake bold draws the same glyph twice, slightly shifted).
+    recent: Vec<(f32, u32, u32)>,
+    /// u-range of the last glyph added.
+    last: Option<(f32, f32)>,
+}
+
+impl LineBuilder {
+    fn same_line(&self, g: &Glyph) -> bool {
+        self.cur.as_ref().is_some_and(|l| {
+            let size = l.size.max(g.size);
+            l.dir == g.dir && (g.v - l.v).abs() < 0.5 * size && g.u0 > l.u0 - 0.5 * size
+        })
+    }
+
+    fn end_line(&mut self) {
+        if let Some(l) = self.cur.take() {
+            self.out.push(l);
+        }
+        self.recent.clear();
+        self.pending_space = false;
+        self.last = None;
+    }
+
+    /// Adds a glyph; `mark` is a combining accent to put after its first char.
+    fn push(&mut self, page: &PageGlyphs, g: &Glyph, text: &str, mark: Option<char>) {
+        if !self.same_line(g) {
+            self.end_line();
+            if is_blank(text) {
+                return;
+            }
+            self.cur = Some(Line::new(g));
+        }
+        let Some(line) = self.cur.as_mut() else { return };
+        if is_blank(text) {
+            self.pending_space = true;
+            line.u1 = line.u1.max(g.u1);
+            return;
+        }
+        let size = line.size.max(g.size);
+        if g.u0 < line.u1 - 0.3 * size
+            && self.recent.iter().rev().take(64).any(|&(u, s, e)| {
+                (u - g.u0).abs() < 0.3 * size && page.text.get(s as usize..e as usize) == Some(text)
+            })
+        {
+            return; // overprint
+        }
+        let gap = g.u0 - line.u1;
+        if !line.text.is_empty() && (self.pending_space || gap > WORD_GAP * size) && !line.text.ends_with(' ') {
+            line.text.push(' ');
+        }
+        self.pending_space = false;
+        match mark {
+            Some(m) => push_marked(&mut line.text, text, m),
+            None => line.text.push_str(text),
+        }
+        line.u0 = line.u0.min(g.u0);
+        line.u1 = line.u1.max(g.u1);
+        // Baseline and size follow the body text, not sub- or superscripts.
+        if g.size > line.size * 1.05 {
+            line.size = g.size;
+            line.v = g.v;
+        }
+        self.recent.push((g.u0, g.start, g.end));
+        self.last = Some((g.u0, g.u1));
+    }
+
+    /// A combining `mark` for an accent centred at `center`, put on the glyph just added if
+    /// the accent sits on it. Returns whether it was placed.
+    fn mark_last(&mut self, g: &Glyph, center: f32, mark: char) -> bool {
+        let Some((u0, u1)) = self.last else { return false };
+        if !self.same_line(g) || !covers(u0, u1, center, g.size) {
+            return false;
+        }
+        let Some(line) = self.cur.as_mut() else { return false };
+        if !line.text.chars().last().is_some_and(char::is_alphabetic) {
+            return false;
+        }
+        if line.text.ends_with('\u{0131}') {
+            line.text.pop();
+            line.text.push('i');
+        }
+        line.text.push(mark);
+        true
+    }
+}
+
+/// Builds lines in drawing order.
+fn lines(page: &PageGlyphs) -> Vec<Line> {
+    let mut b = LineBuilder::default();
+    // An accent drawn before its letter waits here: (glyph, its text, mark).
+    let mut pending: Option<(&Glyph, &str, char)> = None;
+    for g in &page.glyphs {
+        let text = page.text.get(g.start as usize..g.end as usize).unwrap_or_default();
+        let center = (g.u0 + g.u1) / 2.0;
+        if let Some((a, a_text, mark)) = pending.take() {
+            let a_center = (a.u0 + a.u1) / 2.0;
+            let on_this = text.chars().next().is_some_and(char::is_alphabetic)
+                && a.dir == g.dir
+                && (a.v - g.v).abs() < g.size
+                && covers(g.u0, g.u1, a_center, g.size);
+            if on_this {
+                b.push(page, g, text, Some(mark));
+                continue;
+            }
+            b.push(page, a, a_text, None);
+        }
+        if let Some(mark) = combining(text) {
+            if b.mark_last(g, center, mark) {
+                continue;
+            }
+            pending = Some((g, text, mark));
+            continue;
+        }
+        b.push(page, g, text, None);
+    }
+    if let Some((a, a_text, _)) = pending {
+        b.push(page, a, a_text, None);
+    }
+    b.end_line();
+    let mut out = b.out;
+    for l in &mut out {
+        let t = l.text.trim_end();
+        l.text.truncate(t.len());
+    }
+    out.retain(|l| !l.text.is_empty());
+    out
+}
+
+fn median(mut v: Vec<f32>) -> Option<f32> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+fn ends_sentence(s: &str) -> bool {
+    s.trim_end().ends_with(['.', '!', '?', ':', ';', '"', '\u{201D}', ')'])
+}
+
+/// Whether `prev` ends in a hyphen that splits a word continued by `next`.
+fn hyphen_join(prev: &str, next: &str) -> bool {
+    let mut rev = prev.chars().rev();
+    let (Some(h), Some(before)) = (rev.next(), rev.next()) else { return false };
+    matches!(h, '-' | '\u{00AD}' | '\u{2010}')
+        && before.is_alphabetic()
+        && before.is_lowercase()
+        && next.chars().next().is_some_and(|c| c.is_alphabetic() && c.is_lowercase())
+}
+
+/// The text of one page: lines separated by `\n`, paragraphs by a blank line.
+pub(crate) fn page_text(page: &PageGlyphs) -> String {
+    let lines = lines(page);
+    if lines.is_empty() {
+        return String::new();
+    }
+    // Typical line spacing on this page.
+    let spacing = median(
+        lines
+            .windows(2)
+            .filter_map(|w| {
+                let (a, b) = (&w[0], &w[1]);
+                let dv = a.v - b.v;
+                let size = a.size.max(b.size);
+                (a.dir == b.dir && dv > 0.5 * size && dv < 2.5 * size).then_some(dv / size)
+            })
+            .collect(),
+    )
+    .unwrap_or(1.2);
+    let right = lines.iter().filter(|l| l.dir == 0).map(|l| l.u1).fold(f32::MIN, f32::max);
+
+    let mut out = String::with_capacity(page.text.len() + lines.len() * 2);
+    for (i, line) in lines.iter().enumerate() {
+        let Some(prev) = i.checked_sub(1).and_then(|j| lines.get(j)) else {
+            out.push_str(&line.text);
+            continue;
+        };
+        let size = prev.size.max(line.size);
+        let dv = prev.v - line.v;
+        let same_block = prev.dir == line.dir && dv > 0.0 && dv < 3.0 * size;
+        let size_change = (prev.size - line.size).abs() > 0.15 * size;
+        let gap_break = dv / size > spacing * 1.3 + 0.1;
+        let indent = line.u0 - prev.u0;
+        let indent_break = indent > 0.9 * size
+            && indent < 8.0 * size
+            && (ends_sentence(&prev.text) || prev.u1 < right - 4.0 * size);
+        let short_break = ends_sentence(&prev.text) && prev.dir == 0 && prev.u1 < right - 8.0 * size;
+        let paragraph = !same_block || size_change || gap_break || indent_break || short_break;
+        if paragraph {
+            out.push_str("\n\n");
+            out.push_str(&line.text);
+        } else if hyphen_join(&out, &line.text) {
+            out.pop();
+            out.push_str(&line.text);
+        } else {
+            out.push('\n');
+            out.push_str(&line.text);
+        }
+    }
+    // Soft hyphens left inside lines are invisible break points.
+    let cleaned: String = out.replace('\u{00AD}', "").nfkc().collect();
+    cleaned.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hyphenation_rules() {
+        assert!(hyphen_join("manip-", "ulation"));
+        assert!(hyphen_join("informa-", "ción"));
+        assert!(!hyphen_join("Jean-", "Paul"));
+        assert!(!hyphen_join("1-", "x"));
+        assert!(!hyphen_join("-", "x"));
+    }
+}

@@ -1,0 +1,203 @@
+//! PDF text extraction on lopdf.
+//!
+//! lopdf parses the file (and decrypts it when the empty user password opens it); the
+//! text comes from our own walk over each page's content streams ([`content`]): fonts are
+//! decoded through their ToUnicode maps and encodings ([`font`], [`cmap`]), glyphs are
+//! placed with the text and graphics matrices, and [`layout`] rebuilds lines and
+//! paragraphs from those positions. Pages are joined by a blank line; the document keeps
+//! each page's byte range so chunks know their pages.
+
+mod cmap;
+mod content;
+mod font;
+mod layout;
+mod tables;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use docraft_core::{DocFormat, Document, Span};
+use lopdf::{Dictionary, Object};
+
+use crate::error::{Error, sniff};
+
+use content::{Interpreter, MAX_CONTENT, Matrix, Resources};
+
+/// Separator between pages in [`Document::text`].
+pub const PAGE_SEPARATOR: &str = "\n\n";
+
+/// Loads a PDF from its bytes. `path` names it in errors and in the document.
+///
+/// # Errors
+/// [`Error::Empty`], [`Error::NotPdf`], [`Error::Encrypted`] (a password is needed),
+/// [`Error::Damaged`] (the file cannot be parsed), [`Error::NoText`] (no page has a text
+/// layer). Pages without text in an otherwise readable file become warnings.
+pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
+    if bytes.is_empty() {
+        return Err(Error::Empty { path: path.to_path_buf() });
+    }
+    let head = bytes.get(..bytes.len().min(1024)).unwrap_or_default();
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        return Err(Error::NotPdf { path: path.to_path_buf(), looks_like: sniff(bytes).to_string() });
+    }
+    // lopdf is lenient and well fuzzed, but a damaged file must never take the run down.
+    let loaded = std::panic::catch_unwind(|| lopdf::Document::load_mem(bytes));
+    let pdf = match loaded {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(lopdf::Error::InvalidPassword)) => return Err(Error::Encrypted { path: path.to_path_buf() }),
+        Ok(Err(e)) => {
+            return Err(Error::Damaged { path: path.to_path_buf(), reason: describe_lopdf_error(&e, bytes) });
+        }
+        Err(_) => {
+            return Err(Error::Damaged { path: path.to_path_buf(), reason: "the PDF parser failed on it".into() });
+        }
+    };
+    let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(&pdf)));
+    let pages = match extracted {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(Error::Damaged {
+                path: path.to_path_buf(),
+                reason: "text extraction failed on its content streams".into(),
+            });
+        }
+    };
+    if pages.is_empty() {
+        return Err(Error::Damaged { path: path.to_path_buf(), reason: "it has no pages".into() });
+    }
+
+    let mut text = String::new();
+    let mut spans = Vec::with_capacity(pages.len());
+    let mut warnings = Vec::new();
+    let mut image_only = Vec::new();
+    for (i, p) in pages.iter().enumerate() {
+        if i > 0 {
+            text.push_str(PAGE_SEPARATOR);
+        }
+        let start = text.len();
+        text.push_str(&p.text);
+        spans.push(Span::new(start, text.len()));
+        if p.text.is_empty() && p.images > 0 {
+            image_only.push(i + 1);
+        }
+        if p.unmapped > 0 {
+            warnings.push(format!(
+                "page {}: {} glyphs have no Unicode mapping in their font and were dropped",
+                i + 1,
+                p.unmapped
+            ));
+        }
+    }
+    if pages.iter().all(|p| p.text.is_empty()) {
+        return Err(Error::NoText {
+            path: path.to_path_buf(),
+            pages: pages.len(),
+            images: pages.iter().any(|p| p.images > 0),
+        });
+    }
+    if !image_only.is_empty() {
+        warnings.insert(
+            0,
+            format!(
+                "{} page(s) have images but no text layer (scanned?), no text taken from them: {}",
+                image_only.len(),
+                list_pages(&image_only)
+            ),
+        );
+    }
+    let mut doc = Document::new(path.to_string_lossy(), DocFormat::Pdf, bytes, text);
+    doc.pages = spans;
+    doc.warnings = warnings;
+    info_metadata(&pdf, &mut doc);
+    Ok(doc)
+}
+
+fn list_pages(pages: &[usize]) -> String {
+    let shown: Vec<String> = pages.iter().take(20).map(ToString::to_string).collect();
+    let more = if pages.len() > 20 { format!(" and {} more", pages.len() - 20) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
+}
+
+fn describe_lopdf_error(e: &lopdf::Error, bytes: &[u8]) -> String {
+    let tail = bytes.get(bytes.len().saturating_sub(1024)..).unwrap_or_default();
+    let truncated = !tail.windows(5).any(|w| w == b"%%EOF");
+    let base = match e {
+        lopdf::Error::Decryption(d) => format!("cannot decrypt it ({d})"),
+        other => other.to_string(),
+    };
+    if truncated { format!("{base} (the file looks truncated: no %%EOF at its end)") } else { base }
+}
+
+/// Text and counts of one page.
+struct PageOut {
+    text: String,
+    images: usize,
+    unmapped: usize,
+}
+
+fn extract(pdf: &lopdf::Document) -> Vec<PageOut> {
+    let mut fonts = HashMap::<lopdf::ObjectId, Rc<font::Font>>::new();
+    let mut out = Vec::new();
+    for (_, page_id) in pdf.get_pages() {
+        let content = pdf.get_page_content_with_limit(page_id, MAX_CONTENT).unwrap_or_default();
+        let mut res: Resources<'_> = Vec::new();
+        if let Ok((own, inherited)) = pdf.get_page_resources(page_id) {
+            res.extend(own);
+            res.extend(inherited.iter().filter_map(|id| pdf.get_dictionary(*id).ok()));
+        }
+        let mut interp = Interpreter::new(pdf, &mut fonts);
+        interp.run(&content, &res, Matrix::IDENTITY);
+        let glyphs = interp.finish();
+        out.push(PageOut { text: layout::page_text(&glyphs), images: glyphs.images, unmapped: glyphs.unmapped });
+    }
+    out
+}
+
+/// Decodes a PDF text string (UTF-16BE with BOM, UTF-8 with BOM, or PDFDocEncoding).
+fn text_string(bytes: &[u8]) -> String {
+    if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> =
+            rest.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect();
+        return String::from_utf16_lossy(&units);
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        return String::from_utf8_lossy(rest).into_owned();
+    }
+    bytes
+        .iter()
+        .filter_map(|&b| {
+            let unit = tables::PDF_DOC_ENCODING.get(usize::from(b)).copied().filter(|&u| u != 0)?;
+            char::decode_utf16([unit]).next()?.ok()
+        })
+        .collect()
+}
+
+fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
+    let info: Option<&Dictionary> = pdf
+        .trailer
+        .get(b"Info")
+        .ok()
+        .and_then(|o| pdf.dereference(o).ok())
+        .and_then(|(_, o)| o.as_dict().ok());
+    let Some(info) = info else { return };
+    for (key, field) in [
+        (&b"Title"[..], "title"),
+        (b"Author", "author"),
+        (b"Subject", "subject"),
+        (b"Keywords", "keywords"),
+        (b"Creator", "creator"),
+        (b"Producer", "producer"),
+    ] {
+        let value = info.get(key).ok().and_then(|o| pdf.dereference(o).ok()).and_then(|(_, o)| match o {
+            Object::String(s, _) => Some(text_string(s)),
+            _ => None,
+        });
+        let Some(value) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else { continue };
+        if field == "title" {
+            doc.metadata.title = Some(value);
+        } else {
+            doc.metadata.fields.insert(field.to_string(), serde_json::Value::String(value));
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The ingest run: files -> documents -> chunks -> `chunks.jsonl`, in parallel, resumable,
+//! with a per-file report.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use docraft_core::jsonl::{JsonlReader, JsonlWriter};
+use docraft_core::{Chunk, ChunkId, DocId, Document};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{ChunkSettings, Chunker, TextChunker};
+use crate::error::Error;
+use crate::load::{AutoLoader, Loader};
+use crate::walk::{FileFilter, discover};
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    /// Ingested: its chunks are in the output.
+    Ok,
+    /// Could not be ingested; `reason` says why.
+    Failed,
+    /// Not ingested this time: already in the output, or a duplicate of another file.
+    Skipped,
+}
+
+/// One file's line in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileReport {
+    /// The file.
+    pub path: String,
+    /// What happened.
+    pub status: FileStatus,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Short cause name for failures (see [`Error::kind`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Pages (PDF only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<usize>,
+    /// Chunks the document has.
+    pub chunks: usize,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Bytes of extracted text.
+    pub text_bytes: usize,
+    /// Document id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_id: Option<String>,
+    /// Warnings (pages without text layer, unmapped glyphs, bad front matter).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl FileReport {
+    fn new(path: &Path, status: FileStatus) -> Self {
+        Self {
+            path: path.to_string_lossy().into_owned(),
+            status,
+            reason: None,
+            kind: None,
+            pages: None,
+            chunks: 0,
+            bytes: 0,
+            text_bytes: 0,
+            doc_id: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn failed(path: &Path, err: &Error) -> Self {
+        let mut r = Self::new(path, FileStatus::Failed);
+        r.reason = Some(err.to_string());
+        r.kind = Some(err.kind().to_string());
+        r
+    }
+}
+
+/// Sums over the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// Files considered.
+    pub files: usize,
+    /// Files ingested.
+    pub ok: usize,
+    /// Files that failed.
+    pub failed: usize,
+    /// Files skipped (already done, duplicates).
+    pub skipped: usize,
+    /// PDF pages read.
+    pub pages: usize,
+    /// Chunks of the ingested files.
+    pub chunks: usize,
+    /// Chunks appended to the output by this run.
+    pub chunks_written: usize,
+    /// Bytes of the files read.
+    pub bytes: u64,
+    /// Bytes of text extracted.
+    pub text_bytes: usize,
+    /// Wall time of the run.
+    pub seconds: f64,
+    /// Input megabytes (10^6 bytes) per second of wall time.
+    pub mb_per_s: f64,
+    /// PDF pages per second of wall time.
+    pub pages_per_s: f64,
+}
+
+/// The report of a run: `{"files": [...], "totals": {...}}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// One entry per file, in path order.
+    pub files: Vec<FileReport>,
+    /// Sums.
+    pub totals: Totals,
+    /// An incomplete last line found in the output (a killed earlier run) and cut off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
+}
+
+/// Told about progress; the CLI draws a bar with it. One required method.
+pub trait Progress: Sync {
+    /// A file is finished (ingested, failed or skipped).
+    fn file_done(&self, report: &FileReport);
+    /// The run is about to process `files` files.
+    fn start(&self, files: usize) {
+        let _ = files;
+    }
+}
+
+impl Progress for () {
+    fn file_done(&self, _: &FileReport) {}
+}
+
+/// What an earlier run left in the output.
+#[derive(Default)]
+struct Existing {
+    chunk_ids: HashSet<ChunkId>,
+    /// doc -> (chunks present, chunk_count)
+    docs: HashMap<DocId, (usize, usize)>,
+}
+
+impl Existing {
+    fn read(path: &Path) -> Result<Self, Error> {
+        let mut out = Self::default();
+        if !path.exists() {
+            return Ok(out);
+        }
+        let mut reader = JsonlReader::<Chunk>::open(path)?;
+        for c in reader.by_ref() {
+            let c = c?;
+            if out.chunk_ids.insert(c.id.clone()) {
+                let e = out.docs.entry(c.doc_id.clone()).or_insert((0, c.chunk_count));
+                e.0 += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn complete(&self, doc: &DocId) -> bool {
+        self.docs.get(doc).is_some_and(|(have, want)| have >= want)
+    }
+}
+
+/// Ingests files into a chunks JSONL file.
+///
+/// ```no_run
+/// # fn main() -> Result<(), docraft_ingest::Error> {
+/// use docraft_ingest::{ChunkSettings, Ingest};
+/// let settings = ChunkSettings::new(500..=1000)?.with_overlap(100)?;
+/// let report = Ingest::new(settings).run(&["docs/".into()], "chunks.jsonl".as_ref(), &())?;
+/// println!("{} files, {} chunks", report.totals.ok, report.totals.chunks);
+/// # Ok(()) }
+/// ```
+pub struct Ingest<L = AutoLoader, C = TextChunker> {
+    loader: L,
+    chunker: C,
+    filter: FileFilter,
+}
+
+impl Ingest {
+    /// An ingest run with the built-in loader and a [`TextChunker`] with `settings`.
+    #[must_use]
+    pub fn new(settings: ChunkSettings) -> Self {
+        Self { loader: AutoLoader, chunker: TextChunker::new(settings), filter: FileFilter::default() }
+    }
+}
+
+impl<L: Loader, C: Chunker> Ingest<L, C> {
+    /// Only files that `filter` accepts are taken from directories.
+    #[must_use]
+    pub fn with_filter(mut self, filter: FileFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Uses another chunker.
+    #[must_use]
+    pub fn with_chunker<C2: Chunker>(self, chunker: C2) -> Ingest<L, C2> {
+        Ingest { loader: self.loader, chunker, filter: self.filter }
+    }
+
+    /// Uses another loader.
+    #[must_use]
+    pub fn with_loader<L2: Loader>(self, loader: L2) -> Ingest<L2, C> {
+        Ingest { loader, chunker: self.chunker, filter: self.filter }
+    }
+
+    /// Loads and chunks one file.
+    ///
+    /// # Errors
+    /// The file's [`Error`].
+    pub fn process(&self, path: &Path) -> Result<(Document, Vec<Chunk>), Error> {
+        let doc = self.loader.load_path(path)?;
+        let chunks = self.chunker.chunk(&doc)?;
+        Ok((doc, chunks))
+    }
+
+    /// Ingests `inputs` (files and directories) into `output`, appending.
+    ///
+    /// Files are read in parallel; chunks are written in path order, one write per document,
+    /// so the output is the same whatever the thread count. A file that fails is reported and
+    /// the run goes on. Documents already complete in `output` (same content) are skipped, a
+    /// document a killed run left half-written gets only its missing chunks, and files with
+    /// identical content are ingested once.
+    ///
+    /// # Errors
+    /// Only for problems with the run itself: an input path that does not exist, an output
+    /// that cannot be read or written.
+    pub fn run(&self, inputs: &[PathBuf], output: &Path, progress: &dyn Progress) -> Result<Report, Error> {
+        let t0 = Instant::now();
+        let files = discover(inputs, &self.filter)?;
+        let existing = Existing::read(output)?;
+        let (mut writer, torn) = JsonlWriter::<Chunk>::append(output)?;
+        let mut report = Report { repaired: torn.map(|t| t.to_string()), ..Report::default() };
+        progress.start(files.len());
+
+        // Hash every file first (in parallel), so duplicates resolve in path order.
+        let hashed: Vec<Result<(DocId, u64), Error>> = files
+            .par_iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+                Ok((DocId::from_content(&bytes), bytes.len() as u64))
+            })
+            .collect();
+
+        let mut slots: Vec<Option<FileReport>> = vec![None; files.len()];
+        let mut todo: Vec<usize> = Vec::new();
+        let mut first_seen: HashMap<DocId, usize> = HashMap::new();
+        for (i, (path, h)) in files.iter().zip(&hashed).enumerate() {
+            match h {
+                Err(e) => slots[i] = Some(FileReport::failed(path, e)),
+                Ok((id, bytes)) => {
+                    if let Some(&j) = first_seen.get(id) {
+                        let mut r = FileReport::new(path, FileStatus::Skipped);
+                        r.reason = Some(format!("same content as {}", files[j].display()));
+                        r.doc_id = Some(id.to_string());
+                        r.bytes = *bytes;
+                        slots[i] = Some(r);
+                        continue;
+                    }
+                    first_seen.insert(id.clone(), i);
+                    if existing.complete(id) {
+                        let mut r = FileReport::new(path, FileStatus::Skipped);
+                        r.reason = Some(format!("already in {}", output.display()));
+                        r.doc_id = Some(id.to_string());
+                        r.bytes = *bytes;
+                        slots[i] = Some(r);
+                        continue;
+                    }
+                    todo.push(i);
+                }
+            }
+        }
+        for r in slots.iter().flatten() {
+            progress.file_done(r);
+        }
+
+        // Process in ordered batches: parallel inside a batch, written in path order.
+        let batch = (rayon::current_num_threads() * 4).max(8);
+        for part in todo.chunks(batch) {
+            let results: Vec<(usize, Result<(Document, Vec<Chunk>), Error>)> =
+                part.par_iter().map(|&i| (i, self.process(&files[i]))).collect();
+            for (i, res) in results {
+                let path = &files[i];
+                let r = match res {
+                    Err(e) => FileReport::failed(path, &e),
+                    Ok((doc, chunks)) => {
+                        let fresh: Vec<&Chunk> =
+                            chunks.iter().filter(|c| !existing.chunk_ids.contains(&c.id)).collect();
+                        writer.write_all(fresh.iter().copied())?;
+                        report.totals.chunks_written += fresh.len();
+                        let mut r = FileReport::new(path, FileStatus::Ok);
+                        r.pages = (!doc.pages.is_empty()).then_some(doc.pages.len());
+                        r.chunks = chunks.len();
+                        r.bytes = hashed[i].as_ref().map(|h| h.1).unwrap_or(0);
+                        r.text_bytes = doc.text.len();
+                        r.doc_id = Some(doc.id.to_string());
+                        r.warnings = doc.warnings;
+                        r
+                    }
+                };
+                progress.file_done(&r);
+                slots[i] = Some(r);
+            }
+        }
+        writer.sync()?;
+
+        report.files = slots.into_iter().flatten().collect();
+        let t = &mut report.totals;
+        t.files = report.files.len();
+        for f in &report.files {
+            match f.status {
+                FileStatus::Ok => {
+                    t.ok += 1;
+                    t.pages += f.pages.unwrap_or(0);
+                    t.chunks += f.chunks;
+                    t.bytes += f.bytes;
+                    t.text_bytes += f.text_bytes;
+                }
+                FileStatus::Failed => t.failed += 1,
+                FileStatus::Skipped => t.skipped += 1,
+            }
+        }
+        t.seconds = t0.elapsed().as_secs_f64();
+        if t.seconds > 0.0 {
+            t.mb_per_s = t.bytes as f64 / 1e6 / t.seconds;
+            t.pages_per_s = t.pages as f64 / t.seconds;
+        }
+        Ok(report)
+    }
+}
