@@ -100,10 +100,7 @@ impl Renderer {
     fn newline(&mut self) {
         let p = self.prefix_str();
         self.out.push('\n');
-        self.out.push_str(p.trim_end());
-        if !p.trim_end().is_empty() {
-            self.out.push(' ');
-        }
+        self.out.push_str(&p);
     }
 
     /// Starts a new block: a blank line after whatever came before.

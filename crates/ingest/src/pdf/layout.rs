@@ -8,6 +8,11 @@ use super::content::{Glyph, PageGlyphs};
 
 /// A gap wider than this fraction of the font size between two glyphs is a word break.
 const WORD_GAP: f32 = 0.15;
+/// A gap wider than this (in font sizes) separates table columns: written as a tab.
+const COLUMN_GAP: f32 = 2.0;
+/// How many recent lines a line drawn later may join when it continues one of them to the
+/// right on the same baseline (table cells drawn one after another).
+const ROW_WINDOW: usize = 8;
 
 #[derive(Debug)]
 struct Line {
@@ -125,8 +130,12 @@ impl LineBuilder {
             return; // overprint
         }
         let gap = g.u0 - line.u1;
-        if !line.text.is_empty() && (self.pending_space || gap > WORD_GAP * size) && !line.text.ends_with(' ') {
-            line.text.push(' ');
+        if !line.text.is_empty() && !line.text.ends_with([' ', '\t']) {
+            if gap > COLUMN_GAP * size {
+                line.text.push('\t');
+            } else if self.pending_space || gap > WORD_GAP * size {
+                line.text.push(' ');
+            }
         }
         self.pending_space = false;
         match mark {
@@ -197,12 +206,31 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
         b.push(page, a, a_text, None);
     }
     b.end_line();
-    let mut out = b.out;
-    for l in &mut out {
+    let mut out: Vec<Line> = Vec::with_capacity(b.out.len());
+    for mut l in b.out {
         let t = l.text.trim_end();
         l.text.truncate(t.len());
+        if l.text.is_empty() {
+            continue;
+        }
+        // A table cell drawn after the cells below its row-mates joins their row.
+        let start = out.len().saturating_sub(ROW_WINDOW);
+        let row = out.get_mut(start..).and_then(|recent| {
+            recent.iter_mut().rev().find(|m| {
+                let size = m.size.max(l.size);
+                m.dir == l.dir && (m.v - l.v).abs() < 0.3 * size && l.u0 >= m.u1 - 0.2 * size
+            })
+        });
+        match row {
+            Some(m) => {
+                let sep = if l.u0 - m.u1 > COLUMN_GAP * m.size.max(l.size) { '\t' } else { ' ' };
+                m.text.push(sep);
+                m.text.push_str(&l.text);
+                m.u1 = m.u1.max(l.u1);
+            }
+            None => out.push(l),
+        }
     }
-    out.retain(|l| !l.text.is_empty());
     out
 }
 

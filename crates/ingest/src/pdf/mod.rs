@@ -53,6 +53,10 @@ pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
             return Err(Error::Damaged { path: path.to_path_buf(), reason: "the PDF parser failed on it".into() });
         }
     };
+    // lopdf loads a file it cannot decrypt without complaint; nothing in it is readable.
+    if pdf.trailer.has(b"Encrypt") && pdf.encryption_state.is_none() {
+        return Err(Error::Encrypted { path: path.to_path_buf() });
+    }
     let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(&pdf)));
     let pages = match extracted {
         Ok(p) => p,

