@@ -110,7 +110,13 @@ impl<T: Serialize> JsonlWriter<T> {
     }
 
     fn from_file(file: File, path: &Path) -> Self {
-        Self { file, path: path.to_path_buf(), records: 0, buf: Vec::new(), _record: PhantomData }
+        Self {
+            file,
+            path: path.to_path_buf(),
+            records: 0,
+            buf: Vec::new(),
+            _record: PhantomData,
+        }
     }
 
     /// Appends one record and flushes it to the operating system.
@@ -134,15 +140,19 @@ impl<T: Serialize> JsonlWriter<T> {
         self.buf.clear();
         let mut n = 0;
         for r in records {
-            serde_json::to_writer(&mut self.buf, r)
-                .map_err(|e| Error::Serialize { path: self.path.clone(), source: e })?;
+            serde_json::to_writer(&mut self.buf, r).map_err(|e| Error::Serialize {
+                path: self.path.clone(),
+                source: e,
+            })?;
             self.buf.push(b'\n');
             n += 1;
         }
         if n == 0 {
             return Ok(());
         }
-        self.file.write_all(&self.buf).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))?;
         self.records += n;
         Ok(())
@@ -218,17 +228,26 @@ fn repair_tail(file: &mut File, path: &Path) -> Result<Option<TornLine>> {
     }
     let saved = path.with_file_name(format!(
         "{}.torn",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     let mut keep = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&saved)
         .map_err(|e| Error::io(&saved, e))?;
-    keep.write_all(&tail).and_then(|()| keep.write_all(b"\n")).map_err(|e| Error::io(&saved, e))?;
+    keep.write_all(&tail)
+        .and_then(|()| keep.write_all(b"\n"))
+        .map_err(|e| Error::io(&saved, e))?;
     file.set_len(tail_start).map_err(io)?;
     let line = count_lines(file, tail_start).map_err(io)? + 1;
-    Ok(Some(TornLine { path: path.to_path_buf(), line, bytes: tail.len(), saved_to: Some(saved) }))
+    Ok(Some(TornLine {
+        path: path.to_path_buf(),
+        line,
+        bytes: tail.len(),
+        saved_to: Some(saved),
+    }))
 }
 
 fn count_lines(file: &mut File, upto: u64) -> std::io::Result<usize> {
@@ -315,7 +334,10 @@ impl<T: DeserializeOwned> Iterator for JsonlReader<T> {
             }
             match serde_json::from_slice::<T>(&self.buf) {
                 Ok(r) => return Some(Ok(r)),
-                Err(e) if complete || serde_json::from_slice::<serde_json::Value>(&self.buf).is_ok() => {
+                Err(e)
+                    if complete
+                        || serde_json::from_slice::<serde_json::Value>(&self.buf).is_ok() =>
+                {
                     return Some(Err(Error::Record {
                         path: self.path.clone(),
                         line: self.line,
@@ -360,7 +382,11 @@ pub struct Scan<K> {
 
 impl<K> Default for Scan<K> {
     fn default() -> Self {
-        Self { keys: HashSet::new(), records: 0, torn: None }
+        Self {
+            keys: HashSet::new(),
+            records: 0,
+            torn: None,
+        }
     }
 }
 
@@ -415,7 +441,10 @@ mod tests {
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2], json!({"id":3}));
         // Nothing is lost: the torn bytes are kept beside the file.
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.jsonl.torn"))?, "{\"id\":3,\"te\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.jsonl.torn"))?,
+            "{\"id\":3,\"te\n"
+        );
         Ok(())
     }
 
@@ -430,7 +459,10 @@ mod tests {
         let (mut w, torn) = JsonlWriter::<Value>::append(&path)?;
         assert!(torn.is_none());
         w.write(&json!({"id":3}))?;
-        assert_eq!(std::fs::read_to_string(&path)?, "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path)?,
+            "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n"
+        );
         Ok(())
     }
 

@@ -44,3 +44,8 @@ pub use error::Error;
 pub use load::{AutoLoader, Loader, format_of, guess_language};
 pub use pipeline::{FileReport, FileStatus, Ingest, Progress, Report, Totals};
 pub use walk::{FileFilter, discover};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -20,7 +20,10 @@ pub trait Loader: Send + Sync {
     /// # Errors
     /// [`Error::Io`] if it cannot be read, else as [`Loader::load`].
     fn load_path(&self, path: &Path) -> Result<Document, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         self.load(path, &bytes)
     }
 }
@@ -48,7 +51,11 @@ impl Loader for AutoLoader {
         let format = match format_of(path) {
             Some(f) => f,
             None if bytes.starts_with(b"%PDF-") => DocFormat::Pdf,
-            None => return Err(Error::Unsupported { path: path.to_path_buf() }),
+            None => {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                });
+            }
         };
         let mut doc = match format {
             DocFormat::Markdown => markdown::load_markdown(path, bytes)?,
@@ -121,7 +128,8 @@ mod tests {
     #[test]
     fn languages() {
         let es = "El sistema guarda los documentos de la empresa en su propia máquina y nunca los envía fuera.";
-        let en = "The system keeps the company's documents on its own machine and never sends them out.";
+        let en =
+            "The system keeps the company's documents on its own machine and never sends them out.";
         assert_eq!(guess_language(es).as_deref(), Some("es"));
         assert_eq!(guess_language(en).as_deref(), Some("en"));
         assert_eq!(guess_language("hola"), None);
@@ -129,9 +137,13 @@ mod tests {
 
     #[test]
     fn unknown_extension_is_unsupported_unless_pdf_bytes() {
-        let err = AutoLoader.load(Path::new("x.docx"), b"PK\x03\x04").unwrap_err();
+        let err = AutoLoader
+            .load(Path::new("x.docx"), b"PK\x03\x04")
+            .unwrap_err();
         assert_eq!(err.kind(), "unsupported");
-        let err = AutoLoader.load(Path::new("x.bin"), b"%PDF-1.4 garbage").unwrap_err();
+        let err = AutoLoader
+            .load(Path::new("x.bin"), b"%PDF-1.4 garbage")
+            .unwrap_err();
         assert_eq!(err.kind(), "damaged");
     }
 }

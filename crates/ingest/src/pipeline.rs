@@ -2,7 +2,7 @@
 //! with a per-file report.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use docraft_core::jsonl::{JsonlReader, JsonlWriter};
@@ -154,7 +154,10 @@ impl Existing {
         for c in reader.by_ref() {
             let c = c?;
             if out.chunk_ids.insert(c.id.clone()) {
-                let e = out.docs.entry(c.doc_id.clone()).or_insert((0, c.chunk_count));
+                let e = out
+                    .docs
+                    .entry(c.doc_id.clone())
+                    .or_insert((0, c.chunk_count));
                 e.0 += 1;
             }
         }
@@ -166,13 +169,16 @@ impl Existing {
     }
 }
 
+/// A loaded, chunked document, or why not.
+type Processed = Result<(Document, Vec<Chunk>), Error>;
+
 /// Ingests files into a chunks JSONL file.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), docraft_ingest::Error> {
 /// use docraft_ingest::{ChunkSettings, Ingest};
 /// let settings = ChunkSettings::new(500..=1000)?.with_overlap(100)?;
-/// let report = Ingest::new(settings).run(&["docs/".into()], "chunks.jsonl".as_ref(), &())?;
+/// let report = Ingest::new(settings).run(&["docs/"], "chunks.jsonl".as_ref(), &())?;
 /// println!("{} files, {} chunks", report.totals.ok, report.totals.chunks);
 /// # Ok(()) }
 /// ```
@@ -186,7 +192,11 @@ impl Ingest {
     /// An ingest run with the built-in loader and a [`TextChunker`] with `settings`.
     #[must_use]
     pub fn new(settings: ChunkSettings) -> Self {
-        Self { loader: AutoLoader, chunker: TextChunker::new(settings), filter: FileFilter::default() }
+        Self {
+            loader: AutoLoader,
+            chunker: TextChunker::new(settings),
+            filter: FileFilter::default(),
+        }
     }
 }
 
@@ -201,13 +211,21 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
     /// Uses another chunker.
     #[must_use]
     pub fn with_chunker<C2: Chunker>(self, chunker: C2) -> Ingest<L, C2> {
-        Ingest { loader: self.loader, chunker, filter: self.filter }
+        Ingest {
+            loader: self.loader,
+            chunker,
+            filter: self.filter,
+        }
     }
 
     /// Uses another loader.
     #[must_use]
     pub fn with_loader<L2: Loader>(self, loader: L2) -> Ingest<L2, C> {
-        Ingest { loader, chunker: self.chunker, filter: self.filter }
+        Ingest {
+            loader,
+            chunker: self.chunker,
+            filter: self.filter,
+        }
     }
 
     /// Loads and chunks one file.
@@ -231,19 +249,30 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
     /// # Errors
     /// Only for problems with the run itself: an input path that does not exist, an output
     /// that cannot be read or written.
-    pub fn run(&self, inputs: &[PathBuf], output: &Path, progress: &dyn Progress) -> Result<Report, Error> {
+    pub fn run<P: AsRef<Path>>(
+        &self,
+        inputs: &[P],
+        output: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Report, Error> {
         let t0 = Instant::now();
         let files = discover(inputs, &self.filter)?;
         let existing = Existing::read(output)?;
         let (mut writer, torn) = JsonlWriter::<Chunk>::append(output)?;
-        let mut report = Report { repaired: torn.map(|t| t.to_string()), ..Report::default() };
+        let mut report = Report {
+            repaired: torn.map(|t| t.to_string()),
+            ..Report::default()
+        };
         progress.start(files.len());
 
         // Hash every file first (in parallel), so duplicates resolve in path order.
         let hashed: Vec<Result<(DocId, u64), Error>> = files
             .par_iter()
             .map(|p| {
-                let bytes = std::fs::read(p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+                let bytes = std::fs::read(p).map_err(|e| Error::Io {
+                    path: p.clone(),
+                    source: e,
+                })?;
                 Ok((DocId::from_content(&bytes), bytes.len() as u64))
             })
             .collect();
@@ -283,15 +312,19 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
         // Process in ordered batches: parallel inside a batch, written in path order.
         let batch = (rayon::current_num_threads() * 4).max(8);
         for part in todo.chunks(batch) {
-            let results: Vec<(usize, Result<(Document, Vec<Chunk>), Error>)> =
-                part.par_iter().map(|&i| (i, self.process(&files[i]))).collect();
+            let results: Vec<(usize, Processed)> = part
+                .par_iter()
+                .map(|&i| (i, self.process(&files[i])))
+                .collect();
             for (i, res) in results {
                 let path = &files[i];
                 let r = match res {
                     Err(e) => FileReport::failed(path, &e),
                     Ok((doc, chunks)) => {
-                        let fresh: Vec<&Chunk> =
-                            chunks.iter().filter(|c| !existing.chunk_ids.contains(&c.id)).collect();
+                        let fresh: Vec<&Chunk> = chunks
+                            .iter()
+                            .filter(|c| !existing.chunk_ids.contains(&c.id))
+                            .collect();
                         writer.write_all(fresh.iter().copied())?;
                         report.totals.chunks_written += fresh.len();
                         let mut r = FileReport::new(path, FileStatus::Ok);

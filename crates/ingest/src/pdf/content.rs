@@ -25,12 +25,26 @@ pub(crate) struct Matrix {
 }
 
 impl Matrix {
-    pub(crate) const IDENTITY: Self = Self { a: 1.0, b: 0.0, c: 0.0, d: 1.0, e: 0.0, f: 0.0 };
+    pub(crate) const IDENTITY: Self = Self {
+        a: 1.0,
+        b: 0.0,
+        c: 0.0,
+        d: 1.0,
+        e: 0.0,
+        f: 0.0,
+    };
 
     fn from_operands(ops: &[Object]) -> Option<Self> {
         let v: Vec<f32> = ops.iter().filter_map(num).collect();
         match v.as_slice() {
-            [a, b, c, d, e, f] => Some(Self { a: *a, b: *b, c: *c, d: *d, e: *e, f: *f }),
+            [a, b, c, d, e, f] => Some(Self {
+                a: *a,
+                b: *b,
+                c: *c,
+                d: *d,
+                e: *e,
+                f: *f,
+            }),
             _ => None,
         }
     }
@@ -48,11 +62,18 @@ impl Matrix {
     }
 
     fn translate(tx: f32, ty: f32) -> Self {
-        Self { e: tx, f: ty, ..Self::IDENTITY }
+        Self {
+            e: tx,
+            f: ty,
+            ..Self::IDENTITY
+        }
     }
 
     fn apply(&self, x: f32, y: f32) -> (f32, f32) {
-        (x * self.a + y * self.c + self.e, x * self.b + y * self.d + self.f)
+        (
+            x * self.a + y * self.c + self.e,
+            x * self.b + y * self.d + self.f,
+        )
     }
 }
 
@@ -121,7 +142,12 @@ impl Default for State {
 /// Resource dictionaries in lookup order (innermost first).
 pub(crate) type Resources<'a> = Vec<&'a Dictionary>;
 
-fn lookup<'a>(doc: &'a Document, res: &Resources<'a>, category: &[u8], key: &[u8]) -> Option<&'a Object> {
+fn lookup<'a>(
+    doc: &'a Document,
+    res: &Resources<'a>,
+    category: &[u8],
+    key: &[u8],
+) -> Option<&'a Object> {
     res.iter().find_map(|d| {
         let cat = d.get(category).ok()?;
         let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
@@ -142,7 +168,13 @@ pub(crate) struct Interpreter<'a> {
 
 impl<'a> Interpreter<'a> {
     pub(crate) fn new(doc: &'a Document, fonts: &'a mut HashMap<ObjectId, Rc<Font>>) -> Self {
-        Self { doc, fonts, inline_fonts: HashMap::new(), out: PageGlyphs::default(), forms_seen: Vec::new() }
+        Self {
+            doc,
+            fonts,
+            inline_fonts: HashMap::new(),
+            out: PageGlyphs::default(),
+            forms_seen: Vec::new(),
+        }
     }
 
     pub(crate) fn finish(self) -> PageGlyphs {
@@ -181,7 +213,10 @@ impl<'a> Interpreter<'a> {
 
     /// Runs one content stream with `res` and starting matrix `ctm`.
     pub(crate) fn run(&mut self, content: &[u8], res: &Resources<'a>, ctm: Matrix) {
-        let mut gs = State { ctm, ..State::default() };
+        let mut gs = State {
+            ctm,
+            ..State::default()
+        };
         let mut stack: Vec<State> = Vec::new();
         let mut tm = Matrix::IDENTITY;
         let mut tlm = Matrix::IDENTITY;
@@ -289,14 +324,25 @@ impl<'a> Interpreter<'a> {
             let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
             cat.get(name).ok()?.as_reference().ok()
         });
-        let Some(Object::Stream(stream)) = lookup(doc, res, b"XObject", name) else { return };
-        match stream.dict.get(b"Subtype").ok().and_then(|o| o.as_name().ok()) {
+        let Some(Object::Stream(stream)) = lookup(doc, res, b"XObject", name) else {
+            return;
+        };
+        match stream
+            .dict
+            .get(b"Subtype")
+            .ok()
+            .and_then(|o| o.as_name().ok())
+        {
             Some(b"Image") => self.out.images += 1,
             Some(b"Form") => {
-                if self.forms_seen.len() >= MAX_FORM_DEPTH || id.is_some_and(|id| self.forms_seen.contains(&id)) {
+                if self.forms_seen.len() >= MAX_FORM_DEPTH
+                    || id.is_some_and(|id| self.forms_seen.contains(&id))
+                {
                     return;
                 }
-                let Ok(content) = stream.get_plain_content_with_limit(MAX_CONTENT) else { return };
+                let Ok(content) = stream.get_plain_content_with_limit(MAX_CONTENT) else {
+                    return;
+                };
                 let matrix = stream
                     .dict
                     .get(b"Matrix")
@@ -332,9 +378,17 @@ impl<'a> Interpreter<'a> {
             let m = tm.then(&gs.ctm);
             let glyph_w = g.advance * size * th;
             let (x0, y0) = m.apply(0.0, gs.rise);
-            let (x1, y1) = if font.vertical { m.apply(0.0, gs.rise - size) } else { m.apply(glyph_w, gs.rise) };
+            let (x1, y1) = if font.vertical {
+                m.apply(0.0, gs.rise - size)
+            } else {
+                m.apply(glyph_w, gs.rise)
+            };
             let height = (size * font.height_scale * m.c.hypot(m.d)).abs();
-            let (dx, dy) = if (x1 - x0).abs() + (y1 - y0).abs() > 1e-4 { (x1 - x0, y1 - y0) } else { (m.a, m.b) };
+            let (dx, dy) = if (x1 - x0).abs() + (y1 - y0).abs() > 1e-4 {
+                (x1 - x0, y1 - y0)
+            } else {
+                (m.a, m.b)
+            };
             let dir = if dx.abs() >= dy.abs() {
                 if dx >= 0.0 { 0 } else { 2 }
             } else if dy > 0.0 {
@@ -357,10 +411,23 @@ impl<'a> Interpreter<'a> {
                 let start = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
                 out.text.push_str(g.text);
                 let end = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
-                out.glyphs.push(Glyph { start, end, u0, u1: u1.max(u0), v, size: height.max(0.1), dir });
+                out.glyphs.push(Glyph {
+                    start,
+                    end,
+                    u0,
+                    u1: u1.max(u0),
+                    v,
+                    size: height.max(0.1),
+                    dir,
+                });
             }
             // Advance the text matrix.
-            let spacing = gs.char_spacing + if g.is_space_code { gs.word_spacing } else { 0.0 };
+            let spacing = gs.char_spacing
+                + if g.is_space_code {
+                    gs.word_spacing
+                } else {
+                    0.0
+                };
             if font.vertical {
                 *tm = Matrix::translate(0.0, -(size + spacing)).then(tm);
             } else {
@@ -377,7 +444,12 @@ mod tests {
     #[test]
     fn matrix_order_matches_spec() {
         // Scale by 2 then translate by (10, 0): a point (1, 1) goes to (12, 2).
-        let m = Matrix { a: 2.0, d: 2.0, ..Matrix::IDENTITY }.then(&Matrix::translate(10.0, 0.0));
+        let m = Matrix {
+            a: 2.0,
+            d: 2.0,
+            ..Matrix::IDENTITY
+        }
+        .then(&Matrix::translate(10.0, 0.0));
         assert_eq!(m.apply(1.0, 1.0), (12.0, 2.0));
     }
 }

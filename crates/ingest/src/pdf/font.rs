@@ -32,8 +32,16 @@ pub(crate) struct DecodedGlyph<'a> {
 
 #[derive(Debug)]
 enum Widths {
-    Simple { first: u32, widths: Vec<f32>, missing: f32 },
-    Cid { explicit: HashMap<u32, f32>, ranges: Vec<(u32, u32, f32)>, default: f32 },
+    Simple {
+        first: u32,
+        widths: Vec<f32>,
+        missing: f32,
+    },
+    Cid {
+        explicit: HashMap<u32, f32>,
+        ranges: Vec<(u32, u32, f32)>,
+        default: f32,
+    },
 }
 
 /// A font ready for decoding.
@@ -79,7 +87,9 @@ fn name<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a [u8]
 
 fn stream_bytes(doc: &Document, o: &Object) -> Option<Vec<u8>> {
     let s = deref(doc, o).as_stream().ok()?;
-    s.get_plain_content_with_limit(MAX_FONT_STREAM).ok().or_else(|| Some(s.content.clone()))
+    s.get_plain_content_with_limit(MAX_FONT_STREAM)
+        .ok()
+        .or_else(|| Some(s.content.clone()))
 }
 
 /// Text for a glyph name: the Adobe Glyph List, `uniXXXX`, `uXXXX`, ligatures `f_f_i`,
@@ -90,8 +100,11 @@ pub(crate) fn glyph_name_to_text(name: &[u8]) -> Option<String> {
         return None;
     }
     if base.contains(&b'_') {
-        let parts: Option<String> =
-            base.split(|&b| b == b'_').map(single_glyph_name).collect::<Option<Vec<_>>>().map(|v| v.concat());
+        let parts: Option<String> = base
+            .split(|&b| b == b'_')
+            .map(single_glyph_name)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat());
         return parts;
     }
     single_glyph_name(base)
@@ -103,17 +116,22 @@ fn single_glyph_name(name: &[u8]) -> Option<String> {
         let unit = encodings::GLYPH_NAMES.get(i)?.1;
         return char::decode_utf16([unit]).next()?.ok().map(String::from);
     }
-    if let Some(hex) = s.strip_prefix("uni") {
-        if hex.len() >= 4 && hex.len() % 4 == 0 {
-            let units: Option<Vec<u16>> =
-                (0..hex.len() / 4).map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok()).collect();
-            return Some(String::from_utf16_lossy(&units?));
-        }
+    if let Some(hex) = s.strip_prefix("uni")
+        && hex.len() >= 4
+        && hex.len() % 4 == 0
+    {
+        let units: Option<Vec<u16>> = (0..hex.len() / 4)
+            .map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok())
+            .collect();
+        return Some(String::from_utf16_lossy(&units?));
     }
-    if let Some(hex) = s.strip_prefix('u') {
-        if (4..=6).contains(&hex.len()) {
-            return u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).map(String::from);
-        }
+    if let Some(hex) = s.strip_prefix('u')
+        && (4..=6).contains(&hex.len())
+    {
+        return u32::from_str_radix(hex, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .map(String::from);
     }
     None
 }
@@ -121,7 +139,12 @@ fn single_glyph_name(name: &[u8]) -> Option<String> {
 fn table_to_texts(table: &CodedCharacterSet) -> Vec<Option<String>> {
     table
         .iter()
-        .map(|&u| (u != 0).then(|| char::decode_utf16([u]).next()?.ok()).flatten().map(String::from))
+        .map(|&u| {
+            (u != 0)
+                .then(|| char::decode_utf16([u]).next()?.ok())
+                .flatten()
+                .map(String::from)
+        })
         .collect()
 }
 
@@ -144,12 +167,18 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
     let clear = data.get(..clear_end)?;
     let enc_at = find(clear, b"/Encoding")?;
     let rest = clear.get(enc_at..)?;
-    if rest.get(9..).is_some_and(|r| r.trim_ascii_start().starts_with(b"StandardEncoding")) {
+    if rest
+        .get(9..)
+        .is_some_and(|r| r.trim_ascii_start().starts_with(b"StandardEncoding"))
+    {
         return Some(table_to_texts(&encodings::STANDARD_ENCODING));
     }
     let mut table = vec![None; 256];
     let mut found = false;
-    let mut words = rest.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).peekable();
+    let mut words = rest
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .peekable();
     while let Some(w) = words.next() {
         if w == b"readonly" || w == b"def" {
             break;
@@ -157,13 +186,15 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
         if w != b"dup" {
             continue;
         }
-        let code = words.next().and_then(|c| std::str::from_utf8(c).ok()?.parse::<usize>().ok());
+        let code = words
+            .next()
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse::<usize>().ok());
         let glyph = words.next().and_then(|g| g.strip_prefix(b"/"));
-        if let (Some(code), Some(glyph)) = (code, glyph) {
-            if let Some(slot) = table.get_mut(code) {
-                *slot = glyph_name_to_text(glyph);
-                found = true;
-            }
+        if let (Some(code), Some(glyph)) = (code, glyph)
+            && let Some(slot) = table.get_mut(code)
+        {
+            *slot = glyph_name_to_text(glyph);
+            found = true;
         }
     }
     found.then_some(table)
@@ -190,7 +221,12 @@ impl Font {
         }
     }
 
-    fn load_simple(doc: &Document, font: &Dictionary, subtype: &[u8], to_unicode: Option<ToUnicode>) -> Self {
+    fn load_simple(
+        doc: &Document,
+        font: &Dictionary,
+        subtype: &[u8],
+        to_unicode: Option<ToUnicode>,
+    ) -> Self {
         let descriptor = get(doc, font, b"FontDescriptor").and_then(|o| o.as_dict().ok());
         let base_font = name(doc, font, b"BaseFont").unwrap_or_default();
         let symbolic = descriptor
@@ -213,7 +249,9 @@ impl Font {
             }
         };
         let mut table = match get(doc, font, b"Encoding") {
-            Some(Object::Name(n)) => named_encoding(n).map(table_to_texts).unwrap_or_else(builtin),
+            Some(Object::Name(n)) => named_encoding(n)
+                .map(table_to_texts)
+                .unwrap_or_else(builtin),
             Some(Object::Dictionary(d)) => {
                 let mut t = name(doc, d, b"BaseEncoding")
                     .and_then(named_encoding)
@@ -252,9 +290,15 @@ impl Font {
             (0.001, 1.0)
         };
 
-        let first = get(doc, font, b"FirstChar").and_then(num).unwrap_or(0.0).max(0.0) as u32;
+        let first = get(doc, font, b"FirstChar")
+            .and_then(num)
+            .unwrap_or(0.0)
+            .max(0.0) as u32;
         let widths: Vec<f32> = match get(doc, font, b"Widths") {
-            Some(Object::Array(a)) => a.iter().map(|o| num(deref(doc, o)).unwrap_or(0.0)).collect(),
+            Some(Object::Array(a)) => a
+                .iter()
+                .map(|o| num(deref(doc, o)).unwrap_or(0.0))
+                .collect(),
             _ => Vec::new(),
         };
         let missing = descriptor
@@ -268,7 +312,11 @@ impl Font {
             to_unicode,
             simple: Some(table),
             ucs2: false,
-            widths: Widths::Simple { first, widths, missing },
+            widths: Widths::Simple {
+                first,
+                widths,
+                missing,
+            },
             width_scale,
             height_scale,
             vertical: false,
@@ -286,8 +334,14 @@ impl Font {
                 Codespace::fixed(2)
             }
             Some(o @ Object::Stream(_)) => {
-                let cs = stream_bytes(doc, o).map(|b| cmap::parse_codespace(&b)).unwrap_or_default();
-                if cs.is_empty() { Codespace::fixed(2) } else { cs }
+                let cs = stream_bytes(doc, o)
+                    .map(|b| cmap::parse_codespace(&b))
+                    .unwrap_or_default();
+                if cs.is_empty() {
+                    Codespace::fixed(2)
+                } else {
+                    cs
+                }
             }
             _ => Codespace::fixed(2),
         };
@@ -314,7 +368,9 @@ impl Font {
                             i += 2;
                         }
                         Some(o) => {
-                            let (Some(last), Some(v)) = (num(o), items.get(i + 2).and_then(|o| num(o))) else {
+                            let (Some(last), Some(v)) =
+                                (num(o), items.get(i + 2).and_then(|o| num(o)))
+                            else {
                                 break;
                             };
                             ranges.push((first as u32, last as u32, v));
@@ -330,7 +386,11 @@ impl Font {
             to_unicode,
             simple: None,
             ucs2,
-            widths: Widths::Cid { explicit, ranges, default },
+            widths: Widths::Cid {
+                explicit,
+                ranges,
+                default,
+            },
             width_scale: 0.001,
             height_scale: 1.0,
             vertical,
@@ -339,15 +399,28 @@ impl Font {
 
     fn width(&self, code: u32) -> f32 {
         let units = match &self.widths {
-            Widths::Simple { first, widths, missing } => code
+            Widths::Simple {
+                first,
+                widths,
+                missing,
+            } => code
                 .checked_sub(*first)
                 .and_then(|i| widths.get(i as usize))
                 .copied()
                 .unwrap_or(*missing),
-            Widths::Cid { explicit, ranges, default } => explicit
+            Widths::Cid {
+                explicit,
+                ranges,
+                default,
+            } => explicit
                 .get(&code)
                 .copied()
-                .or_else(|| ranges.iter().find(|r| r.0 <= code && code <= r.1).map(|r| r.2))
+                .or_else(|| {
+                    ranges
+                        .iter()
+                        .find(|r| r.0 <= code && code <= r.1)
+                        .map(|r| r.2)
+                })
                 .unwrap_or(*default),
         };
         units * self.width_scale
@@ -370,11 +443,11 @@ impl Font {
                     text.push_str(s);
                     mapped = true;
                 }
-            } else if self.ucs2 {
-                if let Some(c) = char::from_u32(code) {
-                    text.push(c);
-                    mapped = true;
-                }
+            } else if self.ucs2
+                && let Some(c) = char::from_u32(code)
+            {
+                text.push(c);
+                mapped = true;
             }
             f(DecodedGlyph {
                 text: &text,

@@ -26,7 +26,14 @@ struct Line {
 
 impl Line {
     fn new(g: &Glyph) -> Self {
-        Self { dir: g.dir, v: g.v, size: g.size, u0: g.u0, u1: g.u1, text: String::new() }
+        Self {
+            dir: g.dir,
+            v: g.v,
+            size: g.size,
+            u0: g.u0,
+            u1: g.u1,
+            text: String::new(),
+        }
     }
 }
 
@@ -115,7 +122,9 @@ impl LineBuilder {
             }
             self.cur = Some(Line::new(g));
         }
-        let Some(line) = self.cur.as_mut() else { return };
+        let Some(line) = self.cur.as_mut() else {
+            return;
+        };
         if is_blank(text) {
             self.pending_space = true;
             line.u1 = line.u1.max(g.u1);
@@ -156,11 +165,15 @@ impl LineBuilder {
     /// A combining `mark` for an accent centred at `center`, put on the glyph just added if
     /// the accent sits on it. Returns whether it was placed.
     fn mark_last(&mut self, g: &Glyph, center: f32, mark: char) -> bool {
-        let Some((u0, u1)) = self.last else { return false };
+        let Some((u0, u1)) = self.last else {
+            return false;
+        };
         if !self.same_line(g) || !covers(u0, u1, center, g.size) {
             return false;
         }
-        let Some(line) = self.cur.as_mut() else { return false };
+        let Some(line) = self.cur.as_mut() else {
+            return false;
+        };
         if !line.text.chars().last().is_some_and(char::is_alphabetic) {
             return false;
         }
@@ -179,7 +192,10 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
     // An accent drawn before its letter waits here: (glyph, its text, mark).
     let mut pending: Option<(&Glyph, &str, char)> = None;
     for g in &page.glyphs {
-        let text = page.text.get(g.start as usize..g.end as usize).unwrap_or_default();
+        let text = page
+            .text
+            .get(g.start as usize..g.end as usize)
+            .unwrap_or_default();
         let center = (g.u0 + g.u1) / 2.0;
         if let Some((a, a_text, mark)) = pending.take() {
             let a_center = (a.u0 + a.u1) / 2.0;
@@ -223,7 +239,11 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
         });
         match row {
             Some(m) => {
-                let sep = if l.u0 - m.u1 > COLUMN_GAP * m.size.max(l.size) { '\t' } else { ' ' };
+                let sep = if l.u0 - m.u1 > COLUMN_GAP * m.size.max(l.size) {
+                    '\t'
+                } else {
+                    ' '
+                };
                 m.text.push(sep);
                 m.text.push_str(&l.text);
                 m.u1 = m.u1.max(l.u1);
@@ -243,17 +263,23 @@ fn median(mut v: Vec<f32>) -> Option<f32> {
 }
 
 fn ends_sentence(s: &str) -> bool {
-    s.trim_end().ends_with(['.', '!', '?', ':', ';', '"', '\u{201D}', ')'])
+    s.trim_end()
+        .ends_with(['.', '!', '?', ':', ';', '"', '\u{201D}', ')'])
 }
 
 /// Whether `prev` ends in a hyphen that splits a word continued by `next`.
 fn hyphen_join(prev: &str, next: &str) -> bool {
     let mut rev = prev.chars().rev();
-    let (Some(h), Some(before)) = (rev.next(), rev.next()) else { return false };
+    let (Some(h), Some(before)) = (rev.next(), rev.next()) else {
+        return false;
+    };
     matches!(h, '-' | '\u{00AD}' | '\u{2010}')
         && before.is_alphabetic()
         && before.is_lowercase()
-        && next.chars().next().is_some_and(|c| c.is_alphabetic() && c.is_lowercase())
+        && next
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() && c.is_lowercase())
 }
 
 /// The text of one page: lines separated by `\n`, paragraphs by a blank line.
@@ -275,7 +301,11 @@ pub(crate) fn page_text(page: &PageGlyphs) -> String {
             .collect(),
     )
     .unwrap_or(1.2);
-    let right = lines.iter().filter(|l| l.dir == 0).map(|l| l.u1).fold(f32::MIN, f32::max);
+    let right = lines
+        .iter()
+        .filter(|l| l.dir == 0)
+        .map(|l| l.u1)
+        .fold(f32::MIN, f32::max);
 
     let mut out = String::with_capacity(page.text.len() + lines.len() * 2);
     for (i, line) in lines.iter().enumerate() {
@@ -292,7 +322,8 @@ pub(crate) fn page_text(page: &PageGlyphs) -> String {
         let indent_break = indent > 0.9 * size
             && indent < 8.0 * size
             && (ends_sentence(&prev.text) || prev.u1 < right - 4.0 * size);
-        let short_break = ends_sentence(&prev.text) && prev.dir == 0 && prev.u1 < right - 8.0 * size;
+        let short_break =
+            ends_sentence(&prev.text) && prev.dir == 0 && prev.u1 < right - 8.0 * size;
         let paragraph = !same_block || size_change || gap_break || indent_break || short_break;
         if paragraph {
             out.push_str("\n\n");

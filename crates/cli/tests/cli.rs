@@ -1,0 +1,221 @@
+//! The `docraft` binary as a user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn docraft(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_docraft"))
+        .args(args)
+        .output()?)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn extract_separates_pages_with_form_feeds() -> Result<()> {
+    let pdf = fixtures().join("docs/handbook-en.pdf");
+    let out = docraft(&["extract", s(&pdf)])?;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout)?;
+    assert_eq!(
+        text.matches('\x0c').count(),
+        4,
+        "one form feed after each of the 4 pages"
+    );
+    assert!(text.starts_with("Northwind Field Service Handbook"));
+
+    let out = docraft(&["extract", "--json", s(&pdf)])?;
+    let doc: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(doc["pages"].as_array().map(Vec::len), Some(4));
+    assert_eq!(doc["format"], "pdf");
+
+    let md = docraft(&["extract", s(&fixtures().join("docs/guia-es.md"))])?;
+    assert!(String::from_utf8(md.stdout)?.starts_with("# Guía rápida"));
+    Ok(())
+}
+
+#[test]
+fn extract_bad_file_fails_with_its_reason() -> Result<()> {
+    let out = docraft(&["extract", s(&fixtures().join("bad/password.pdf"))])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(
+        err.contains("password.pdf") && err.contains("needs a password"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn ingest_fixtures_writes_chunks_and_report() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let chunks = dir.path().join("chunks.jsonl");
+    let report = dir.path().join("report.json");
+    let out = docraft(&[
+        "ingest",
+        s(&fixtures()),
+        "-o",
+        s(&chunks),
+        "--report",
+        s(&report),
+        "--chunk-size",
+        "300..600",
+        "--overlap",
+        "50",
+        "--quiet",
+    ])?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("failed files:") && stderr.contains("truncated.pdf"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("chunks") && stderr.contains("MB/s"),
+        "{stderr}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    let files = report["files"].as_array().context("files")?;
+    for f in files {
+        for key in ["path", "status", "chunks"] {
+            assert!(f.get(key).is_some(), "{key} missing in {f}");
+        }
+        match f["status"].as_str() {
+            Some("failed") => assert!(f["reason"].as_str().is_some_and(|r| !r.is_empty())),
+            Some("ok") => assert!(f["chunks"].as_u64() > Some(0)),
+            other => panic!("unexpected status {other:?}"),
+        }
+    }
+    let failed = files.iter().filter(|f| f["status"] == "failed").count();
+    assert_eq!(failed, 5, "the five bad fixtures");
+    assert_eq!(report["totals"]["failed"], 5);
+    let handbook = files.iter().find(|f| {
+        f["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("handbook-en.pdf"))
+    });
+    assert_eq!(handbook.context("handbook")?["pages"], 4);
+
+    let text = std::fs::read_to_string(&chunks)?;
+    let records: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        records.len() as u64,
+        report["totals"]["chunks"].as_u64().unwrap_or(0)
+    );
+    for r in &records {
+        for key in [
+            "id", "doc_id", "source", "text", "span", "pages", "headings",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        assert!(r["text"].as_str().map_or(0, |t| t.chars().count()) <= 600);
+    }
+    let pdf_chunk = records
+        .iter()
+        .find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".pdf")))
+        .context("pdf")?;
+    assert!(pdf_chunk["pages"].is_array());
+    let md_chunk = records
+        .iter()
+        .find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".md")))
+        .context("md")?;
+    assert!(md_chunk["pages"].is_null());
+
+    // --strict turns the failures into a failed run; nothing is written twice.
+    let strict = docraft(&[
+        "ingest",
+        s(&fixtures()),
+        "-o",
+        s(&chunks),
+        "--quiet",
+        "--strict",
+        "--chunk-size",
+        "300..600",
+        "--overlap",
+        "50",
+    ])?;
+    assert!(!strict.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&chunks)?,
+        text,
+        "a re-run adds nothing"
+    );
+    Ok(())
+}
+
+#[test]
+fn ingest_with_nothing_readable_fails() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = docraft(&[
+        "ingest",
+        s(&fixtures().join("bad")),
+        "-o",
+        s(&dir.path().join("c.jsonl")),
+        "--quiet",
+    ])?;
+    assert!(!out.status.success());
+    let out = docraft(&[
+        "ingest",
+        "no/such/dir",
+        "-o",
+        s(&dir.path().join("c.jsonl")),
+    ])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr)?.contains("no/such/dir"));
+    let out = docraft(&[
+        "ingest",
+        s(&fixtures()),
+        "-o",
+        s(&dir.path().join("c.jsonl")),
+        "--chunk-size",
+        "100",
+        "--overlap",
+        "100",
+    ])?;
+    assert!(
+        !out.status.success(),
+        "overlap must be below the chunk size"
+    );
+    Ok(())
+}
+
+#[test]
+fn help_describes_every_command() -> Result<()> {
+    for args in [
+        &["--help"][..],
+        &["ingest", "--help"],
+        &["extract", "--help"],
+    ] {
+        let out = docraft(args)?;
+        assert!(out.status.success());
+        assert!(!out.stdout.is_empty());
+    }
+    let help = String::from_utf8(docraft(&["ingest", "--help"])?.stdout)?;
+    for flag in [
+        "--report",
+        "--chunk-size",
+        "--overlap",
+        "--tokenizer",
+        "--include",
+        "--exclude",
+        "--strict",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from ingest --help");
+    }
+    Ok(())
+}
