@@ -195,6 +195,12 @@ fn latex_pdf_pages_lines_hyphens_ligatures_accents() -> Result<()> {
         page1.starts_with("Northwind Field Service Handbook"),
         "{page1}"
     );
+    // Page numbers are page furniture, not text.
+    assert!(doc.pages.iter().all(|p| {
+        !doc.slice(*p)
+            .unwrap_or_default()
+            .ends_with(char::is_numeric)
+    }));
     assert!(
         page1.contains("1 Purpose and scope\n\nThis handbook describes"),
         "headings are paragraphs of their own"

@@ -10,6 +10,7 @@
 mod cmap;
 mod content;
 mod font;
+mod furniture;
 mod layout;
 mod tables;
 
@@ -91,6 +92,9 @@ pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
         });
     }
 
+    let mut texts: Vec<String> = pages.iter().map(|p| p.text.clone()).collect();
+    furniture::strip(&mut texts);
+
     let mut text = String::new();
     let mut spans = Vec::with_capacity(pages.len());
     let mut warnings = Vec::new();
@@ -100,9 +104,9 @@ pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
             text.push_str(PAGE_SEPARATOR);
         }
         let start = text.len();
-        text.push_str(&p.text);
+        text.push_str(&texts[i]);
         spans.push(Span::new(start, text.len()));
-        if p.text.is_empty() && p.images > 0 {
+        if texts[i].is_empty() && p.images > 0 {
             image_only.push(i + 1);
         }
         if p.unmapped > 0 {
