@@ -97,6 +97,9 @@ fn check_chunks(doc: &Document, chunks: &[Chunk], settings: &ChunkSettings) -> R
             // Every page the range names must hold part of the chunk, and no other page may.
             for (n, p) in doc.pages.iter().enumerate() {
                 let n = u32::try_from(n + 1)?;
+                if p.is_empty() {
+                    continue; // an image-only page may sit inside a range
+                }
                 let overlaps = p.start < c.span.end && c.span.start < p.end;
                 ensure!(
                     overlaps == pages.contains(n),

@@ -64,7 +64,7 @@ fn last_line(p: &str) -> Option<&str> {
 /// Returns how many lines were removed.
 pub(crate) fn strip(pages: &mut [String]) -> usize {
     let text_pages = pages.iter().filter(|p| !p.trim().is_empty()).count();
-    let mut repeated = |pick: fn(&str) -> Option<&str>| -> Vec<String> {
+    let repeated = |pick: fn(&str) -> Option<&str>| -> Vec<String> {
         if text_pages < MIN_PAGES {
             return Vec::new();
         }
