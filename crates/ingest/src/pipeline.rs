@@ -1,8 +1,9 @@
 //! The ingest run: files -> documents -> chunks -> `chunks.jsonl`, in parallel, resumable,
 //! with a per-file report.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use docraft_core::jsonl::{JsonlReader, JsonlWriter};
@@ -309,37 +310,69 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
             progress.file_done(r);
         }
 
-        // Process in ordered batches: parallel inside a batch, written in path order.
-        let batch = (rayon::current_num_threads() * 4).max(8);
-        for part in todo.chunks(batch) {
-            let results: Vec<(usize, Processed)> = part
-                .par_iter()
-                .map(|&i| (i, self.process(&files[i])))
-                .collect();
-            for (i, res) in results {
-                let path = &files[i];
-                let r = match res {
-                    Err(e) => FileReport::failed(path, &e),
-                    Ok((doc, chunks)) => {
-                        let fresh: Vec<&Chunk> = chunks
-                            .iter()
-                            .filter(|c| !existing.chunk_ids.contains(&c.id))
-                            .collect();
-                        writer.write_all(fresh.iter().copied())?;
-                        report.totals.chunks_written += fresh.len();
-                        let mut r = FileReport::new(path, FileStatus::Ok);
-                        r.pages = (!doc.pages.is_empty()).then_some(doc.pages.len());
-                        r.chunks = chunks.len();
-                        r.bytes = hashed[i].as_ref().map(|h| h.1).unwrap_or(0);
-                        r.text_bytes = doc.text.len();
-                        r.doc_id = Some(doc.id.to_string());
-                        r.warnings = doc.warnings;
-                        r
+        // Workers load and chunk in parallel (balanced over all files); one writer thread puts
+        // the results in path order and appends them as they become ready.
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Processed)>();
+        let (written, reports) = std::thread::scope(|scope| {
+            let writer_thread =
+                scope.spawn(|| -> Result<(usize, Vec<(usize, FileReport)>), Error> {
+                    let mut ready: BTreeMap<usize, Processed> = BTreeMap::new();
+                    let mut next = 0; // position in `todo`
+                    let mut written = 0;
+                    let mut reports = Vec::with_capacity(todo.len());
+                    for (pos, res) in rx {
+                        ready.insert(pos, res);
+                        while let Some(res) = ready.remove(&next) {
+                            let i = todo[next];
+                            next += 1;
+                            let path = &files[i];
+                            let r = match res {
+                                Err(e) => FileReport::failed(path, &e),
+                                Ok((doc, chunks)) => {
+                                    let fresh = chunks
+                                        .iter()
+                                        .filter(|c| !existing.chunk_ids.contains(&c.id));
+                                    let n = fresh.clone().count();
+                                    if let Err(e) = writer.write_all(fresh) {
+                                        stop.store(true, Ordering::Relaxed);
+                                        return Err(e.into());
+                                    }
+                                    written += n;
+                                    let mut r = FileReport::new(path, FileStatus::Ok);
+                                    r.pages = (!doc.pages.is_empty()).then_some(doc.pages.len());
+                                    r.chunks = chunks.len();
+                                    r.bytes = hashed[i].as_ref().map(|h| h.1).unwrap_or(0);
+                                    r.text_bytes = doc.text.len();
+                                    r.doc_id = Some(doc.id.to_string());
+                                    r.warnings = doc.warnings;
+                                    r
+                                }
+                            };
+                            progress.file_done(&r);
+                            reports.push((i, r));
+                        }
                     }
-                };
-                progress.file_done(&r);
-                slots[i] = Some(r);
-            }
+                    Ok((written, reports))
+                });
+            todo.par_iter()
+                .enumerate()
+                .for_each_with(tx, |tx, (pos, &i)| {
+                    if !stop.load(Ordering::Relaxed) {
+                        // A send fails only when the writer stopped on an error it reports itself.
+                        let _ = tx.send((pos, self.process(&files[i])));
+                    }
+                });
+            writer_thread.join().unwrap_or_else(|_| {
+                Err(Error::Output(docraft_core::Error::Io {
+                    path: output.to_path_buf(),
+                    source: std::io::Error::other("the writer thread failed"),
+                }))
+            })
+        })?;
+        report.totals.chunks_written = written;
+        for (i, r) in reports {
+            slots[i] = Some(r);
         }
         writer.sync()?;
 
