@@ -74,6 +74,25 @@ impl FileReport {
         }
     }
 
+    fn skipped(path: &Path, id: &DocId, bytes: u64, reason: String) -> Self {
+        let mut r = Self::new(path, FileStatus::Skipped);
+        r.reason = Some(reason);
+        r.doc_id = Some(id.to_string());
+        r.bytes = bytes;
+        r
+    }
+
+    fn ingested(path: &Path, bytes: u64, doc: Document, chunks: usize) -> Self {
+        let mut r = Self::new(path, FileStatus::Ok);
+        r.pages = (!doc.pages.is_empty()).then_some(doc.pages.len());
+        r.chunks = chunks;
+        r.bytes = bytes;
+        r.text_bytes = doc.text.len();
+        r.doc_id = Some(doc.id.to_string());
+        r.warnings = doc.warnings;
+        r
+    }
+
     fn failed(path: &Path, err: &Error) -> Self {
         let mut r = Self::new(path, FileStatus::Failed);
         r.reason = Some(err.to_string());
@@ -286,20 +305,14 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
                 Err(e) => slots[i] = Some(FileReport::failed(path, e)),
                 Ok((id, bytes)) => {
                     if let Some(&j) = first_seen.get(id) {
-                        let mut r = FileReport::new(path, FileStatus::Skipped);
-                        r.reason = Some(format!("same content as {}", files[j].display()));
-                        r.doc_id = Some(id.to_string());
-                        r.bytes = *bytes;
-                        slots[i] = Some(r);
+                        let reason = format!("same content as {}", files[j].display());
+                        slots[i] = Some(FileReport::skipped(path, id, *bytes, reason));
                         continue;
                     }
                     first_seen.insert(id.clone(), i);
                     if existing.complete(id) {
-                        let mut r = FileReport::new(path, FileStatus::Skipped);
-                        r.reason = Some(format!("already in {}", output.display()));
-                        r.doc_id = Some(id.to_string());
-                        r.bytes = *bytes;
-                        slots[i] = Some(r);
+                        let reason = format!("already in {}", output.display());
+                        slots[i] = Some(FileReport::skipped(path, id, *bytes, reason));
                         continue;
                     }
                     todo.push(i);
@@ -339,14 +352,8 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
                                         return Err(e.into());
                                     }
                                     written += n;
-                                    let mut r = FileReport::new(path, FileStatus::Ok);
-                                    r.pages = (!doc.pages.is_empty()).then_some(doc.pages.len());
-                                    r.chunks = chunks.len();
-                                    r.bytes = hashed[i].as_ref().map(|h| h.1).unwrap_or(0);
-                                    r.text_bytes = doc.text.len();
-                                    r.doc_id = Some(doc.id.to_string());
-                                    r.warnings = doc.warnings;
-                                    r
+                                    let bytes = hashed[i].as_ref().map_or(0, |h| h.1);
+                                    FileReport::ingested(path, bytes, doc, chunks.len())
                                 }
                             };
                             progress.file_done(&r);
