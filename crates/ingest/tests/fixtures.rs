@@ -505,3 +505,35 @@ fn token_chunking_with_the_minilm_tokenizer() -> Result<()> {
     assert!(chunks.iter().any(|c| sizer.size(&c.text) > 128));
     Ok(())
 }
+
+#[test]
+fn other_scripts_right_to_left_and_actual_text() -> Result<()> {
+    let doc = load("multiscript.pdf")?;
+    // Hebrew and Arabic come back in reading order, numbers inside them left to right.
+    assert!(
+        doc.text.contains("המונה מכויל פעם בשנה לפי נוהל 300."),
+        "{}",
+        doc.text
+    );
+    assert!(
+        doc.text
+            .contains("يتم معايرة العداد مرة كل سنة وفق الإجراء 300."),
+        "{}",
+        doc.text
+    );
+    assert!(
+        doc.text
+            .contains("Русский: счётчик калибруется каждый год.")
+    );
+    assert!(
+        doc.text
+            .contains("Ελληνικά: ο μετρητής βαθμονομείται κάθε χρόνο.")
+    );
+    // The Japanese glyphs are fallbacks; the text is in /ActualText.
+    assert!(
+        doc.text.contains("日本語:メーターは毎年校正されます。"),
+        "{}",
+        doc.text
+    );
+    Ok(())
+}

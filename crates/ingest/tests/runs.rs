@@ -218,7 +218,12 @@ fn include_and_exclude_globs() -> Result<()> {
         .collect();
     assert_eq!(
         names,
-        ["bulletin-gs.pdf", "handbook-en.pdf", "politica-es.pdf"]
+        [
+            "bulletin-gs.pdf",
+            "handbook-en.pdf",
+            "multiscript.pdf",
+            "politica-es.pdf"
+        ]
     );
     Ok(())
 }

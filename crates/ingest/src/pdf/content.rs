@@ -164,6 +164,9 @@ pub(crate) struct Interpreter<'a> {
     inline_fonts: HashMap<usize, Rc<Font>>,
     out: PageGlyphs,
     forms_seen: Vec<ObjectId>,
+    /// Open marked-content sequences: the `/ActualText` of each (if any) and the number of
+    /// glyphs drawn before it began.
+    marked: Vec<(Option<String>, usize)>,
 }
 
 impl<'a> Interpreter<'a> {
@@ -174,6 +177,7 @@ impl<'a> Interpreter<'a> {
             inline_fonts: HashMap::new(),
             out: PageGlyphs::default(),
             forms_seen: Vec::new(),
+            marked: Vec::new(),
         }
     }
 
@@ -311,8 +315,61 @@ impl<'a> Interpreter<'a> {
                     }
                 }
                 "BI" | "INLINE IMAGE" => self.out.images += 1,
+                "BMC" => self.marked.push((None, self.out.glyphs.len())),
+                "BDC" => {
+                    let actual = operands
+                        .get(1)
+                        .and_then(|props| self.actual_text(res, props));
+                    self.marked.push((actual, self.out.glyphs.len()));
+                }
+                "EMC" => {
+                    if let Some((Some(actual), first)) = self.marked.pop() {
+                        self.replace_with_actual_text(first, &actual);
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// The `/ActualText` of a marked-content property list (inline, or named in the
+    /// resources' `/Properties`).
+    fn actual_text(&self, res: &Resources<'a>, props: &Object) -> Option<String> {
+        let dict = match props {
+            Object::Dictionary(d) => d,
+            Object::Name(n) => lookup(self.doc, res, b"Properties", n)?.as_dict().ok()?,
+            _ => return None,
+        };
+        match dict.get(b"ActualText").ok()? {
+            Object::String(bytes, _) => Some(super::text_string(bytes)),
+            _ => None,
+        }
+    }
+
+    /// The glyphs drawn since `first` stand for `actual` (a producer's replacement text for
+    /// ligatures, fallback glyphs, hyphenation): they become one glyph spanning them all.
+    fn replace_with_actual_text(&mut self, first: usize, actual: &str) {
+        let glyphs = &mut self.out.glyphs;
+        let Some(head) = glyphs.get(first).copied() else {
+            return;
+        };
+        let u1 = glyphs
+            .iter()
+            .skip(first)
+            .filter(|g| g.dir == head.dir)
+            .map(|g| g.u1)
+            .fold(head.u1, f32::max);
+        glyphs.truncate(first);
+        let start = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        self.out.text.push_str(actual);
+        let end = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        if start < end {
+            glyphs.push(Glyph {
+                start,
+                end,
+                u1,
+                ..head
+            });
         }
     }
 

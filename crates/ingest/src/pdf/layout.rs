@@ -22,6 +22,19 @@ struct Line {
     u0: f32,
     u1: f32,
     text: String,
+    /// Where each glyph's text landed in `text` (start == end: an explicit space), kept to
+    /// put right-to-left lines in logical order once they are complete.
+    pieces: Vec<Piece>,
+    /// Whether any glyph is in a right-to-left script.
+    rtl: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    u0: f32,
+    u1: f32,
+    start: usize,
+    end: usize,
 }
 
 impl Line {
@@ -33,6 +46,8 @@ impl Line {
             u0: g.u0,
             u1: g.u1,
             text: String::new(),
+            pieces: Vec::new(),
+            rtl: false,
         }
     }
 }
@@ -97,15 +112,23 @@ struct LineBuilder {
 }
 
 impl LineBuilder {
-    fn same_line(&self, g: &Glyph) -> bool {
+    fn same_line(&self, g: &Glyph, text: &str) -> bool {
         self.cur.as_ref().is_some_and(|l| {
             let size = l.size.max(g.size);
-            l.dir == g.dir && (g.v - l.v).abs() < 0.5 * size && g.u0 > l.u0 - 0.5 * size
+            let baseline = l.dir == g.dir && (g.v - l.v).abs() < 0.5 * size;
+            // Right-to-left text may be drawn leftwards, and the numbers in it left of it.
+            let leftwards = (l.rtl || text.chars().any(is_rtl))
+                && g.u1 <= l.u0 + 0.5 * size
+                && l.u0 - g.u1 < 10.0 * size;
+            baseline && (g.u0 > l.u0 - 0.5 * size || leftwards)
         })
     }
 
     fn end_line(&mut self) {
-        if let Some(l) = self.cur.take() {
+        if let Some(mut l) = self.cur.take() {
+            if l.rtl {
+                l.text = logical_order(&l);
+            }
             self.out.push(l);
         }
         self.recent.clear();
@@ -115,7 +138,7 @@ impl LineBuilder {
 
     /// Adds a glyph; `mark` is a combining accent to put after its first char.
     fn push(&mut self, page: &PageGlyphs, g: &Glyph, text: &str, mark: Option<char>) {
-        if !self.same_line(g) {
+        if !self.same_line(g, text) {
             self.end_line();
             if is_blank(text) {
                 return;
@@ -128,6 +151,13 @@ impl LineBuilder {
         if is_blank(text) {
             self.pending_space = true;
             line.u1 = line.u1.max(g.u1);
+            let at = line.text.len();
+            line.pieces.push(Piece {
+                u0: g.u0,
+                u1: g.u1,
+                start: at,
+                end: at,
+            });
             return;
         }
         let size = line.size.max(g.size);
@@ -147,10 +177,18 @@ impl LineBuilder {
             }
         }
         self.pending_space = false;
+        let start = line.text.len();
         match mark {
             Some(m) => push_marked(&mut line.text, text, m),
             None => line.text.push_str(text),
         }
+        line.pieces.push(Piece {
+            u0: g.u0,
+            u1: g.u1,
+            start,
+            end: line.text.len(),
+        });
+        line.rtl |= text.chars().any(is_rtl);
         line.u0 = line.u0.min(g.u0);
         line.u1 = line.u1.max(g.u1);
         // Baseline and size follow the body text, not sub- or superscripts.
@@ -168,7 +206,7 @@ impl LineBuilder {
         let Some((u0, u1)) = self.last else {
             return false;
         };
-        if !self.same_line(g) || !covers(u0, u1, center, g.size) {
+        if !self.same_line(g, "") || !covers(u0, u1, center, g.size) {
             return false;
         }
         let Some(line) = self.cur.as_mut() else {
@@ -182,7 +220,82 @@ impl LineBuilder {
             line.text.push('i');
         }
         line.text.push(mark);
+        if let Some(p) = line.pieces.last_mut() {
+            p.end = line.text.len();
+        }
         true
+    }
+}
+
+/// Right-to-left scripts: Hebrew, Arabic, Syriac, Thaana, N'Ko and their presentation forms.
+fn is_rtl(c: char) -> bool {
+    matches!(u32::from(c), 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF)
+}
+
+/// The text of a line with right-to-left glyphs, in logical (reading) order: glyphs sorted
+/// left to right on the page (visual order), then the visual order undone (a simplified
+/// inverse of the Unicode bidi algorithm: a right-to-left line reads right to left except for
+/// its left-to-right runs such as numbers and Latin words; a left-to-right line reverses its
+/// right-to-left runs). Each glyph's text is kept whole, so ligatures keep their order.
+fn logical_order(line: &Line) -> String {
+    let mut pieces = line.pieces.clone();
+    pieces.sort_by(|a, b| a.u0.total_cmp(&b.u0));
+    let mut units: Vec<&str> = Vec::with_capacity(pieces.len() * 2);
+    let mut prev_u1: Option<f32> = None;
+    for p in &pieces {
+        let text = line.text.get(p.start..p.end).unwrap_or_default();
+        let gap = prev_u1.is_some_and(|u1| p.u0 - u1 > WORD_GAP * line.size);
+        if (text.is_empty() || gap) && units.last().is_some_and(|u| *u != " ") {
+            units.push(" ");
+        }
+        if !text.is_empty() {
+            units.push(text);
+        }
+        prev_u1 = Some(prev_u1.map_or(p.u1, |u| u.max(p.u1)));
+    }
+    while units.last() == Some(&" ") {
+        units.pop();
+    }
+    let rtl_unit = |u: &str| u.chars().next().is_some_and(is_rtl);
+    let ltr_unit = |u: &str| {
+        u.chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() && !is_rtl(c))
+    };
+    let rtl = units.iter().filter(|u| rtl_unit(u)).count();
+    let ltr = units.iter().filter(|u| ltr_unit(u)).count();
+    if rtl > ltr {
+        units.reverse();
+        reverse_runs(&mut units, ltr_unit, rtl_unit);
+    } else {
+        reverse_runs(&mut units, rtl_unit, ltr_unit);
+    }
+    units.concat()
+}
+
+/// Reverses every maximal run that starts and ends with a `strong` unit and holds no `other`.
+fn reverse_runs(units: &mut [&str], strong: impl Fn(&str) -> bool, other: impl Fn(&str) -> bool) {
+    let mut i = 0;
+    while i < units.len() {
+        if !units.get(i).is_some_and(|u| strong(u)) {
+            i += 1;
+            continue;
+        }
+        let mut last = i;
+        let mut j = i;
+        while let Some(u) = units.get(j) {
+            if other(u) {
+                break;
+            }
+            if strong(u) {
+                last = j;
+            }
+            j += 1;
+        }
+        if let Some(run) = units.get_mut(i..=last) {
+            run.reverse();
+        }
+        i = last + 1;
     }
 }
 
@@ -344,6 +457,39 @@ pub(crate) fn page_text(page: &PageGlyphs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn right_to_left_lines_in_logical_order() {
+        // Glyphs laid out left to right as they appear on the page (visual order).
+        let visual = [
+            ".", "3", "0", "0", " ", "ל", "ה", "ו", "נ", " ", "ה", "נ", "ו", "מ", "ה",
+        ];
+        let mut line = Line {
+            dir: 0,
+            v: 0.0,
+            size: 10.0,
+            u0: 0.0,
+            u1: 0.0,
+            text: String::new(),
+            pieces: Vec::new(),
+            rtl: true,
+        };
+        // Drawn in any order: here right to left.
+        for (i, t) in visual.iter().enumerate().rev() {
+            let start = line.text.len();
+            if *t != " " {
+                line.text.push_str(t);
+            }
+            let u0 = i as f32 * 6.0;
+            line.pieces.push(Piece {
+                u0,
+                u1: u0 + 5.0,
+                start,
+                end: line.text.len(),
+            });
+        }
+        assert_eq!(logical_order(&line), "המונה נוהל 300.");
+    }
 
     #[test]
     fn hyphenation_rules() {
