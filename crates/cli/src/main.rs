@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use docraft_ingest::{
-    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Loader, Progress,
-    Report, Sizer,
+    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Loader, Progress, Report, Sizer,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -48,6 +47,9 @@ struct ExtractArgs {
     /// Print the document as JSON (text, page byte ranges, sections, metadata) instead.
     #[arg(long)]
     json: bool,
+    /// Keep running headers, footers and page numbers of PDFs (removed by default).
+    #[arg(long)]
+    keep_page_furniture: bool,
 }
 
 #[derive(Args)]
@@ -82,6 +84,9 @@ struct IngestArgs {
     /// Fail (exit 1) if any file fails.
     #[arg(long)]
     strict: bool,
+    /// Keep running headers, footers and page numbers of PDFs (removed by default).
+    #[arg(long)]
+    keep_page_furniture: bool,
     /// Worker threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -106,7 +111,7 @@ fn main() -> ExitCode {
 }
 
 fn extract(a: &ExtractArgs) -> Result<ExitCode> {
-    let doc = AutoLoader.load_path(&a.file)?;
+    let doc = AutoLoader::new().keep_page_furniture(a.keep_page_furniture).load_path(&a.file)?;
     for w in &doc.warnings {
         eprintln!("warning: {}: {w}", a.file.display());
     }
@@ -133,10 +138,7 @@ fn extract(a: &ExtractArgs) -> Result<ExitCode> {
 /// Parses `N`, `A..B`, `A..=B` or `A-B` (both ends inclusive).
 fn parse_capacity(s: &str) -> Result<(usize, usize)> {
     let s = s.trim();
-    let parts: Option<(&str, &str)> = s
-        .split_once("..=")
-        .or_else(|| s.split_once(".."))
-        .or_else(|| s.split_once('-'));
+    let parts: Option<(&str, &str)> = s.split_once("..=").or_else(|| s.split_once("..")).or_else(|| s.split_once('-'));
     let (a, b) = match parts {
         Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
         None => (s.parse::<usize>(), s.parse::<usize>()),
@@ -156,14 +158,8 @@ fn chunk_settings(a: &IngestArgs) -> Result<ChunkSettings> {
         Some(s) => parse_capacity(s)?,
         None => default_size,
     };
-    let overlap = a.overlap.unwrap_or(if min > default_overlap {
-        default_overlap
-    } else {
-        0
-    });
-    Ok(ChunkSettings::new(min..=max)?
-        .with_overlap(overlap)?
-        .with_sizer(sizer))
+    let overlap = a.overlap.unwrap_or(if min > default_overlap { default_overlap } else { 0 });
+    Ok(ChunkSettings::new(min..=max)?.with_overlap(overlap)?.with_sizer(sizer))
 }
 
 struct Bar {
@@ -184,10 +180,7 @@ impl Progress for Bar {
         }
         match r.status {
             FileStatus::Failed => {
-                self.bar.println(format!(
-                    "failed: {}",
-                    r.reason.as_deref().unwrap_or("unknown")
-                ));
+                self.bar.println(format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")));
             }
             FileStatus::Ok => {
                 for w in &r.warnings {
@@ -200,37 +193,26 @@ impl Progress for Bar {
 }
 
 fn short(p: &str) -> String {
-    Path::new(p)
-        .file_name()
-        .map_or_else(|| p.to_string(), |n| n.to_string_lossy().into_owned())
+    Path::new(p).file_name().map_or_else(|| p.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     let settings = chunk_settings(a)?;
     let filter = FileFilter::new(&a.include, &a.exclude)?;
     if let Some(n) = a.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .context("--threads")?;
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
     }
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let progress = Bar {
-        bar,
-        quiet: a.quiet,
-    };
+    let progress = Bar { bar, quiet: a.quiet };
     let describe = settings.describe();
     let report = Ingest::new(settings)
+        .with_loader(AutoLoader::new().keep_page_furniture(a.keep_page_furniture))
         .with_filter(filter)
         .run(&a.paths, &a.output, &progress)?;
     progress.bar.finish_and_clear();
@@ -242,17 +224,12 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     let t = &report.totals;
     let failed_strict = a.strict && t.failed > 0;
     let nothing = t.ok == 0 && t.skipped == 0;
-    Ok(if failed_strict || nothing {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed_strict || nothing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn write_report(path: &Path, report: &Report) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    let file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
@@ -276,11 +253,7 @@ fn print_summary(report: &Report, output: &Path, chunking: &str) {
         t.pages_per_s,
         output.display()
     );
-    let failed: Vec<&FileReport> = report
-        .files
-        .iter()
-        .filter(|f| f.status == FileStatus::Failed)
-        .collect();
+    let failed: Vec<&FileReport> = report.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
     if !failed.is_empty() {
         eprintln!("failed files:");
         for f in failed {

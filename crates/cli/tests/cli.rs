@@ -13,9 +13,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn docraft(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_docraft"))
-        .args(args)
-        .output()?)
+    Ok(Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).output()?)
 }
 
 fn s(p: &Path) -> &str {
@@ -28,17 +26,20 @@ fn extract_separates_pages_with_form_feeds() -> Result<()> {
     let out = docraft(&["extract", s(&pdf)])?;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout)?;
-    assert_eq!(
-        text.matches('\x0c').count(),
-        4,
-        "one form feed after each of the 4 pages"
-    );
+    assert_eq!(text.matches('\x0c').count(), 4, "one form feed after each of the 4 pages");
     assert!(text.starts_with("Northwind Field Service Handbook"));
 
     let out = docraft(&["extract", "--json", s(&pdf)])?;
     let doc: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(doc["pages"].as_array().map(Vec::len), Some(4));
     assert_eq!(doc["format"], "pdf");
+
+    // Page numbers are removed unless asked for.
+    let kept = String::from_utf8(docraft(&["extract", "--keep-page-furniture", s(&pdf)])?.stdout)?;
+    let last_line =
+        |t: &str, n: usize| t.split('\x0c').nth(n).and_then(|p| p.trim_end().lines().last()).map(str::to_string);
+    assert_eq!(last_line(&kept, 0).as_deref(), Some("1"));
+    assert_ne!(last_line(&text, 0).as_deref(), Some("1"));
 
     let md = docraft(&["extract", s(&fixtures().join("docs/guia-es.md"))])?;
     assert!(String::from_utf8(md.stdout)?.starts_with("# Guía rápida"));
@@ -50,10 +51,7 @@ fn extract_bad_file_fails_with_its_reason() -> Result<()> {
     let out = docraft(&["extract", s(&fixtures().join("bad/password.pdf"))])?;
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr)?;
-    assert!(
-        err.contains("password.pdf") && err.contains("needs a password"),
-        "{err}"
-    );
+    assert!(err.contains("password.pdf") && err.contains("needs a password"), "{err}");
     Ok(())
 }
 
@@ -77,14 +75,8 @@ fn ingest_fixtures_writes_chunks_and_report() -> Result<()> {
     ])?;
     let stderr = String::from_utf8(out.stderr)?;
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("failed files:") && stderr.contains("truncated.pdf"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("chunks") && stderr.contains("MB/s"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("failed files:") && stderr.contains("truncated.pdf"), "{stderr}");
+    assert!(stderr.contains("chunks") && stderr.contains("MB/s"), "{stderr}");
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
     let files = report["files"].as_array().context("files")?;
@@ -101,39 +93,22 @@ fn ingest_fixtures_writes_chunks_and_report() -> Result<()> {
     let failed = files.iter().filter(|f| f["status"] == "failed").count();
     assert_eq!(failed, 5, "the five bad fixtures");
     assert_eq!(report["totals"]["failed"], 5);
-    let handbook = files.iter().find(|f| {
-        f["path"]
-            .as_str()
-            .is_some_and(|p| p.ends_with("handbook-en.pdf"))
-    });
+    let handbook = files.iter().find(|f| f["path"].as_str().is_some_and(|p| p.ends_with("handbook-en.pdf")));
     assert_eq!(handbook.context("handbook")?["pages"], 4);
 
     let text = std::fs::read_to_string(&chunks)?;
-    let records: Vec<Value> = text
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    assert_eq!(
-        records.len() as u64,
-        report["totals"]["chunks"].as_u64().unwrap_or(0)
-    );
+    let records: Vec<Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(records.len() as u64, report["totals"]["chunks"].as_u64().unwrap_or(0));
     for r in &records {
-        for key in [
-            "id", "doc_id", "source", "text", "span", "pages", "headings",
-        ] {
+        for key in ["id", "doc_id", "source", "text", "span", "pages", "headings"] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
         assert!(r["text"].as_str().map_or(0, |t| t.chars().count()) <= 600);
     }
-    let pdf_chunk = records
-        .iter()
-        .find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".pdf")))
-        .context("pdf")?;
+    let pdf_chunk =
+        records.iter().find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".pdf"))).context("pdf")?;
     assert!(pdf_chunk["pages"].is_array());
-    let md_chunk = records
-        .iter()
-        .find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".md")))
-        .context("md")?;
+    let md_chunk = records.iter().find(|r| r["source"].as_str().is_some_and(|p| p.ends_with(".md"))).context("md")?;
     assert!(md_chunk["pages"].is_null());
 
     // --strict turns the failures into a failed run; nothing is written twice.
@@ -150,31 +125,16 @@ fn ingest_fixtures_writes_chunks_and_report() -> Result<()> {
         "50",
     ])?;
     assert!(!strict.status.success());
-    assert_eq!(
-        std::fs::read_to_string(&chunks)?,
-        text,
-        "a re-run adds nothing"
-    );
+    assert_eq!(std::fs::read_to_string(&chunks)?, text, "a re-run adds nothing");
     Ok(())
 }
 
 #[test]
 fn ingest_with_nothing_readable_fails() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = docraft(&[
-        "ingest",
-        s(&fixtures().join("bad")),
-        "-o",
-        s(&dir.path().join("c.jsonl")),
-        "--quiet",
-    ])?;
+    let out = docraft(&["ingest", s(&fixtures().join("bad")), "-o", s(&dir.path().join("c.jsonl")), "--quiet"])?;
     assert!(!out.status.success());
-    let out = docraft(&[
-        "ingest",
-        "no/such/dir",
-        "-o",
-        s(&dir.path().join("c.jsonl")),
-    ])?;
+    let out = docraft(&["ingest", "no/such/dir", "-o", s(&dir.path().join("c.jsonl"))])?;
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr)?.contains("no/such/dir"));
     let out = docraft(&[
@@ -187,34 +147,19 @@ fn ingest_with_nothing_readable_fails() -> Result<()> {
         "--overlap",
         "100",
     ])?;
-    assert!(
-        !out.status.success(),
-        "overlap must be below the chunk size"
-    );
+    assert!(!out.status.success(), "overlap must be below the chunk size");
     Ok(())
 }
 
 #[test]
 fn help_describes_every_command() -> Result<()> {
-    for args in [
-        &["--help"][..],
-        &["ingest", "--help"],
-        &["extract", "--help"],
-    ] {
+    for args in [&["--help"][..], &["ingest", "--help"], &["extract", "--help"]] {
         let out = docraft(args)?;
         assert!(out.status.success());
         assert!(!out.stdout.is_empty());
     }
     let help = String::from_utf8(docraft(&["ingest", "--help"])?.stdout)?;
-    for flag in [
-        "--report",
-        "--chunk-size",
-        "--overlap",
-        "--tokenizer",
-        "--include",
-        "--exclude",
-        "--strict",
-    ] {
+    for flag in ["--report", "--chunk-size", "--overlap", "--tokenizer", "--include", "--exclude", "--strict"] {
         assert!(help.contains(flag), "{flag} missing from ingest --help");
     }
     Ok(())

@@ -19,14 +19,7 @@ impl Span {
     /// A span from `start` to `end` (swapped if given backwards).
     #[must_use]
     pub fn new(start: usize, end: usize) -> Self {
-        if start <= end {
-            Self { start, end }
-        } else {
-            Self {
-                start: end,
-                end: start,
-            }
-        }
+        if start <= end { Self { start, end } } else { Self { start: end, end: start } }
     }
 
     /// Its length in bytes.
@@ -86,14 +79,7 @@ impl PageRange {
     /// Pages `first..=last` (swapped if given backwards).
     #[must_use]
     pub fn new(first: u32, last: u32) -> Self {
-        if first <= last {
-            Self { first, last }
-        } else {
-            Self {
-                first: last,
-                last: first,
-            }
-        }
+        if first <= last { Self { first, last } } else { Self { first: last, last: first } }
     }
 
     /// Whether page `p` lies in the range.
@@ -236,11 +222,7 @@ impl Document {
             (Some(a), Some(b)) => Some(PageRange::new(a, b)),
             // Between pages (e.g. the form feed): the page before.
             _ => {
-                let before = self
-                    .pages
-                    .iter()
-                    .take_while(|p| p.start <= span.start)
-                    .count();
+                let before = self.pages.iter().take_while(|p| p.start <= span.start).count();
                 let n = u32::try_from(before.max(1)).unwrap_or(u32::MAX);
                 Some(PageRange::new(n, n))
             }
@@ -288,18 +270,9 @@ mod tests {
     fn headings_at_offsets() {
         let mut d = Document::new("x.md", DocFormat::Markdown, b"x", "0123456789".into());
         d.sections = vec![
-            Section {
-                span: Span::new(0, 3),
-                headings: vec![],
-            },
-            Section {
-                span: Span::new(3, 7),
-                headings: vec!["A".into()],
-            },
-            Section {
-                span: Span::new(7, 10),
-                headings: vec!["A".into(), "B".into()],
-            },
+            Section { span: Span::new(0, 3), headings: vec![] },
+            Section { span: Span::new(3, 7), headings: vec!["A".into()] },
+            Section { span: Span::new(7, 10), headings: vec!["A".into(), "B".into()] },
         ];
         assert!(d.headings_at(1).is_empty());
         assert_eq!(d.headings_at(3), ["A"]);
@@ -312,9 +285,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&s).unwrap(), "[3,9]");
         let back: Span = serde_json::from_str("[3,9]").unwrap();
         assert_eq!(back, s);
-        assert_eq!(
-            serde_json::to_string(&PageRange::new(2, 4)).unwrap(),
-            "[2,4]"
-        );
+        assert_eq!(serde_json::to_string(&PageRange::new(2, 4)).unwrap(), "[2,4]");
     }
 }

@@ -98,14 +98,8 @@ mod tests {
 
     #[test]
     fn hash_matches_known_sha256() {
-        assert_eq!(
-            content_hash(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(
-            DocId::from_content(b"abc").as_str(),
-            "ba7816bf8f01cfea414140de5dae2223"
-        );
+        assert_eq!(content_hash(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(DocId::from_content(b"abc").as_str(), "ba7816bf8f01cfea414140de5dae2223");
     }
 
     #[test]

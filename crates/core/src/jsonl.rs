@@ -54,13 +54,7 @@ pub struct TornLine {
 
 impl std::fmt::Display for TornLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: incomplete last line ({} bytes) ignored",
-            self.path.display(),
-            self.line,
-            self.bytes
-        )?;
+        write!(f, "{}:{}: incomplete last line ({} bytes) ignored", self.path.display(), self.line, self.bytes)?;
         if let Some(s) = &self.saved_to {
             write!(f, "; its bytes were kept in {}", s.display())?;
         }
@@ -99,24 +93,14 @@ impl<T: Serialize> JsonlWriter<T> {
     pub fn append(path: impl AsRef<Path>) -> Result<(Self, Option<TornLine>)> {
         let path = path.as_ref();
         create_parent(path)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let mut file =
+            OpenOptions::new().read(true).append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
         let torn = repair_tail(&mut file, path)?;
         Ok((Self::from_file(file, path), torn))
     }
 
     fn from_file(file: File, path: &Path) -> Self {
-        Self {
-            file,
-            path: path.to_path_buf(),
-            records: 0,
-            buf: Vec::new(),
-            _record: PhantomData,
-        }
+        Self { file, path: path.to_path_buf(), records: 0, buf: Vec::new(), _record: PhantomData }
     }
 
     /// Appends one record and flushes it to the operating system.
@@ -140,19 +124,15 @@ impl<T: Serialize> JsonlWriter<T> {
         self.buf.clear();
         let mut n = 0;
         for r in records {
-            serde_json::to_writer(&mut self.buf, r).map_err(|e| Error::Serialize {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            serde_json::to_writer(&mut self.buf, r)
+                .map_err(|e| Error::Serialize { path: self.path.clone(), source: e })?;
             self.buf.push(b'\n');
             n += 1;
         }
         if n == 0 {
             return Ok(());
         }
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.file.write_all(&self.buf).map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))?;
         self.records += n;
         Ok(())
@@ -181,9 +161,7 @@ impl<T: Serialize> JsonlWriter<T> {
 
 fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),
         _ => Ok(()),
     }
 }
@@ -226,28 +204,13 @@ fn repair_tail(file: &mut File, path: &Path) -> Result<Option<TornLine>> {
         file.write_all(b"\n").map_err(io)?;
         return Ok(None);
     }
-    let saved = path.with_file_name(format!(
-        "{}.torn",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let mut keep = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&saved)
-        .map_err(|e| Error::io(&saved, e))?;
-    keep.write_all(&tail)
-        .and_then(|()| keep.write_all(b"\n"))
-        .map_err(|e| Error::io(&saved, e))?;
+    let saved =
+        path.with_file_name(format!("{}.torn", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let mut keep = OpenOptions::new().create(true).append(true).open(&saved).map_err(|e| Error::io(&saved, e))?;
+    keep.write_all(&tail).and_then(|()| keep.write_all(b"\n")).map_err(|e| Error::io(&saved, e))?;
     file.set_len(tail_start).map_err(io)?;
     let line = count_lines(file, tail_start).map_err(io)? + 1;
-    Ok(Some(TornLine {
-        path: path.to_path_buf(),
-        line,
-        bytes: tail.len(),
-        saved_to: Some(saved),
-    }))
+    Ok(Some(TornLine { path: path.to_path_buf(), line, bytes: tail.len(), saved_to: Some(saved) }))
 }
 
 fn count_lines(file: &mut File, upto: u64) -> std::io::Result<usize> {
@@ -334,15 +297,8 @@ impl<T: DeserializeOwned> Iterator for JsonlReader<T> {
             }
             match serde_json::from_slice::<T>(&self.buf) {
                 Ok(r) => return Some(Ok(r)),
-                Err(e)
-                    if complete
-                        || serde_json::from_slice::<serde_json::Value>(&self.buf).is_ok() =>
-                {
-                    return Some(Err(Error::Record {
-                        path: self.path.clone(),
-                        line: self.line,
-                        source: e,
-                    }));
+                Err(e) if complete || serde_json::from_slice::<serde_json::Value>(&self.buf).is_ok() => {
+                    return Some(Err(Error::Record { path: self.path.clone(), line: self.line, source: e }));
                 }
                 Err(_) => {
                     self.done = true;
@@ -382,11 +338,7 @@ pub struct Scan<K> {
 
 impl<K> Default for Scan<K> {
     fn default() -> Self {
-        Self {
-            keys: HashSet::new(),
-            records: 0,
-            torn: None,
-        }
+        Self { keys: HashSet::new(), records: 0, torn: None }
     }
 }
 
@@ -441,10 +393,7 @@ mod tests {
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2], json!({"id":3}));
         // Nothing is lost: the torn bytes are kept beside the file.
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("a.jsonl.torn"))?,
-            "{\"id\":3,\"te\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.jsonl.torn"))?, "{\"id\":3,\"te\n");
         Ok(())
     }
 
@@ -459,10 +408,7 @@ mod tests {
         let (mut w, torn) = JsonlWriter::<Value>::append(&path)?;
         assert!(torn.is_none());
         w.write(&json!({"id":3}))?;
-        assert_eq!(
-            std::fs::read_to_string(&path)?,
-            "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n"
-        );
+        assert_eq!(std::fs::read_to_string(&path)?, "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n");
         Ok(())
     }
 

@@ -48,14 +48,9 @@ impl Sizer {
     /// [`Error::Tokenizer`] naming the file.
     pub fn tokens_from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let mut tok = Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        tok.with_truncation(None).map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let mut tok = Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
+        tok.with_truncation(None).map_err(|e| Error::Tokenizer { path: path.to_path_buf(), reason: e.to_string() })?;
         tok.with_padding(None);
         Ok(Self::Tokens(Arc::new(tok)))
     }
@@ -96,12 +91,7 @@ pub struct ChunkSettings {
 impl Default for ChunkSettings {
     /// 800..=1200 characters, overlap 100.
     fn default() -> Self {
-        Self {
-            min: 800,
-            max: 1200,
-            overlap: 100,
-            sizer: Sizer::Characters,
-        }
+        Self { min: 800, max: 1200, overlap: 100, sizer: Sizer::Characters }
     }
 }
 
@@ -115,16 +105,9 @@ impl ChunkSettings {
         let Capacity(r) = capacity.into();
         let (min, max) = (r.start, r.end);
         if max == 0 || min > max {
-            return Err(Error::ChunkConfig(format!(
-                "capacity {min}..={max} is empty"
-            )));
+            return Err(Error::ChunkConfig(format!("capacity {min}..={max} is empty")));
         }
-        Ok(Self {
-            min: min.max(1),
-            max,
-            overlap: 0,
-            sizer: Sizer::Characters,
-        })
+        Ok(Self { min: min.max(1), max, overlap: 0, sizer: Sizer::Characters })
     }
 
     /// Sets the overlap between consecutive chunks (in the sizer's unit).
@@ -176,13 +159,7 @@ impl ChunkSettings {
     /// A one-line description, e.g. `800..=1200 chars, overlap 100`.
     #[must_use]
     pub fn describe(&self) -> String {
-        format!(
-            "{}..={} {}, overlap {}",
-            self.min,
-            self.max,
-            self.sizer.unit(),
-            self.overlap
-        )
+        format!("{}..={} {}, overlap {}", self.min, self.max, self.sizer.unit(), self.overlap)
     }
 }
 
@@ -300,14 +277,8 @@ mod tests {
     #[test]
     fn settings_validate() {
         assert!(ChunkSettings::new(0).is_err());
-        assert!(
-            ChunkSettings::new(100)
-                .and_then(|s| s.with_overlap(100))
-                .is_err()
-        );
-        let s = ChunkSettings::new(100..=200)
-            .and_then(|s| s.with_overlap(10))
-            .unwrap();
+        assert!(ChunkSettings::new(100).and_then(|s| s.with_overlap(100)).is_err());
+        let s = ChunkSettings::new(100..=200).and_then(|s| s.with_overlap(10)).unwrap();
         assert_eq!((s.min(), s.max(), s.overlap()), (100, 200, 10));
         assert_eq!(s.describe(), "100..=200 chars, overlap 10");
     }
@@ -316,9 +287,7 @@ mod tests {
     fn chunks_rebuild_text_and_fit() {
         let text = "Uno dos tres. ".repeat(200);
         let doc = Document::new("a.txt", DocFormat::Text, b"a", text);
-        let s = ChunkSettings::new(100..=150)
-            .and_then(|s| s.with_overlap(20))
-            .unwrap();
+        let s = ChunkSettings::new(100..=150).and_then(|s| s.with_overlap(20)).unwrap();
         let chunks = TextChunker::new(s).chunk(&doc).unwrap();
         assert!(chunks.len() > 10);
         for c in &chunks {

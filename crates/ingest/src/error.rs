@@ -126,8 +126,7 @@ pub(crate) fn sniff(bytes: &[u8]) -> &'static str {
         "an old Microsoft Office file (DOC/XLS)"
     } else if starts(b"{\\rtf") {
         "RTF"
-    } else if lower.windows(5).any(|w| w == b"<html") || lower.windows(9).any(|w| w == b"<!doctype")
-    {
+    } else if lower.windows(5).any(|w| w == b"<html") || lower.windows(9).any(|w| w == b"<!doctype") {
         "an HTML page"
     } else if std::str::from_utf8(head).is_ok() {
         "plain text"

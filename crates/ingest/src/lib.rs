@@ -22,7 +22,7 @@
 //! use std::path::Path;
 //! use docraft_ingest::{AutoLoader, ChunkSettings, Chunker, Loader, TextChunker};
 //!
-//! let doc = AutoLoader.load(Path::new("notas.md"), "# Notas\n\nEl equipo se reúne los lunes.".as_bytes())?;
+//! let doc = AutoLoader::new().load(Path::new("notas.md"), "# Notas\n\nEl equipo se reúne los lunes.".as_bytes())?;
 //! let chunker = TextChunker::new(ChunkSettings::new(200..=400)?.with_overlap(20)?);
 //! let chunks = chunker.chunk(&doc)?;
 //! assert_eq!(chunks[0].headings, ["Notas"]);

@@ -5,6 +5,7 @@ use std::path::Path;
 use docraft_core::{DocFormat, Document};
 
 use crate::error::Error;
+use crate::pdf::PdfOptions;
 use crate::{markdown, pdf, text};
 
 /// Turns one file into a document. One required method.
@@ -20,10 +21,7 @@ pub trait Loader: Send + Sync {
     /// # Errors
     /// [`Error::Io`] if it cannot be read, else as [`Loader::load`].
     fn load_path(&self, path: &Path) -> Result<Document, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
         self.load(path, &bytes)
     }
 }
@@ -44,7 +42,31 @@ pub fn format_of(path: &Path) -> Option<DocFormat> {
 /// extension is read as PDF if it starts like one, else refused as unsupported.
 /// Sets the language guess on every document it loads.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AutoLoader;
+pub struct AutoLoader {
+    pdf: PdfOptions,
+}
+
+impl AutoLoader {
+    /// A loader with the default settings.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keep running headers, footers and page numbers of PDFs in the text (they are removed
+    /// by default).
+    #[must_use]
+    pub fn keep_page_furniture(mut self, keep: bool) -> Self {
+        self.pdf.strip_furniture = !keep;
+        self
+    }
+
+    /// The PDF settings.
+    #[must_use]
+    pub fn pdf_options(&self) -> &PdfOptions {
+        &self.pdf
+    }
+}
 
 impl Loader for AutoLoader {
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Document, Error> {
@@ -52,15 +74,13 @@ impl Loader for AutoLoader {
             Some(f) => f,
             None if bytes.starts_with(b"%PDF-") => DocFormat::Pdf,
             None => {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::Unsupported { path: path.to_path_buf() });
             }
         };
         let mut doc = match format {
             DocFormat::Markdown => markdown::load_markdown(path, bytes)?,
             DocFormat::Text => text::load_text(path, bytes)?,
-            _ => pdf::load_pdf(path, bytes)?,
+            _ => pdf::load_pdf_with(path, bytes, &self.pdf)?,
         };
         if doc.text.trim().is_empty() && format != DocFormat::Pdf {
             doc.warnings.push("no text".into());
@@ -128,8 +148,7 @@ mod tests {
     #[test]
     fn languages() {
         let es = "El sistema guarda los documentos de la empresa en su propia máquina y nunca los envía fuera.";
-        let en =
-            "The system keeps the company's documents on its own machine and never sends them out.";
+        let en = "The system keeps the company's documents on its own machine and never sends them out.";
         assert_eq!(guess_language(es).as_deref(), Some("es"));
         assert_eq!(guess_language(en).as_deref(), Some("en"));
         assert_eq!(guess_language("hola"), None);
@@ -137,13 +156,9 @@ mod tests {
 
     #[test]
     fn unknown_extension_is_unsupported_unless_pdf_bytes() {
-        let err = AutoLoader
-            .load(Path::new("x.docx"), b"PK\x03\x04")
-            .unwrap_err();
+        let err = AutoLoader::new().load(Path::new("x.docx"), b"PK\x03\x04").unwrap_err();
         assert_eq!(err.kind(), "unsupported");
-        let err = AutoLoader
-            .load(Path::new("x.bin"), b"%PDF-1.4 garbage")
-            .unwrap_err();
+        let err = AutoLoader::new().load(Path::new("x.bin"), b"%PDF-1.4 garbage").unwrap_err();
         assert_eq!(err.kind(), "damaged");
     }
 }

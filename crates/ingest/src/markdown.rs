@@ -9,9 +9,7 @@
 use std::path::Path;
 
 use docraft_core::{DocFormat, Document, Section, Span};
-use pulldown_cmark::{
-    CodeBlockKind, Event, HeadingLevel, MetadataBlockKind, Options, Parser, Tag, TagEnd,
-};
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, MetadataBlockKind, Options, Parser, Tag, TagEnd};
 
 use crate::error::Error;
 use crate::text::decode;
@@ -22,23 +20,14 @@ use crate::text::decode;
 /// [`Error::Empty`] for a file with no bytes. Invalid front matter is a warning, not an error.
 pub fn load_markdown(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
     if bytes.is_empty() {
-        return Err(Error::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::Empty { path: path.to_path_buf() });
     }
     let (source, encoding) = decode(bytes);
     let rendered = render(&source);
-    let mut doc = Document::new(
-        path.to_string_lossy(),
-        DocFormat::Markdown,
-        bytes,
-        rendered.text,
-    );
+    let mut doc = Document::new(path.to_string_lossy(), DocFormat::Markdown, bytes, rendered.text);
     doc.sections = rendered.sections;
     if encoding != "UTF-8" {
-        doc.metadata
-            .fields
-            .insert("encoding".into(), encoding.into());
+        doc.metadata.fields.insert("encoding".into(), encoding.into());
     }
     if let Some((kind, raw)) = rendered.front_matter {
         match parse_front_matter(kind, &raw) {
@@ -54,9 +43,7 @@ pub fn load_markdown(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
                 }
             }
             Ok(serde_json::Value::Null) => {}
-            Ok(_) => doc
-                .warnings
-                .push("front matter is not a key/value map; ignored".into()),
+            Ok(_) => doc.warnings.push("front matter is not a key/value map; ignored".into()),
             Err(e) => doc.warnings.push(format!("front matter ignored: {e}")),
         }
     }
@@ -68,12 +55,8 @@ pub fn load_markdown(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
 
 fn parse_front_matter(kind: MetadataBlockKind, raw: &str) -> Result<serde_json::Value, String> {
     match kind {
-        MetadataBlockKind::YamlStyle => {
-            serde_yaml_ng::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string())
-        }
-        MetadataBlockKind::PlusesStyle => {
-            toml::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string())
-        }
+        MetadataBlockKind::YamlStyle => serde_yaml_ng::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string()),
+        MetadataBlockKind::PlusesStyle => toml::from_str::<serde_json::Value>(raw).map_err(|e| e.to_string()),
     }
 }
 
@@ -250,8 +233,7 @@ impl Renderer {
                 self.block();
                 self.out.push_str("```");
                 if let CodeBlockKind::Fenced(lang) = kind {
-                    self.out
-                        .push_str(lang.split_whitespace().next().unwrap_or(""));
+                    self.out.push_str(lang.split_whitespace().next().unwrap_or(""));
                 }
                 self.newline();
                 self.in_code = true;
@@ -305,15 +287,9 @@ impl Renderer {
                 let s = format!("[^{label}]: ");
                 self.out.push_str(&s);
             }
-            Tag::DefinitionList | Tag::DefinitionListTitle | Tag::DefinitionListDefinition => {
-                self.block()
+            Tag::DefinitionList | Tag::DefinitionListTitle | Tag::DefinitionListDefinition => self.block(),
+            Tag::Emphasis | Tag::Strong | Tag::Strikethrough | Tag::Superscript | Tag::Subscript | Tag::Link { .. } => {
             }
-            Tag::Emphasis
-            | Tag::Strong
-            | Tag::Strikethrough
-            | Tag::Superscript
-            | Tag::Subscript
-            | Tag::Link { .. } => {}
         }
     }
 
@@ -329,8 +305,7 @@ impl Renderer {
                         self.path.pop();
                     }
                     self.path.push((level, text));
-                    self.starts
-                        .push((start, self.path.iter().map(|(_, t)| t.clone()).collect()));
+                    self.starts.push((start, self.path.iter().map(|(_, t)| t.clone()).collect()));
                 }
             }
             TagEnd::BlockQuote(_) => {
@@ -352,10 +327,7 @@ impl Renderer {
                 self.prefix.pop();
             }
             TagEnd::TableCell => {
-                if let (Some(cell), Some(row)) = (
-                    self.cell.take(),
-                    self.table.as_mut().and_then(|t| t.last_mut()),
-                ) {
+                if let (Some(cell), Some(row)) = (self.cell.take(), self.table.as_mut().and_then(|t| t.last_mut())) {
                     row.push(cell.trim().to_string());
                 }
             }
@@ -406,22 +378,12 @@ fn strip_html(html: &str) -> String {
     while let Some(lt) = rest.find('<') {
         out.push_str(rest.get(..lt).unwrap_or_default());
         let after = rest.get(lt..).unwrap_or_default();
-        let lower = after
-            .get(..after.len().min(8))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let lower = after.get(..after.len().min(8)).unwrap_or_default().to_ascii_lowercase();
         let skip_to = if after.starts_with("<!--") {
             after.find("-->").map(|i| i + 3)
         } else if lower.starts_with("<script") || lower.starts_with("<style") {
-            let close = if lower.starts_with("<script") {
-                "</script>"
-            } else {
-                "</style>"
-            };
-            after
-                .to_ascii_lowercase()
-                .find(close)
-                .map(|i| i + close.len())
+            let close = if lower.starts_with("<script") { "</script>" } else { "</style>" };
+            after.to_ascii_lowercase().find(close).map(|i| i + close.len())
         } else {
             after.find('>').map(|i| i + 1)
         };
@@ -458,26 +420,15 @@ pub(crate) fn render(source: &str) -> Rendered {
     for (start, p) in r.starts {
         let start = start.saturating_sub(lead).min(text.len());
         if start > cursor {
-            sections.push(Section {
-                span: Span::new(cursor, start),
-                headings: path.clone(),
-            });
+            sections.push(Section { span: Span::new(cursor, start), headings: path.clone() });
         }
         cursor = start;
         path = p;
     }
     if text.len() > cursor || sections.is_empty() {
-        sections.push(Section {
-            span: Span::new(cursor, text.len()),
-            headings: path,
-        });
+        sections.push(Section { span: Span::new(cursor, text.len()), headings: path });
     }
-    Rendered {
-        text,
-        sections,
-        front_matter: r.front_matter,
-        first_h1: r.first_h1,
-    }
+    Rendered { text, sections, front_matter: r.front_matter, first_h1: r.first_h1 }
 }
 
 #[cfg(test)]
@@ -504,9 +455,6 @@ mod tests {
 
     #[test]
     fn strips_html() {
-        assert_eq!(
-            strip_html("<div>a <!-- c --> b<script>x</script></div>"),
-            "a  b"
-        );
+        assert_eq!(strip_html("<div>a <!-- c --> b<script>x</script></div>"), "a  b");
     }
 }

@@ -174,10 +174,7 @@ impl Existing {
         for c in reader.by_ref() {
             let c = c?;
             if out.chunk_ids.insert(c.id.clone()) {
-                let e = out
-                    .docs
-                    .entry(c.doc_id.clone())
-                    .or_insert((0, c.chunk_count));
+                let e = out.docs.entry(c.doc_id.clone()).or_insert((0, c.chunk_count));
                 e.0 += 1;
             }
         }
@@ -212,11 +209,7 @@ impl Ingest {
     /// An ingest run with the built-in loader and a [`TextChunker`] with `settings`.
     #[must_use]
     pub fn new(settings: ChunkSettings) -> Self {
-        Self {
-            loader: AutoLoader,
-            chunker: TextChunker::new(settings),
-            filter: FileFilter::default(),
-        }
+        Self { loader: AutoLoader::new(), chunker: TextChunker::new(settings), filter: FileFilter::default() }
     }
 }
 
@@ -231,21 +224,13 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
     /// Uses another chunker.
     #[must_use]
     pub fn with_chunker<C2: Chunker>(self, chunker: C2) -> Ingest<L, C2> {
-        Ingest {
-            loader: self.loader,
-            chunker,
-            filter: self.filter,
-        }
+        Ingest { loader: self.loader, chunker, filter: self.filter }
     }
 
     /// Uses another loader.
     #[must_use]
     pub fn with_loader<L2: Loader>(self, loader: L2) -> Ingest<L2, C> {
-        Ingest {
-            loader,
-            chunker: self.chunker,
-            filter: self.filter,
-        }
+        Ingest { loader, chunker: self.chunker, filter: self.filter }
     }
 
     /// Loads and chunks one file.
@@ -269,30 +254,19 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
     /// # Errors
     /// Only for problems with the run itself: an input path that does not exist, an output
     /// that cannot be read or written.
-    pub fn run<P: AsRef<Path>>(
-        &self,
-        inputs: &[P],
-        output: &Path,
-        progress: &dyn Progress,
-    ) -> Result<Report, Error> {
+    pub fn run<P: AsRef<Path>>(&self, inputs: &[P], output: &Path, progress: &dyn Progress) -> Result<Report, Error> {
         let t0 = Instant::now();
         let files = discover(inputs, &self.filter)?;
         let existing = Existing::read(output)?;
         let (mut writer, torn) = JsonlWriter::<Chunk>::append(output)?;
-        let mut report = Report {
-            repaired: torn.map(|t| t.to_string()),
-            ..Report::default()
-        };
+        let mut report = Report { repaired: torn.map(|t| t.to_string()), ..Report::default() };
         progress.start(files.len());
 
         // Hash every file first (in parallel), so duplicates resolve in path order.
         let hashed: Vec<Result<(DocId, u64), Error>> = files
             .par_iter()
             .map(|p| {
-                let bytes = std::fs::read(p).map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
-                })?;
+                let bytes = std::fs::read(p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
                 Ok((DocId::from_content(&bytes), bytes.len() as u64))
             })
             .collect();
@@ -328,48 +302,43 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
         let stop = AtomicBool::new(false);
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Processed)>();
         let (written, reports) = std::thread::scope(|scope| {
-            let writer_thread =
-                scope.spawn(|| -> Result<(usize, Vec<(usize, FileReport)>), Error> {
-                    let mut ready: BTreeMap<usize, Processed> = BTreeMap::new();
-                    let mut next = 0; // position in `todo`
-                    let mut written = 0;
-                    let mut reports = Vec::with_capacity(todo.len());
-                    for (pos, res) in rx {
-                        ready.insert(pos, res);
-                        while let Some(res) = ready.remove(&next) {
-                            let i = todo[next];
-                            next += 1;
-                            let path = &files[i];
-                            let r = match res {
-                                Err(e) => FileReport::failed(path, &e),
-                                Ok((doc, chunks)) => {
-                                    let fresh = chunks
-                                        .iter()
-                                        .filter(|c| !existing.chunk_ids.contains(&c.id));
-                                    let n = fresh.clone().count();
-                                    if let Err(e) = writer.write_all(fresh) {
-                                        stop.store(true, Ordering::Relaxed);
-                                        return Err(e.into());
-                                    }
-                                    written += n;
-                                    let bytes = hashed[i].as_ref().map_or(0, |h| h.1);
-                                    FileReport::ingested(path, bytes, doc, chunks.len())
+            let writer_thread = scope.spawn(|| -> Result<(usize, Vec<(usize, FileReport)>), Error> {
+                let mut ready: BTreeMap<usize, Processed> = BTreeMap::new();
+                let mut next = 0; // position in `todo`
+                let mut written = 0;
+                let mut reports = Vec::with_capacity(todo.len());
+                for (pos, res) in rx {
+                    ready.insert(pos, res);
+                    while let Some(res) = ready.remove(&next) {
+                        let i = todo[next];
+                        next += 1;
+                        let path = &files[i];
+                        let r = match res {
+                            Err(e) => FileReport::failed(path, &e),
+                            Ok((doc, chunks)) => {
+                                let fresh = chunks.iter().filter(|c| !existing.chunk_ids.contains(&c.id));
+                                let n = fresh.clone().count();
+                                if let Err(e) = writer.write_all(fresh) {
+                                    stop.store(true, Ordering::Relaxed);
+                                    return Err(e.into());
                                 }
-                            };
-                            progress.file_done(&r);
-                            reports.push((i, r));
-                        }
+                                written += n;
+                                let bytes = hashed[i].as_ref().map_or(0, |h| h.1);
+                                FileReport::ingested(path, bytes, doc, chunks.len())
+                            }
+                        };
+                        progress.file_done(&r);
+                        reports.push((i, r));
                     }
-                    Ok((written, reports))
-                });
-            todo.par_iter()
-                .enumerate()
-                .for_each_with(tx, |tx, (pos, &i)| {
-                    if !stop.load(Ordering::Relaxed) {
-                        // A send fails only when the writer stopped on an error it reports itself.
-                        let _ = tx.send((pos, self.process(&files[i])));
-                    }
-                });
+                }
+                Ok((written, reports))
+            });
+            todo.par_iter().enumerate().for_each_with(tx, |tx, (pos, &i)| {
+                if !stop.load(Ordering::Relaxed) {
+                    // A send fails only when the writer stopped on an error it reports itself.
+                    let _ = tx.send((pos, self.process(&files[i])));
+                }
+            });
             writer_thread.join().unwrap_or_else(|_| {
                 Err(Error::Output(docraft_core::Error::Io {
                     path: output.to_path_buf(),

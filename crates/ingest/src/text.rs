@@ -40,15 +40,11 @@ pub fn normalize_newlines(text: String) -> String {
 /// [`Error::Empty`] for a file with no bytes.
 pub fn load_text(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
     if bytes.is_empty() {
-        return Err(Error::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::Empty { path: path.to_path_buf() });
     }
     let (text, encoding) = decode(bytes);
     let mut doc = Document::new(path.to_string_lossy(), DocFormat::Text, bytes, text);
-    doc.metadata
-        .fields
-        .insert("encoding".into(), encoding.into());
+    doc.metadata.fields.insert("encoding".into(), encoding.into());
     Ok(doc)
 }
 
@@ -60,18 +56,9 @@ mod tests {
     fn encodings() {
         assert_eq!(decode("año".as_bytes()), ("año".to_string(), "UTF-8"));
         assert_eq!(decode(b"\xEF\xBB\xBFa\r\nb"), ("a\nb".to_string(), "UTF-8"));
-        assert_eq!(
-            decode(b"\xFF\xFEa\x00\xF1\x00"),
-            ("añ".to_string(), "UTF-16LE")
-        );
-        assert_eq!(
-            decode(b"\xFE\xFF\x00a\x00\xF1"),
-            ("añ".to_string(), "UTF-16BE")
-        );
+        assert_eq!(decode(b"\xFF\xFEa\x00\xF1\x00"), ("añ".to_string(), "UTF-16LE"));
+        assert_eq!(decode(b"\xFE\xFF\x00a\x00\xF1"), ("añ".to_string(), "UTF-16BE"));
         // Latin-1 / Windows-1252: "canción" and a euro sign (0x80 in 1252).
-        assert_eq!(
-            decode(b"canci\xF3n \x80\r"),
-            ("canción €\n".to_string(), "windows-1252")
-        );
+        assert_eq!(decode(b"canci\xF3n \x80\r"), ("canción €\n".to_string(), "windows-1252"));
     }
 }

@@ -22,15 +22,9 @@ fn build(globs: &[String]) -> Result<Option<GlobSet>, Error> {
     }
     let mut b = GlobSetBuilder::new();
     for g in globs {
-        b.add(Glob::new(g).map_err(|e| Error::Glob {
-            glob: g.clone(),
-            reason: e.kind().to_string(),
-        })?);
+        b.add(Glob::new(g).map_err(|e| Error::Glob { glob: g.clone(), reason: e.kind().to_string() })?);
     }
-    b.build().map(Some).map_err(|e| Error::Glob {
-        glob: globs.join(", "),
-        reason: e.to_string(),
-    })
+    b.build().map(Some).map_err(|e| Error::Glob { glob: globs.join(", "), reason: e.to_string() })
 }
 
 impl FileFilter {
@@ -40,10 +34,7 @@ impl FileFilter {
     /// # Errors
     /// [`Error::Glob`] for an invalid pattern.
     pub fn new(include: &[String], exclude: &[String]) -> Result<Self, Error> {
-        Ok(Self {
-            include: build(include)?,
-            exclude: build(exclude)?,
-        })
+        Ok(Self { include: build(include)?, exclude: build(exclude)? })
     }
 
     fn matches(set: &GlobSet, rel: &Path) -> bool {
@@ -74,20 +65,13 @@ pub fn discover<P: AsRef<Path>>(paths: &[P], filter: &FileFilter) -> Result<Vec<
     let mut out = Vec::new();
     for root in paths {
         let root = root.as_ref();
-        let meta = std::fs::metadata(root).map_err(|_| Error::NotFound {
-            path: root.to_path_buf(),
-        })?;
+        let meta = std::fs::metadata(root).map_err(|_| Error::NotFound { path: root.to_path_buf() })?;
         if !meta.is_dir() {
             out.push(root.to_path_buf());
             continue;
         }
-        let walker = walkdir::WalkDir::new(root)
-            .follow_links(true)
-            .sort_by_file_name()
-            .into_iter();
-        for entry in walker
-            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
-        {
+        let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
+        for entry in walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')) {
             let Ok(entry) = entry else { continue };
             if !entry.file_type().is_file() {
                 continue;
@@ -110,40 +94,18 @@ mod tests {
     #[test]
     fn filters() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        for f in [
-            "a.pdf",
-            "b.md",
-            "c.txt",
-            "d.docx",
-            "sub/e.pdf",
-            "sub/drafts/f.pdf",
-            ".hidden/g.pdf",
-        ] {
+        for f in ["a.pdf", "b.md", "c.txt", "d.docx", "sub/e.pdf", "sub/drafts/f.pdf", ".hidden/g.pdf"] {
             let p = dir.path().join(f);
             std::fs::create_dir_all(p.parent().unwrap())?;
             std::fs::write(p, "x")?;
         }
         let names = |files: Vec<PathBuf>| -> Vec<String> {
-            files
-                .iter()
-                .map(|p| {
-                    p.strip_prefix(dir.path())
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace('\\', "/")
-                })
-                .collect()
+            files.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().replace('\\', "/")).collect()
         };
         let all = discover(&[dir.path().to_path_buf()], &FileFilter::default())?;
-        assert_eq!(
-            names(all),
-            ["a.pdf", "b.md", "c.txt", "sub/drafts/f.pdf", "sub/e.pdf"]
-        );
+        assert_eq!(names(all), ["a.pdf", "b.md", "c.txt", "sub/drafts/f.pdf", "sub/e.pdf"]);
         let f = FileFilter::new(&["*.pdf".into()], &["**/drafts/**".into()])?;
-        assert_eq!(
-            names(discover(&[dir.path().to_path_buf()], &f)?),
-            ["a.pdf", "sub/e.pdf"]
-        );
+        assert_eq!(names(discover(&[dir.path().to_path_buf()], &f)?), ["a.pdf", "sub/e.pdf"]);
         // A file given by name is taken whatever its type.
         let direct = discover(&[dir.path().join("d.docx")], &f)?;
         assert_eq!(direct.len(), 1);

@@ -16,9 +16,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn settings() -> ChunkSettings {
-    ChunkSettings::new(300..=600)
-        .and_then(|s| s.with_overlap(50))
-        .expect("valid settings")
+    ChunkSettings::new(300..=600).and_then(|s| s.with_overlap(50)).expect("valid settings")
 }
 
 /// A folder with two good documents and the given bad fixture.
@@ -41,11 +39,7 @@ fn bad_case(bad: &str, kind: &str, reason_has: &str) -> Result<()> {
     let dir = folder_with(bad)?;
     let out = dir.path().join("out/chunks.jsonl");
     let report = run(dir.path(), &out)?;
-    let f = report
-        .files
-        .iter()
-        .find(|f| f.path.ends_with(bad))
-        .context("bad file in report")?;
+    let f = report.files.iter().find(|f| f.path.ends_with(bad)).context("bad file in report")?;
     assert_eq!(f.status, FileStatus::Failed);
     assert_eq!(f.kind.as_deref(), Some(kind));
     let reason = f.reason.as_deref().unwrap_or_default();
@@ -91,38 +85,23 @@ fn unreadable_and_unsupported_files_are_reported() -> Result<()> {
     let out = dir.path().join("chunks.jsonl");
     // Named on the command line, an unsupported file is reported, not silently ignored.
     let report = Ingest::new(settings()).run(
-        &[
-            dir.path().join("report.docx"),
-            dir.path().join("handbook-en.pdf"),
-        ],
+        &[dir.path().join("report.docx"), dir.path().join("handbook-en.pdf")],
         &out,
         &(),
     )?;
-    let docx = report
-        .files
-        .iter()
-        .find(|f| f.path.ends_with("report.docx"))
-        .context("docx")?;
+    let docx = report.files.iter().find(|f| f.path.ends_with("report.docx")).context("docx")?;
     assert_eq!(docx.kind.as_deref(), Some("unsupported"));
     assert_eq!(report.totals.ok, 1);
     // Inside a walked folder it is not one of ours and is left out.
     let report = run(dir.path(), &dir.path().join("again.jsonl"))?;
-    assert!(
-        report
-            .files
-            .iter()
-            .all(|f| !f.path.ends_with("report.docx"))
-    );
+    assert!(report.files.iter().all(|f| !f.path.ends_with("report.docx")));
     Ok(())
 }
 
 #[test]
 fn identical_documents_are_ingested_once() -> Result<()> {
     let dir = folder_with("empty.pdf")?;
-    std::fs::copy(
-        dir.path().join("handbook-en.pdf"),
-        dir.path().join("copy-of-handbook.pdf"),
-    )?;
+    std::fs::copy(dir.path().join("handbook-en.pdf"), dir.path().join("copy-of-handbook.pdf"))?;
     let report = run(dir.path(), &dir.path().join("out.jsonl"))?;
     // Path order decides which one is kept: "copy-of-handbook.pdf" sorts first.
     let find = |name: &str| report.files.iter().find(|f| f.path.ends_with(name));
@@ -131,10 +110,7 @@ fn identical_documents_are_ingested_once() -> Result<()> {
     assert_eq!(copy.status, FileStatus::Ok);
     assert_eq!(original.status, FileStatus::Skipped);
     let reason = original.reason.as_deref().unwrap_or_default();
-    assert!(
-        reason.contains("same content as") && reason.contains("copy-of-handbook.pdf"),
-        "{reason}"
-    );
+    assert!(reason.contains("same content as") && reason.contains("copy-of-handbook.pdf"), "{reason}");
     let (chunks, _) = read_all::<Chunk>(dir.path().join("out.jsonl"))?;
     let ids: HashSet<_> = chunks.iter().map(|c| c.id.clone()).collect();
     assert_eq!(ids.len(), chunks.len(), "no chunk twice");
@@ -147,11 +123,7 @@ fn rerun_skips_and_killed_run_resumes_without_duplicates() -> Result<()> {
     let docs = fixtures().join("docs");
     let clean = dir.path().join("clean.jsonl");
     let first = Ingest::new(settings()).run(&[&docs], &clean, &())?;
-    assert!(
-        first.totals.ok >= 8 && first.totals.failed == 0,
-        "{:?}",
-        first.totals
-    );
+    assert!(first.totals.ok >= 8 && first.totals.failed == 0, "{:?}", first.totals);
     let (all, _) = read_all::<Chunk>(&clean)?;
     let bytes = std::fs::read(&clean)?;
 
@@ -168,20 +140,14 @@ fn rerun_skips_and_killed_run_resumes_without_duplicates() -> Result<()> {
     assert_ne!(bytes[cut - 1], b'\n', "the cut should tear a line");
     let resumed = Ingest::new(settings()).run(&[&docs], &killed, &())?;
     assert!(resumed.repaired.is_some(), "the torn line is reported");
-    assert!(
-        resumed.totals.skipped > 0,
-        "finished documents are not redone"
-    );
+    assert!(resumed.totals.skipped > 0, "finished documents are not redone");
     let (after, torn) = read_all::<Chunk>(&killed)?;
     assert!(torn.is_none());
     let ids: Vec<_> = after.iter().map(|c| c.id.clone()).collect();
     let unique: HashSet<_> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "no duplicates after resuming");
     let expected: HashSet<_> = all.iter().map(|c| c.id.clone()).collect();
-    assert_eq!(
-        unique, expected,
-        "the resumed output has exactly the chunks of a clean run"
-    );
+    assert_eq!(unique, expected, "the resumed output has exactly the chunks of a clean run");
     Ok(())
 }
 
@@ -192,9 +158,7 @@ fn output_order_does_not_depend_on_threads() -> Result<()> {
     let mut outputs = Vec::new();
     for threads in [1, 2, 4] {
         let out = dir.path().join(format!("t{threads}.jsonl"));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
         pool.install(|| Ingest::new(settings()).run(&[&docs], &out, &()))?;
         outputs.push(std::fs::read(&out)?);
     }
@@ -207,23 +171,8 @@ fn include_and_exclude_globs() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("pdf-only.jsonl");
     let filter = FileFilter::new(&["*.pdf".into()], &["*encrypted*".into(), "mixed-*".into()])?;
-    let report =
-        Ingest::new(settings())
-            .with_filter(filter)
-            .run(&[fixtures().join("docs")], &out, &())?;
-    let names: Vec<&str> = report
-        .files
-        .iter()
-        .filter_map(|f| Path::new(&f.path).file_name()?.to_str())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "bulletin-gs.pdf",
-            "handbook-en.pdf",
-            "multiscript.pdf",
-            "politica-es.pdf"
-        ]
-    );
+    let report = Ingest::new(settings()).with_filter(filter).run(&[fixtures().join("docs")], &out, &())?;
+    let names: Vec<&str> = report.files.iter().filter_map(|f| Path::new(&f.path).file_name()?.to_str()).collect();
+    assert_eq!(names, ["bulletin-gs.pdf", "handbook-en.pdf", "multiscript.pdf", "politica-es.pdf"]);
     Ok(())
 }

@@ -14,14 +14,8 @@ pub(crate) struct Codespace {
 impl Codespace {
     /// A codespace where every code has `n` bytes.
     pub(crate) fn fixed(n: u8) -> Self {
-        let hi = if n >= 4 {
-            u32::MAX
-        } else {
-            (1u32 << (8 * u32::from(n))) - 1
-        };
-        Self {
-            ranges: vec![(n, 0, hi)],
-        }
+        let hi = if n >= 4 { u32::MAX } else { (1u32 << (8 * u32::from(n))) - 1 };
+        Self { ranges: vec![(n, 0, hi)] }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -34,27 +28,14 @@ impl Codespace {
         for n in 1..=4usize {
             let Some(&b) = bytes.get(n - 1) else { break };
             code = (code << 8) | u32::from(b);
-            if self
-                .ranges
-                .iter()
-                .any(|&(len, lo, hi)| usize::from(len) == n && lo <= code && code <= hi)
-            {
+            if self.ranges.iter().any(|&(len, lo, hi)| usize::from(len) == n && lo <= code && code <= hi) {
                 return (code, n);
             }
         }
         // No range matched: take the shortest length declared (or one byte).
-        let n = self
-            .ranges
-            .iter()
-            .map(|r| usize::from(r.0))
-            .min()
-            .unwrap_or(1)
-            .clamp(1, 4);
+        let n = self.ranges.iter().map(|r| usize::from(r.0)).min().unwrap_or(1).clamp(1, 4);
         let n = n.min(bytes.len()).max(1);
-        let code = bytes
-            .iter()
-            .take(n)
-            .fold(0u32, |c, &b| (c << 8) | u32::from(b));
+        let code = bytes.iter().take(n).fold(0u32, |c, &b| (c << 8) | u32::from(b));
         (code, n)
     }
 }
@@ -126,9 +107,7 @@ fn lex(data: &[u8]) -> Vec<Tok> {
                 if nibbles.len() % 2 == 1 {
                     nibbles.push(0);
                 }
-                out.push(Tok::Hex(
-                    nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect(),
-                ));
+                out.push(Tok::Hex(nibbles.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()));
             }
             b'[' => {
                 out.push(Tok::Open);
@@ -161,16 +140,14 @@ fn lex(data: &[u8]) -> Vec<Tok> {
                 let start = i;
                 i += 1;
                 while data.get(i).is_some_and(|&c| {
-                    !c.is_ascii_whitespace()
-                        && !matches!(c, b'/' | b'<' | b'>' | b'[' | b']' | b'(' | b'%')
+                    !c.is_ascii_whitespace() && !matches!(c, b'/' | b'<' | b'>' | b'[' | b']' | b'(' | b'%')
                 }) {
                     i += 1;
                 }
                 let word = data.get(start..i).unwrap_or_default();
                 if let Some(name) = word.strip_prefix(b"/") {
                     out.push(Tok::Name(name.to_vec()));
-                } else if let Some(n) = std::str::from_utf8(word).ok().and_then(|s| s.parse().ok())
-                {
+                } else if let Some(n) = std::str::from_utf8(word).ok().and_then(|s| s.parse().ok()) {
                     out.push(Tok::Int(n));
                 } else {
                     out.push(Tok::Word(word.to_vec()));
@@ -182,17 +159,11 @@ fn lex(data: &[u8]) -> Vec<Tok> {
 }
 
 fn be(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .take(4)
-        .fold(0u32, |c, &b| (c << 8) | u32::from(b))
+    bytes.iter().take(4).fold(0u32, |c, &b| (c << 8) | u32::from(b))
 }
 
 fn utf16(bytes: &[u8]) -> Vec<u16> {
-    bytes
-        .chunks(2)
-        .map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0)))
-        .collect()
+    bytes.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect()
 }
 
 fn text_of(bytes: &[u8]) -> String {
@@ -218,8 +189,7 @@ pub(crate) fn parse(data: &[u8]) -> ToUnicode {
         let Tok::Word(w) = t else { continue };
         match w.as_slice() {
             b"begincodespacerange" => {
-                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(i), toks.get(i + 1))
-                {
+                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(i), toks.get(i + 1)) {
                     let n = u8::try_from(lo.len().clamp(1, 4)).unwrap_or(1);
                     map.codespace.ranges.push((n, be(lo), be(hi)));
                     i += 2;
@@ -242,8 +212,7 @@ pub(crate) fn parse(data: &[u8]) -> ToUnicode {
                 }
             }
             b"beginbfrange" => {
-                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(i), toks.get(i + 1))
-                {
+                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(i), toks.get(i + 1)) {
                     let (lo, hi) = (be(lo), be(hi));
                     match toks.get(i + 2) {
                         Some(Tok::Hex(d)) => {
@@ -301,8 +270,7 @@ mod tests {
 
     #[test]
     fn mixed_codespace_lengths() {
-        let cs =
-            parse_codespace(b"2 begincodespacerange <00> <80> <8140> <9FFC> endcodespacerange");
+        let cs = parse_codespace(b"2 begincodespacerange <00> <80> <8140> <9FFC> endcodespacerange");
         assert_eq!(cs.next_code(&[0x41, 0x42]), (0x41, 1));
         assert_eq!(cs.next_code(&[0x81, 0x40]), (0x8140, 2));
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use lopdf::content::{Content, Operation};
-use lopdf::{Dictionary, Document, Object, ObjectId};
+use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
 use super::font::Font;
 
@@ -25,26 +25,12 @@ pub(crate) struct Matrix {
 }
 
 impl Matrix {
-    pub(crate) const IDENTITY: Self = Self {
-        a: 1.0,
-        b: 0.0,
-        c: 0.0,
-        d: 1.0,
-        e: 0.0,
-        f: 0.0,
-    };
+    pub(crate) const IDENTITY: Self = Self { a: 1.0, b: 0.0, c: 0.0, d: 1.0, e: 0.0, f: 0.0 };
 
     fn from_operands(ops: &[Object]) -> Option<Self> {
         let v: Vec<f32> = ops.iter().filter_map(num).collect();
         match v.as_slice() {
-            [a, b, c, d, e, f] => Some(Self {
-                a: *a,
-                b: *b,
-                c: *c,
-                d: *d,
-                e: *e,
-                f: *f,
-            }),
+            [a, b, c, d, e, f] => Some(Self { a: *a, b: *b, c: *c, d: *d, e: *e, f: *f }),
             _ => None,
         }
     }
@@ -62,19 +48,22 @@ impl Matrix {
     }
 
     fn translate(tx: f32, ty: f32) -> Self {
-        Self {
-            e: tx,
-            f: ty,
-            ..Self::IDENTITY
-        }
+        Self { e: tx, f: ty, ..Self::IDENTITY }
     }
 
     fn apply(&self, x: f32, y: f32) -> (f32, f32) {
-        (
-            x * self.a + y * self.c + self.e,
-            x * self.b + y * self.d + self.f,
-        )
+        (x * self.a + y * self.c + self.e, x * self.b + y * self.d + self.f)
     }
+}
+
+fn stream_matrix(stream: &Stream) -> Matrix {
+    stream
+        .dict
+        .get(b"Matrix")
+        .ok()
+        .and_then(|o| o.as_array().ok())
+        .and_then(|a| Matrix::from_operands(a))
+        .unwrap_or(Matrix::IDENTITY)
 }
 
 fn num(o: &Object) -> Option<f32> {
@@ -142,12 +131,7 @@ impl Default for State {
 /// Resource dictionaries in lookup order (innermost first).
 pub(crate) type Resources<'a> = Vec<&'a Dictionary>;
 
-fn lookup<'a>(
-    doc: &'a Document,
-    res: &Resources<'a>,
-    category: &[u8],
-    key: &[u8],
-) -> Option<&'a Object> {
+fn lookup<'a>(doc: &'a Document, res: &Resources<'a>, category: &[u8], key: &[u8]) -> Option<&'a Object> {
     res.iter().find_map(|d| {
         let cat = d.get(category).ok()?;
         let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
@@ -217,10 +201,7 @@ impl<'a> Interpreter<'a> {
 
     /// Runs one content stream with `res` and starting matrix `ctm`.
     pub(crate) fn run(&mut self, content: &[u8], res: &Resources<'a>, ctm: Matrix) {
-        let mut gs = State {
-            ctm,
-            ..State::default()
-        };
+        let mut gs = State { ctm, ..State::default() };
         let mut stack: Vec<State> = Vec::new();
         let mut tm = Matrix::IDENTITY;
         let mut tlm = Matrix::IDENTITY;
@@ -317,9 +298,7 @@ impl<'a> Interpreter<'a> {
                 "BI" | "INLINE IMAGE" => self.out.images += 1,
                 "BMC" => self.marked.push((None, self.out.glyphs.len())),
                 "BDC" => {
-                    let actual = operands
-                        .get(1)
-                        .and_then(|props| self.actual_text(res, props));
+                    let actual = operands.get(1).and_then(|props| self.actual_text(res, props));
                     self.marked.push((actual, self.out.glyphs.len()));
                 }
                 "EMC" => {
@@ -353,24 +332,115 @@ impl<'a> Interpreter<'a> {
         let Some(head) = glyphs.get(first).copied() else {
             return;
         };
-        let u1 = glyphs
-            .iter()
-            .skip(first)
-            .filter(|g| g.dir == head.dir)
-            .map(|g| g.u1)
-            .fold(head.u1, f32::max);
+        let u1 = glyphs.iter().skip(first).filter(|g| g.dir == head.dir).map(|g| g.u1).fold(head.u1, f32::max);
         glyphs.truncate(first);
         let start = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
         self.out.text.push_str(actual);
         let end = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
         if start < end {
-            glyphs.push(Glyph {
-                start,
-                end,
-                u1,
-                ..head
-            });
+            glyphs.push(Glyph { start, end, u1, ..head });
         }
+    }
+
+    /// Runs a form XObject (its own matrix and resources, falling back to `res`) under `ctm`.
+    fn form(&mut self, stream: &'a Stream, id: ObjectId, res: &Resources<'a>, ctm: Matrix) {
+        if self.forms_seen.len() >= MAX_FORM_DEPTH || (id != (0, 0) && self.forms_seen.contains(&id)) {
+            return;
+        }
+        let Ok(content) = stream.get_plain_content_with_limit(MAX_CONTENT) else {
+            return;
+        };
+        let matrix = stream_matrix(stream);
+        let mut inner: Resources<'a> = Vec::with_capacity(res.len() + 1);
+        if let Some(r) = stream
+            .dict
+            .get(b"Resources")
+            .ok()
+            .and_then(|o| self.doc.dereference(o).ok())
+            .and_then(|(_, o)| o.as_dict().ok())
+        {
+            inner.push(r);
+        }
+        inner.extend(res.iter().copied());
+        self.forms_seen.push(id);
+        self.run(&content, &inner, matrix.then(&ctm));
+        self.forms_seen.pop();
+    }
+
+    /// Draws the normal appearance of an annotation (a filled-in form field, a free-text
+    /// note): its appearance stream's bounding box is fitted to the annotation's rectangle.
+    pub(crate) fn annotation(&mut self, annot: &'a Dictionary, res: &Resources<'a>) {
+        let doc = self.doc;
+        let get = |d: &'a Dictionary, k: &[u8]| d.get(k).ok().and_then(|o| doc.dereference(o).ok()).map(|(_, o)| o);
+        let kind = get(annot, b"Subtype").and_then(|o| o.as_name().ok());
+        if !matches!(kind, Some(b"Widget" | b"FreeText")) {
+            return;
+        }
+        // Hidden (bit 2) or no-view (bit 6) annotations are not shown.
+        let flags = get(annot, b"F").and_then(|o| o.as_i64().ok()).unwrap_or(0);
+        if flags & (2 | 32) != 0 {
+            return;
+        }
+        let rect = |o: Option<&Object>| -> Option<[f32; 4]> {
+            let v: Vec<f32> = o?.as_array().ok()?.iter().filter_map(num).collect();
+            let [a, b, c, d] = v.as_slice() else {
+                return None;
+            };
+            Some([a.min(*c), b.min(*d), a.max(*c), b.max(*d)])
+        };
+        let Some(r) = rect(get(annot, b"Rect")) else {
+            return;
+        };
+        // A text or choice field's value, for when its appearance shows nothing (viewers
+        // build one from the value when the file asks them to).
+        let parent = get(annot, b"Parent").and_then(|o| o.as_dict().ok());
+        let field = |k: &[u8]| get(annot, k).or_else(|| parent.and_then(|p| get(p, k)));
+        let is_text = matches!(field(b"FT").and_then(|o| o.as_name().ok()), Some(b"Tx" | b"Ch"));
+        let value = match field(b"V") {
+            Some(Object::String(v, _)) if is_text => Some(super::text_string(v)),
+            _ => None,
+        };
+        let before = self.out.glyphs.len();
+        if let Some(Object::Stream(ap)) = get(annot, b"AP").and_then(|o| o.as_dict().ok()).and_then(|ap| get(ap, b"N"))
+            && let Some(bb) = rect(ap.dict.get(b"BBox").ok())
+        {
+            self.appearance(ap, bb, r, res);
+        }
+        if self.out.glyphs.len() == before
+            && let Some(v) = value
+        {
+            self.synthetic_text(&v, r);
+        }
+    }
+
+    /// Draws an appearance stream whose bounding box `bb`, transformed by its matrix, is
+    /// fitted to the annotation rectangle `r`.
+    fn appearance(&mut self, ap: &'a Stream, bb: [f32; 4], r: [f32; 4], res: &Resources<'a>) {
+        // The bbox, transformed by the form matrix, is mapped onto the rectangle.
+        let m = stream_matrix(ap);
+        let corners = [m.apply(bb[0], bb[1]), m.apply(bb[2], bb[3]), m.apply(bb[0], bb[3]), m.apply(bb[2], bb[1])];
+        let (x0, x1) = corners.iter().fold((f32::MAX, f32::MIN), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+        let (y0, y1) = corners.iter().fold((f32::MAX, f32::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        let sx = if x1 > x0 { (r[2] - r[0]) / (x1 - x0) } else { 1.0 };
+        let sy = if y1 > y0 { (r[3] - r[1]) / (y1 - y0) } else { 1.0 };
+        let fit = Matrix { a: sx, b: 0.0, c: 0.0, d: sy, e: r[0] - x0 * sx, f: r[1] - y0 * sy };
+        self.form(ap, (0, 0), res, fit);
+    }
+
+    /// Places `text` as one line inside rectangle `r` (a form field without appearance).
+    fn synthetic_text(&mut self, text: &str, r: [f32; 4]) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let size = ((r[3] - r[1]) * 0.7).clamp(4.0, 14.0);
+        let start = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        self.out.text.push_str(text);
+        let end = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        let u0 = r[0] + 2.0;
+        let u1 = (u0 + 0.5 * size * text.chars().count() as f32).min(r[2].max(u0));
+        let v = r[1] + (r[3] - r[1] - size) / 2.0;
+        self.out.glyphs.push(Glyph { start, end, u0, u1, v, size, dir: 0 });
     }
 
     fn xobject(&mut self, res: &Resources<'a>, name: &[u8], ctm: Matrix) {
@@ -384,44 +454,9 @@ impl<'a> Interpreter<'a> {
         let Some(Object::Stream(stream)) = lookup(doc, res, b"XObject", name) else {
             return;
         };
-        match stream
-            .dict
-            .get(b"Subtype")
-            .ok()
-            .and_then(|o| o.as_name().ok())
-        {
+        match stream.dict.get(b"Subtype").ok().and_then(|o| o.as_name().ok()) {
             Some(b"Image") => self.out.images += 1,
-            Some(b"Form") => {
-                if self.forms_seen.len() >= MAX_FORM_DEPTH
-                    || id.is_some_and(|id| self.forms_seen.contains(&id))
-                {
-                    return;
-                }
-                let Ok(content) = stream.get_plain_content_with_limit(MAX_CONTENT) else {
-                    return;
-                };
-                let matrix = stream
-                    .dict
-                    .get(b"Matrix")
-                    .ok()
-                    .and_then(|o| o.as_array().ok())
-                    .and_then(|a| Matrix::from_operands(a))
-                    .unwrap_or(Matrix::IDENTITY);
-                let mut inner: Resources<'a> = Vec::with_capacity(res.len() + 1);
-                if let Some(r) = stream
-                    .dict
-                    .get(b"Resources")
-                    .ok()
-                    .and_then(|o| doc.dereference(o).ok())
-                    .and_then(|(_, o)| o.as_dict().ok())
-                {
-                    inner.push(r);
-                }
-                inner.extend(res.iter().copied());
-                self.forms_seen.push(id.unwrap_or((0, 0)));
-                self.run(&content, &inner, matrix.then(&ctm));
-                self.forms_seen.pop();
-            }
+            Some(b"Form") => self.form(stream, id.unwrap_or((0, 0)), res, ctm),
             _ => {}
         }
     }
@@ -435,17 +470,9 @@ impl<'a> Interpreter<'a> {
             let m = tm.then(&gs.ctm);
             let glyph_w = g.advance * size * th;
             let (x0, y0) = m.apply(0.0, gs.rise);
-            let (x1, y1) = if font.vertical {
-                m.apply(0.0, gs.rise - size)
-            } else {
-                m.apply(glyph_w, gs.rise)
-            };
+            let (x1, y1) = if font.vertical { m.apply(0.0, gs.rise - size) } else { m.apply(glyph_w, gs.rise) };
             let height = (size * font.height_scale * m.c.hypot(m.d)).abs();
-            let (dx, dy) = if (x1 - x0).abs() + (y1 - y0).abs() > 1e-4 {
-                (x1 - x0, y1 - y0)
-            } else {
-                (m.a, m.b)
-            };
+            let (dx, dy) = if (x1 - x0).abs() + (y1 - y0).abs() > 1e-4 { (x1 - x0, y1 - y0) } else { (m.a, m.b) };
             let dir = if dx.abs() >= dy.abs() {
                 if dx >= 0.0 { 0 } else { 2 }
             } else if dy > 0.0 {
@@ -468,23 +495,10 @@ impl<'a> Interpreter<'a> {
                 let start = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
                 out.text.push_str(g.text);
                 let end = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
-                out.glyphs.push(Glyph {
-                    start,
-                    end,
-                    u0,
-                    u1: u1.max(u0),
-                    v,
-                    size: height.max(0.1),
-                    dir,
-                });
+                out.glyphs.push(Glyph { start, end, u0, u1: u1.max(u0), v, size: height.max(0.1), dir });
             }
             // Advance the text matrix.
-            let spacing = gs.char_spacing
-                + if g.is_space_code {
-                    gs.word_spacing
-                } else {
-                    0.0
-                };
+            let spacing = gs.char_spacing + if g.is_space_code { gs.word_spacing } else { 0.0 };
             if font.vertical {
                 *tm = Matrix::translate(0.0, -(size + spacing)).then(tm);
             } else {
@@ -501,12 +515,7 @@ mod tests {
     #[test]
     fn matrix_order_matches_spec() {
         // Scale by 2 then translate by (10, 0): a point (1, 1) goes to (12, 2).
-        let m = Matrix {
-            a: 2.0,
-            d: 2.0,
-            ..Matrix::IDENTITY
-        }
-        .then(&Matrix::translate(10.0, 0.0));
+        let m = Matrix { a: 2.0, d: 2.0, ..Matrix::IDENTITY }.then(&Matrix::translate(10.0, 0.0));
         assert_eq!(m.apply(1.0, 1.0), (12.0, 2.0));
     }
 }

@@ -32,16 +32,8 @@ pub(crate) struct DecodedGlyph<'a> {
 
 #[derive(Debug)]
 enum Widths {
-    Simple {
-        first: u32,
-        widths: Vec<f32>,
-        missing: f32,
-    },
-    Cid {
-        explicit: HashMap<u32, f32>,
-        ranges: Vec<(u32, u32, f32)>,
-        default: f32,
-    },
+    Simple { first: u32, widths: Vec<f32>, missing: f32 },
+    Cid { explicit: HashMap<u32, f32>, ranges: Vec<(u32, u32, f32)>, default: f32 },
 }
 
 /// A font ready for decoding.
@@ -87,9 +79,7 @@ fn name<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a [u8]
 
 fn stream_bytes(doc: &Document, o: &Object) -> Option<Vec<u8>> {
     let s = deref(doc, o).as_stream().ok()?;
-    s.get_plain_content_with_limit(MAX_FONT_STREAM)
-        .ok()
-        .or_else(|| Some(s.content.clone()))
+    s.get_plain_content_with_limit(MAX_FONT_STREAM).ok().or_else(|| Some(s.content.clone()))
 }
 
 /// Text for a glyph name: the Adobe Glyph List, `uniXXXX`, `uXXXX`, ligatures `f_f_i`,
@@ -100,11 +90,8 @@ pub(crate) fn glyph_name_to_text(name: &[u8]) -> Option<String> {
         return None;
     }
     if base.contains(&b'_') {
-        let parts: Option<String> = base
-            .split(|&b| b == b'_')
-            .map(single_glyph_name)
-            .collect::<Option<Vec<_>>>()
-            .map(|v| v.concat());
+        let parts: Option<String> =
+            base.split(|&b| b == b'_').map(single_glyph_name).collect::<Option<Vec<_>>>().map(|v| v.concat());
         return parts;
     }
     single_glyph_name(base)
@@ -120,32 +107,20 @@ fn single_glyph_name(name: &[u8]) -> Option<String> {
         && hex.len() >= 4
         && hex.len() % 4 == 0
     {
-        let units: Option<Vec<u16>> = (0..hex.len() / 4)
-            .map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok())
-            .collect();
+        let units: Option<Vec<u16>> =
+            (0..hex.len() / 4).map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok()).collect();
         return Some(String::from_utf16_lossy(&units?));
     }
     if let Some(hex) = s.strip_prefix('u')
         && (4..=6).contains(&hex.len())
     {
-        return u32::from_str_radix(hex, 16)
-            .ok()
-            .and_then(char::from_u32)
-            .map(String::from);
+        return u32::from_str_radix(hex, 16).ok().and_then(char::from_u32).map(String::from);
     }
     None
 }
 
 fn table_to_texts(table: &CodedCharacterSet) -> Vec<Option<String>> {
-    table
-        .iter()
-        .map(|&u| {
-            (u != 0)
-                .then(|| char::decode_utf16([u]).next()?.ok())
-                .flatten()
-                .map(String::from)
-        })
-        .collect()
+    table.iter().map(|&u| (u != 0).then(|| char::decode_utf16([u]).next()?.ok()).flatten().map(String::from)).collect()
 }
 
 fn named_encoding(name: &[u8]) -> Option<&'static CodedCharacterSet> {
@@ -167,18 +142,12 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
     let clear = data.get(..clear_end)?;
     let enc_at = find(clear, b"/Encoding")?;
     let rest = clear.get(enc_at..)?;
-    if rest
-        .get(9..)
-        .is_some_and(|r| r.trim_ascii_start().starts_with(b"StandardEncoding"))
-    {
+    if rest.get(9..).is_some_and(|r| r.trim_ascii_start().starts_with(b"StandardEncoding")) {
         return Some(table_to_texts(&encodings::STANDARD_ENCODING));
     }
     let mut table = vec![None; 256];
     let mut found = false;
-    let mut words = rest
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .peekable();
+    let mut words = rest.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).peekable();
     while let Some(w) = words.next() {
         if w == b"readonly" || w == b"def" {
             break;
@@ -186,9 +155,7 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
         if w != b"dup" {
             continue;
         }
-        let code = words
-            .next()
-            .and_then(|c| std::str::from_utf8(c).ok()?.parse::<usize>().ok());
+        let code = words.next().and_then(|c| std::str::from_utf8(c).ok()?.parse::<usize>().ok());
         let glyph = words.next().and_then(|g| g.strip_prefix(b"/"));
         if let (Some(code), Some(glyph)) = (code, glyph)
             && let Some(slot) = table.get_mut(code)
@@ -221,18 +188,11 @@ impl Font {
         }
     }
 
-    fn load_simple(
-        doc: &Document,
-        font: &Dictionary,
-        subtype: &[u8],
-        to_unicode: Option<ToUnicode>,
-    ) -> Self {
+    fn load_simple(doc: &Document, font: &Dictionary, subtype: &[u8], to_unicode: Option<ToUnicode>) -> Self {
         let descriptor = get(doc, font, b"FontDescriptor").and_then(|o| o.as_dict().ok());
         let base_font = name(doc, font, b"BaseFont").unwrap_or_default();
-        let symbolic = descriptor
-            .and_then(|d| get(doc, d, b"Flags"))
-            .and_then(num)
-            .is_some_and(|f| (f as i64) & 4 != 0);
+        let symbolic =
+            descriptor.and_then(|d| get(doc, d, b"Flags")).and_then(num).is_some_and(|f| (f as i64) & 4 != 0);
 
         // Base table: the named encoding, else the font's built-in one.
         let builtin = || -> Vec<Option<String>> {
@@ -249,14 +209,10 @@ impl Font {
             }
         };
         let mut table = match get(doc, font, b"Encoding") {
-            Some(Object::Name(n)) => named_encoding(n)
-                .map(table_to_texts)
-                .unwrap_or_else(builtin),
+            Some(Object::Name(n)) => named_encoding(n).map(table_to_texts).unwrap_or_else(builtin),
             Some(Object::Dictionary(d)) => {
-                let mut t = name(doc, d, b"BaseEncoding")
-                    .and_then(named_encoding)
-                    .map(table_to_texts)
-                    .unwrap_or_else(builtin);
+                let mut t =
+                    name(doc, d, b"BaseEncoding").and_then(named_encoding).map(table_to_texts).unwrap_or_else(builtin);
                 if let Some(Object::Array(diffs)) = get(doc, d, b"Differences") {
                     let mut code: usize = 0;
                     for item in diffs {
@@ -290,15 +246,9 @@ impl Font {
             (0.001, 1.0)
         };
 
-        let first = get(doc, font, b"FirstChar")
-            .and_then(num)
-            .unwrap_or(0.0)
-            .max(0.0) as u32;
+        let first = get(doc, font, b"FirstChar").and_then(num).unwrap_or(0.0).max(0.0) as u32;
         let widths: Vec<f32> = match get(doc, font, b"Widths") {
-            Some(Object::Array(a)) => a
-                .iter()
-                .map(|o| num(deref(doc, o)).unwrap_or(0.0))
-                .collect(),
+            Some(Object::Array(a)) => a.iter().map(|o| num(deref(doc, o)).unwrap_or(0.0)).collect(),
             _ => Vec::new(),
         };
         let missing = descriptor
@@ -312,11 +262,7 @@ impl Font {
             to_unicode,
             simple: Some(table),
             ucs2: false,
-            widths: Widths::Simple {
-                first,
-                widths,
-                missing,
-            },
+            widths: Widths::Simple { first, widths, missing },
             width_scale,
             height_scale,
             vertical: false,
@@ -334,14 +280,8 @@ impl Font {
                 Codespace::fixed(2)
             }
             Some(o @ Object::Stream(_)) => {
-                let cs = stream_bytes(doc, o)
-                    .map(|b| cmap::parse_codespace(&b))
-                    .unwrap_or_default();
-                if cs.is_empty() {
-                    Codespace::fixed(2)
-                } else {
-                    cs
-                }
+                let cs = stream_bytes(doc, o).map(|b| cmap::parse_codespace(&b)).unwrap_or_default();
+                if cs.is_empty() { Codespace::fixed(2) } else { cs }
             }
             _ => Codespace::fixed(2),
         };
@@ -368,9 +308,7 @@ impl Font {
                             i += 2;
                         }
                         Some(o) => {
-                            let (Some(last), Some(v)) =
-                                (num(o), items.get(i + 2).and_then(|o| num(o)))
-                            else {
+                            let (Some(last), Some(v)) = (num(o), items.get(i + 2).and_then(|o| num(o))) else {
                                 break;
                             };
                             ranges.push((first as u32, last as u32, v));
@@ -386,11 +324,7 @@ impl Font {
             to_unicode,
             simple: None,
             ucs2,
-            widths: Widths::Cid {
-                explicit,
-                ranges,
-                default,
-            },
+            widths: Widths::Cid { explicit, ranges, default },
             width_scale: 0.001,
             height_scale: 1.0,
             vertical,
@@ -399,28 +333,13 @@ impl Font {
 
     fn width(&self, code: u32) -> f32 {
         let units = match &self.widths {
-            Widths::Simple {
-                first,
-                widths,
-                missing,
-            } => code
-                .checked_sub(*first)
-                .and_then(|i| widths.get(i as usize))
-                .copied()
-                .unwrap_or(*missing),
-            Widths::Cid {
-                explicit,
-                ranges,
-                default,
-            } => explicit
+            Widths::Simple { first, widths, missing } => {
+                code.checked_sub(*first).and_then(|i| widths.get(i as usize)).copied().unwrap_or(*missing)
+            }
+            Widths::Cid { explicit, ranges, default } => explicit
                 .get(&code)
                 .copied()
-                .or_else(|| {
-                    ranges
-                        .iter()
-                        .find(|r| r.0 <= code && code <= r.1)
-                        .map(|r| r.2)
-                })
+                .or_else(|| ranges.iter().find(|r| r.0 <= code && code <= r.1).map(|r| r.2))
                 .unwrap_or(*default),
         };
         units * self.width_scale

@@ -13,17 +13,12 @@ const MIN_SHARE: f64 = 0.6;
 
 /// A line with its digits masked, so "Page 3 of 10" and "Page 4 of 10" compare equal.
 fn shape(line: &str) -> String {
-    line.trim()
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '#' } else { c })
-        .collect()
+    line.trim().chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect()
 }
 
 /// "12", "- 12 -", "Page 12", "Página 3 de 10", "12 / 40", "iv".
 fn is_page_number(line: &str) -> bool {
-    let t = line
-        .trim()
-        .trim_matches(|c: char| c == '-' || c == '–' || c == '—' || c.is_whitespace());
+    let t = line.trim().trim_matches(|c: char| c == '-' || c == '–' || c == '—' || c.is_whitespace());
     if t.is_empty() || t.len() > 24 {
         return false;
     }
@@ -33,9 +28,7 @@ fn is_page_number(line: &str) -> bool {
         .find_map(|p| lower.strip_prefix(p))
         .unwrap_or(&lower)
         .trim();
-    let mut parts = rest
-        .split(|c: char| c == '/' || c.is_whitespace())
-        .filter(|w| !w.is_empty());
+    let mut parts = rest.split(|c: char| c == '/' || c.is_whitespace()).filter(|w| !w.is_empty());
     let Some(first) = parts.next() else {
         return false;
     };
@@ -46,7 +39,7 @@ fn is_page_number(line: &str) -> bool {
     }
     match (parts.next(), parts.next(), parts.next()) {
         (None, _, _) => true,
-        (Some(w), None, _) if number(w) => true, // "12 / 40"
+        (Some(w), None, _) if number(w) => true,                 // "12 / 40"
         (Some("of" | "de"), Some(w), None) if number(w) => true, // "3 of 10"
         _ => false,
     }
@@ -74,11 +67,7 @@ pub(crate) fn strip(pages: &mut [String]) -> usize {
                 *counts.entry(shape(l)).or_default() += 1;
             }
         }
-        counts
-            .into_iter()
-            .filter(|(_, n)| *n as f64 >= MIN_SHARE * text_pages as f64)
-            .map(|(s, _)| s)
-            .collect()
+        counts.into_iter().filter(|(_, n)| *n as f64 >= MIN_SHARE * text_pages as f64).map(|(s, _)| s).collect()
     };
     let headers = repeated(first_line);
     let footers = repeated(last_line);
@@ -92,9 +81,7 @@ pub(crate) fn strip(pages: &mut [String]) -> usize {
                 lines.remove(0);
             }
             match lines.first() {
-                Some(l)
-                    if lines.len() > 1 && (is_page_number(l) || headers.contains(&shape(l))) =>
-                {
+                Some(l) if lines.len() > 1 && (is_page_number(l) || headers.contains(&shape(l))) => {
                     lines.remove(0);
                     changed = true;
                     removed += 1;
@@ -107,9 +94,7 @@ pub(crate) fn strip(pages: &mut [String]) -> usize {
                 lines.pop();
             }
             match lines.last() {
-                Some(l)
-                    if lines.len() > 1 && (is_page_number(l) || footers.contains(&shape(l))) =>
-                {
+                Some(l) if lines.len() > 1 && (is_page_number(l) || footers.contains(&shape(l))) => {
                     lines.pop();
                     changed = true;
                     removed += 1;
@@ -130,15 +115,7 @@ mod tests {
 
     #[test]
     fn page_numbers() {
-        for yes in [
-            "12",
-            "- 12 -",
-            "Page 3",
-            "Página 3 de 10",
-            "12 / 40",
-            "iv",
-            "3 of 10",
-        ] {
+        for yes in ["12", "- 12 -", "Page 3", "Página 3 de 10", "12 / 40", "iv", "3 of 10"] {
             assert!(is_page_number(yes), "{yes}");
         }
         for no in ["12 monkeys", "Table 3", "1. Objeto", "I am here", ""] {
@@ -148,11 +125,8 @@ mod tests {
 
     #[test]
     fn strips_running_lines_and_numbers_only() {
-        let mut pages: Vec<String> = (1..=4)
-            .map(|n| {
-                format!("ACME Handbook — rev 4\n\nBody text of page {n}.\n\nMore text.\n\n{n}")
-            })
-            .collect();
+        let mut pages: Vec<String> =
+            (1..=4).map(|n| format!("ACME Handbook — rev 4\n\nBody text of page {n}.\n\nMore text.\n\n{n}")).collect();
         pages.push("Short last page without furniture.\nSecond line.".into());
         let removed = strip(&mut pages);
         assert_eq!(removed, 8);

@@ -117,9 +117,8 @@ impl LineBuilder {
             let size = l.size.max(g.size);
             let baseline = l.dir == g.dir && (g.v - l.v).abs() < 0.5 * size;
             // Right-to-left text may be drawn leftwards, and the numbers in it left of it.
-            let leftwards = (l.rtl || text.chars().any(is_rtl))
-                && g.u1 <= l.u0 + 0.5 * size
-                && l.u0 - g.u1 < 10.0 * size;
+            let leftwards =
+                (l.rtl || text.chars().any(is_rtl)) && g.u1 <= l.u0 + 0.5 * size && l.u0 - g.u1 < 10.0 * size;
             baseline && (g.u0 > l.u0 - 0.5 * size || leftwards)
         })
     }
@@ -152,19 +151,17 @@ impl LineBuilder {
             self.pending_space = true;
             line.u1 = line.u1.max(g.u1);
             let at = line.text.len();
-            line.pieces.push(Piece {
-                u0: g.u0,
-                u1: g.u1,
-                start: at,
-                end: at,
-            });
+            line.pieces.push(Piece { u0: g.u0, u1: g.u1, start: at, end: at });
             return;
         }
         let size = line.size.max(g.size);
         if g.u0 < line.u1 - 0.3 * size
-            && self.recent.iter().rev().take(64).any(|&(u, s, e)| {
-                (u - g.u0).abs() < 0.3 * size && page.text.get(s as usize..e as usize) == Some(text)
-            })
+            && self
+                .recent
+                .iter()
+                .rev()
+                .take(64)
+                .any(|&(u, s, e)| (u - g.u0).abs() < 0.3 * size && page.text.get(s as usize..e as usize) == Some(text))
         {
             return; // overprint
         }
@@ -182,12 +179,7 @@ impl LineBuilder {
             Some(m) => push_marked(&mut line.text, text, m),
             None => line.text.push_str(text),
         }
-        line.pieces.push(Piece {
-            u0: g.u0,
-            u1: g.u1,
-            start,
-            end: line.text.len(),
-        });
+        line.pieces.push(Piece { u0: g.u0, u1: g.u1, start, end: line.text.len() });
         line.rtl |= text.chars().any(is_rtl);
         line.u0 = line.u0.min(g.u0);
         line.u1 = line.u1.max(g.u1);
@@ -257,11 +249,7 @@ fn logical_order(line: &Line) -> String {
         units.pop();
     }
     let rtl_unit = |u: &str| u.chars().next().is_some_and(is_rtl);
-    let ltr_unit = |u: &str| {
-        u.chars()
-            .next()
-            .is_some_and(|c| c.is_alphanumeric() && !is_rtl(c))
-    };
+    let ltr_unit = |u: &str| u.chars().next().is_some_and(|c| c.is_alphanumeric() && !is_rtl(c));
     let rtl = units.iter().filter(|u| rtl_unit(u)).count();
     let ltr = units.iter().filter(|u| ltr_unit(u)).count();
     if rtl > ltr {
@@ -305,10 +293,7 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
     // An accent drawn before its letter waits here: (glyph, its text, mark).
     let mut pending: Option<(&Glyph, &str, char)> = None;
     for g in &page.glyphs {
-        let text = page
-            .text
-            .get(g.start as usize..g.end as usize)
-            .unwrap_or_default();
+        let text = page.text.get(g.start as usize..g.end as usize).unwrap_or_default();
         let center = (g.u0 + g.u1) / 2.0;
         if let Some((a, a_text, mark)) = pending.take() {
             let a_center = (a.u0 + a.u1) / 2.0;
@@ -352,11 +337,7 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
         });
         match row {
             Some(m) => {
-                let sep = if l.u0 - m.u1 > COLUMN_GAP * m.size.max(l.size) {
-                    '\t'
-                } else {
-                    ' '
-                };
+                let sep = if l.u0 - m.u1 > COLUMN_GAP * m.size.max(l.size) { '\t' } else { ' ' };
                 m.text.push(sep);
                 m.text.push_str(&l.text);
                 m.u1 = m.u1.max(l.u1);
@@ -376,8 +357,7 @@ fn median(mut v: Vec<f32>) -> Option<f32> {
 }
 
 fn ends_sentence(s: &str) -> bool {
-    s.trim_end()
-        .ends_with(['.', '!', '?', ':', ';', '"', '\u{201D}', ')'])
+    s.trim_end().ends_with(['.', '!', '?', ':', ';', '"', '\u{201D}', ')'])
 }
 
 /// Whether `prev` ends in a hyphen that splits a word continued by `next`.
@@ -389,10 +369,7 @@ fn hyphen_join(prev: &str, next: &str) -> bool {
     matches!(h, '-' | '\u{00AD}' | '\u{2010}')
         && before.is_alphabetic()
         && before.is_lowercase()
-        && next
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() && c.is_lowercase())
+        && next.chars().next().is_some_and(|c| c.is_alphabetic() && c.is_lowercase())
 }
 
 /// The text of one page: lines separated by `\n`, paragraphs by a blank line.
@@ -414,11 +391,7 @@ pub(crate) fn page_text(page: &PageGlyphs) -> String {
             .collect(),
     )
     .unwrap_or(1.2);
-    let right = lines
-        .iter()
-        .filter(|l| l.dir == 0)
-        .map(|l| l.u1)
-        .fold(f32::MIN, f32::max);
+    let right = lines.iter().filter(|l| l.dir == 0).map(|l| l.u1).fold(f32::MIN, f32::max);
 
     let mut out = String::with_capacity(page.text.len() + lines.len() * 2);
     for (i, line) in lines.iter().enumerate() {
@@ -432,11 +405,9 @@ pub(crate) fn page_text(page: &PageGlyphs) -> String {
         let size_change = (prev.size - line.size).abs() > 0.15 * size;
         let gap_break = dv / size > spacing * 1.3 + 0.1;
         let indent = line.u0 - prev.u0;
-        let indent_break = indent > 0.9 * size
-            && indent < 8.0 * size
-            && (ends_sentence(&prev.text) || prev.u1 < right - 4.0 * size);
-        let short_break =
-            ends_sentence(&prev.text) && prev.dir == 0 && prev.u1 < right - 8.0 * size;
+        let indent_break =
+            indent > 0.9 * size && indent < 8.0 * size && (ends_sentence(&prev.text) || prev.u1 < right - 4.0 * size);
+        let short_break = ends_sentence(&prev.text) && prev.dir == 0 && prev.u1 < right - 8.0 * size;
         let paragraph = !same_block || size_change || gap_break || indent_break || short_break;
         if paragraph {
             out.push_str("\n\n");
@@ -461,19 +432,9 @@ mod tests {
     #[test]
     fn right_to_left_lines_in_logical_order() {
         // Glyphs laid out left to right as they appear on the page (visual order).
-        let visual = [
-            ".", "3", "0", "0", " ", "ל", "ה", "ו", "נ", " ", "ה", "נ", "ו", "מ", "ה",
-        ];
-        let mut line = Line {
-            dir: 0,
-            v: 0.0,
-            size: 10.0,
-            u0: 0.0,
-            u1: 0.0,
-            text: String::new(),
-            pieces: Vec::new(),
-            rtl: true,
-        };
+        let visual = [".", "3", "0", "0", " ", "ל", "ה", "ו", "נ", " ", "ה", "נ", "ו", "מ", "ה"];
+        let mut line =
+            Line { dir: 0, v: 0.0, size: 10.0, u0: 0.0, u1: 0.0, text: String::new(), pieces: Vec::new(), rtl: true };
         // Drawn in any order: here right to left.
         for (i, t) in visual.iter().enumerate().rev() {
             let start = line.text.len();
@@ -481,12 +442,7 @@ mod tests {
                 line.text.push_str(t);
             }
             let u0 = i as f32 * 6.0;
-            line.pieces.push(Piece {
-                u0,
-                u1: u0 + 5.0,
-                start,
-                end: line.text.len(),
-            });
+            line.pieces.push(Piece { u0, u1: u0 + 5.0, start, end: line.text.len() });
         }
         assert_eq!(logical_order(&line), "המונה נוהל 300.");
     }

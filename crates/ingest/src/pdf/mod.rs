@@ -28,54 +28,63 @@ use content::{Interpreter, MAX_CONTENT, Matrix, Resources};
 /// Separator between pages in [`Document::text`].
 pub const PAGE_SEPARATOR: &str = "\n\n";
 
+/// How PDFs are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdfOptions {
+    /// Remove running headers, footers and page numbers (default: yes).
+    pub strip_furniture: bool,
+    /// Take the text of form fields and free-text notes from their annotations (default: yes).
+    pub annotations: bool,
+}
+
+impl Default for PdfOptions {
+    fn default() -> Self {
+        Self { strip_furniture: true, annotations: true }
+    }
+}
+
+/// Loads a PDF from its bytes with the default [`PdfOptions`]. `path` names it in errors and
+/// in the document.
+///
+/// # Errors
+/// As [`load_pdf_with`].
+pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
+    load_pdf_with(path, bytes, &PdfOptions::default())
+}
+
 /// Loads a PDF from its bytes. `path` names it in errors and in the document.
 ///
 /// # Errors
 /// [`Error::Empty`], [`Error::NotPdf`], [`Error::Encrypted`] (a password is needed),
 /// [`Error::Damaged`] (the file cannot be parsed), [`Error::NoText`] (no page has a text
 /// layer). Pages without text in an otherwise readable file become warnings.
-pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
+pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Document, Error> {
     if bytes.is_empty() {
-        return Err(Error::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::Empty { path: path.to_path_buf() });
     }
     let head = bytes.get(..bytes.len().min(1024)).unwrap_or_default();
     if !head.windows(5).any(|w| w == b"%PDF-") {
-        return Err(Error::NotPdf {
-            path: path.to_path_buf(),
-            looks_like: sniff(bytes).to_string(),
-        });
+        return Err(Error::NotPdf { path: path.to_path_buf(), looks_like: sniff(bytes).to_string() });
     }
     // lopdf is lenient and well fuzzed, but a damaged file must never take the run down.
     let loaded = std::panic::catch_unwind(|| lopdf::Document::load_mem(bytes));
     let pdf = match loaded {
         Ok(Ok(doc)) => doc,
         Ok(Err(lopdf::Error::InvalidPassword)) => {
-            return Err(Error::Encrypted {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::Encrypted { path: path.to_path_buf() });
         }
         Ok(Err(e)) => {
-            return Err(Error::Damaged {
-                path: path.to_path_buf(),
-                reason: describe_lopdf_error(&e, bytes),
-            });
+            return Err(Error::Damaged { path: path.to_path_buf(), reason: describe_lopdf_error(&e, bytes) });
         }
         Err(_) => {
-            return Err(Error::Damaged {
-                path: path.to_path_buf(),
-                reason: "the PDF parser failed on it".into(),
-            });
+            return Err(Error::Damaged { path: path.to_path_buf(), reason: "the PDF parser failed on it".into() });
         }
     };
     // lopdf loads a file it cannot decrypt without complaint; nothing in it is readable.
     if pdf.trailer.has(b"Encrypt") && pdf.encryption_state.is_none() {
-        return Err(Error::Encrypted {
-            path: path.to_path_buf(),
-        });
+        return Err(Error::Encrypted { path: path.to_path_buf() });
     }
-    let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(&pdf)));
+    let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(&pdf, opts)));
     let pages = match extracted {
         Ok(p) => p,
         Err(_) => {
@@ -86,14 +95,13 @@ pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
         }
     };
     if pages.is_empty() {
-        return Err(Error::Damaged {
-            path: path.to_path_buf(),
-            reason: "it has no pages".into(),
-        });
+        return Err(Error::Damaged { path: path.to_path_buf(), reason: "it has no pages".into() });
     }
 
     let mut texts: Vec<String> = pages.iter().map(|p| p.text.clone()).collect();
-    furniture::strip(&mut texts);
+    if opts.strip_furniture {
+        furniture::strip(&mut texts);
+    }
 
     let mut text = String::new();
     let mut spans = Vec::with_capacity(pages.len());
@@ -143,28 +151,18 @@ pub fn load_pdf(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
 
 fn list_pages(pages: &[usize]) -> String {
     let shown: Vec<String> = pages.iter().take(20).map(ToString::to_string).collect();
-    let more = if pages.len() > 20 {
-        format!(" and {} more", pages.len() - 20)
-    } else {
-        String::new()
-    };
+    let more = if pages.len() > 20 { format!(" and {} more", pages.len() - 20) } else { String::new() };
     format!("{}{more}", shown.join(", "))
 }
 
 fn describe_lopdf_error(e: &lopdf::Error, bytes: &[u8]) -> String {
-    let tail = bytes
-        .get(bytes.len().saturating_sub(1024)..)
-        .unwrap_or_default();
+    let tail = bytes.get(bytes.len().saturating_sub(1024)..).unwrap_or_default();
     let truncated = !tail.windows(5).any(|w| w == b"%%EOF");
     let base = match e {
         lopdf::Error::Decryption(d) => format!("cannot decrypt it ({d})"),
         other => other.to_string(),
     };
-    if truncated {
-        format!("{base} (the file looks truncated: no %%EOF at its end)")
-    } else {
-        base
-    }
+    if truncated { format!("{base} (the file looks truncated: no %%EOF at its end)") } else { base }
 }
 
 /// Text and counts of one page.
@@ -174,30 +172,37 @@ struct PageOut {
     unmapped: usize,
 }
 
-fn extract(pdf: &lopdf::Document) -> Vec<PageOut> {
+fn extract(pdf: &lopdf::Document, opts: &PdfOptions) -> Vec<PageOut> {
     let mut fonts = HashMap::<lopdf::ObjectId, Rc<font::Font>>::new();
     let mut out = Vec::new();
+    let acroform_dr: Option<&Dictionary> = pdf
+        .catalog()
+        .ok()
+        .and_then(|c| c.get(b"AcroForm").ok())
+        .and_then(|o| pdf.dereference(o).ok())
+        .and_then(|(_, o)| o.as_dict().ok())
+        .and_then(|f| f.get(b"DR").ok())
+        .and_then(|o| pdf.dereference(o).ok())
+        .and_then(|(_, o)| o.as_dict().ok());
     for (_, page_id) in pdf.get_pages() {
-        let content = pdf
-            .get_page_content_with_limit(page_id, MAX_CONTENT)
-            .unwrap_or_default();
+        let content = pdf.get_page_content_with_limit(page_id, MAX_CONTENT).unwrap_or_default();
         let mut res: Resources<'_> = Vec::new();
         if let Ok((own, inherited)) = pdf.get_page_resources(page_id) {
             res.extend(own);
-            res.extend(
-                inherited
-                    .iter()
-                    .filter_map(|id| pdf.get_dictionary(*id).ok()),
-            );
+            res.extend(inherited.iter().filter_map(|id| pdf.get_dictionary(*id).ok()));
         }
         let mut interp = Interpreter::new(pdf, &mut fonts);
         interp.run(&content, &res, Matrix::IDENTITY);
+        if opts.annotations {
+            // Form fields may take their fonts from the form's default resources.
+            let mut ann_res = res.clone();
+            ann_res.extend(acroform_dr);
+            for annot in pdf.get_page_annotations(page_id).unwrap_or_default() {
+                interp.annotation(annot, &ann_res);
+            }
+        }
         let glyphs = interp.finish();
-        out.push(PageOut {
-            text: layout::page_text(&glyphs),
-            images: glyphs.images,
-            unmapped: glyphs.unmapped,
-        });
+        out.push(PageOut { text: layout::page_text(&glyphs), images: glyphs.images, unmapped: glyphs.unmapped });
     }
     out
 }
@@ -205,10 +210,8 @@ fn extract(pdf: &lopdf::Document) -> Vec<PageOut> {
 /// Decodes a PDF text string (UTF-16BE with BOM, UTF-8 with BOM, or PDFDocEncoding).
 pub(crate) fn text_string(bytes: &[u8]) -> String {
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        let units: Vec<u16> = rest
-            .chunks(2)
-            .map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0)))
-            .collect();
+        let units: Vec<u16> =
+            rest.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect();
         return String::from_utf16_lossy(&units);
     }
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
@@ -217,22 +220,15 @@ pub(crate) fn text_string(bytes: &[u8]) -> String {
     bytes
         .iter()
         .filter_map(|&b| {
-            let unit = tables::PDF_DOC_ENCODING
-                .get(usize::from(b))
-                .copied()
-                .filter(|&u| u != 0)?;
+            let unit = tables::PDF_DOC_ENCODING.get(usize::from(b)).copied().filter(|&u| u != 0)?;
             char::decode_utf16([unit]).next()?.ok()
         })
         .collect()
 }
 
 fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
-    let info: Option<&Dictionary> = pdf
-        .trailer
-        .get(b"Info")
-        .ok()
-        .and_then(|o| pdf.dereference(o).ok())
-        .and_then(|(_, o)| o.as_dict().ok());
+    let info: Option<&Dictionary> =
+        pdf.trailer.get(b"Info").ok().and_then(|o| pdf.dereference(o).ok()).and_then(|(_, o)| o.as_dict().ok());
     let Some(info) = info else { return };
     for (key, field) in [
         (&b"Title"[..], "title"),
@@ -242,26 +238,17 @@ fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
         (b"Creator", "creator"),
         (b"Producer", "producer"),
     ] {
-        let value = info
-            .get(key)
-            .ok()
-            .and_then(|o| pdf.dereference(o).ok())
-            .and_then(|(_, o)| match o {
-                Object::String(s, _) => Some(text_string(s)),
-                _ => None,
-            });
-        let Some(value) = value
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-        else {
+        let value = info.get(key).ok().and_then(|o| pdf.dereference(o).ok()).and_then(|(_, o)| match o {
+            Object::String(s, _) => Some(text_string(s)),
+            _ => None,
+        });
+        let Some(value) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
             continue;
         };
         if field == "title" {
             doc.metadata.title = Some(value);
         } else {
-            doc.metadata
-                .fields
-                .insert(field.to_string(), serde_json::Value::String(value));
+            doc.metadata.fields.insert(field.to_string(), serde_json::Value::String(value));
         }
     }
 }
