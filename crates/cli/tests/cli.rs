@@ -164,3 +164,54 @@ fn help_describes_every_command() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn ingest_killed_mid_run_resumes_without_loss_or_duplicates() -> Result<()> {
+    // Enough distinct documents that the run is still writing when it is killed.
+    let dir = tempfile::tempdir()?;
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs)?;
+    let base = std::fs::read_to_string(fixtures().join("docs/guia-es.md"))?;
+    for i in 0..1500 {
+        std::fs::write(docs.join(format!("doc-{i:04}.md")), format!("{base}\n\nDocumento número {i}.\n"))?;
+    }
+    let args = |out: &Path| {
+        vec![
+            "ingest".to_string(),
+            s(&docs).into(),
+            "-o".into(),
+            s(out).into(),
+            "--quiet".into(),
+            "--chunk-size".into(),
+            "200..400".into(),
+        ]
+    };
+    let clean = dir.path().join("clean.jsonl");
+    assert!(docraft(&args(&clean).iter().map(String::as_str).collect::<Vec<_>>())?.status.success());
+    let clean_lines: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(&clean)?.lines().map(str::to_string).collect();
+
+    let out = dir.path().join("killed.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docraft")).args(args(&out)).spawn()?;
+    // Kill (SIGKILL) as soon as some chunks are on disk.
+    let t0 = std::time::Instant::now();
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 20_000 && t0.elapsed().as_secs() < 60 {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().ok();
+    child.wait()?;
+    let partial = std::fs::read_to_string(&out)?.lines().count();
+    assert!(partial > 0 && partial < clean_lines.len(), "killed mid-run: {partial} of {} lines", clean_lines.len());
+
+    let resumed = docraft(&args(&out).iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let text = std::fs::read_to_string(&out)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let unique: std::collections::BTreeSet<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(unique.len(), lines.len(), "no duplicate chunk after the resume");
+    assert_eq!(unique, clean_lines, "the resumed output holds exactly the chunks of an uninterrupted run");
+    Ok(())
+}
