@@ -138,3 +138,44 @@ fn fake_bold_overprint_is_read_once() -> Result<()> {
     assert_eq!(text, "Bold");
     Ok(())
 }
+
+/// Damaged copies of real fixtures (bytes flipped, files cut short): every one gives a
+/// document or a typed error, never a panic, and truncation is reported as damage.
+#[test]
+fn corrupted_and_truncated_pdfs_never_panic() -> Result<()> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/docs");
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15; // fixed seed: the same mutations every run
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for name in ["handbook-en.pdf", "politica-es.pdf", "bulletin-open-encrypted.pdf"] {
+        let original = std::fs::read(fixtures.join(name))?;
+        for round in 0..60 {
+            let mut bytes = original.clone();
+            if round % 3 == 0 {
+                bytes.truncate((next() as usize) % bytes.len());
+            } else {
+                for _ in 0..(1 + next() % 16) {
+                    let i = (next() as usize) % bytes.len();
+                    bytes[i] = (next() & 0xff) as u8;
+                }
+            }
+            let kind = match load_pdf(Path::new(name), &bytes) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => {
+                    assert!(e.to_string().contains(name), "the error names the file: {e}");
+                    e.kind().to_string()
+                }
+            };
+            *outcomes.entry(kind).or_default() += 1;
+        }
+    }
+    let allowed = ["ok", "damaged", "no_text", "not_pdf", "empty", "encrypted"];
+    assert!(outcomes.keys().all(|k| allowed.contains(&k.as_str())), "{outcomes:?}");
+    assert!(outcomes.get("damaged").copied().unwrap_or(0) > 0, "{outcomes:?}");
+    Ok(())
+}
