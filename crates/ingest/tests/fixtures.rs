@@ -317,3 +317,36 @@ fn other_scripts_right_to_left_and_actual_text() -> Result<()> {
     assert!(doc.text.contains("日本語:メーターは毎年校正されます。"), "{}", doc.text);
     Ok(())
 }
+
+#[test]
+fn pdf_headings_come_from_the_outline() -> Result<()> {
+    let doc = load("handbook-en.pdf")?;
+    let heads: Vec<String> = doc.sections.iter().map(|s| s.headings.join(" / ")).collect();
+    assert_eq!(
+        heads,
+        [
+            "",
+            "Purpose and scope",
+            "Before a site visit",
+            "Before a site visit / Scheduling",
+            "Before a site visit / Equipment checklist",
+            "Installation",
+            "Calibration",
+            "Maintenance intervals",
+            "Safety",
+            "Reporting"
+        ]
+    );
+    // Each section starts at its numbered heading line.
+    let kit = &doc.sections[4];
+    assert!(doc.text[kit.span.range()].starts_with("2.2 Equipment checklist\n"));
+    let chunks = TextChunker::new(ChunkSettings::new(200..=400)?).chunk(&doc)?;
+    let torque = chunks.iter().find(|c| c.text.contains("Torque wrench")).context("chunk")?;
+    assert_eq!(torque.headings, ["Before a site visit", "Equipment checklist"]);
+
+    let es = load("politica-es.pdf")?;
+    let chunks = TextChunker::new(ChunkSettings::new(200..=400)?).chunk(&es)?;
+    let ai = chunks.iter().find(|c| c.text.contains("Íñigo Muñoz")).context("chunk")?;
+    assert_eq!(ai.headings, ["4. Uso de herramientas de inteligencia artificial"]);
+    Ok(())
+}

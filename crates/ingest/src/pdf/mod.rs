@@ -12,6 +12,7 @@ mod content;
 mod font;
 mod furniture;
 mod layout;
+mod outline;
 mod tables;
 
 use std::collections::HashMap;
@@ -143,6 +144,7 @@ pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Doc
         );
     }
     let mut doc = Document::new(path.to_string_lossy(), DocFormat::Pdf, bytes, text);
+    doc.sections = outline::sections(&outline::entries(&pdf), &doc.text, &spans);
     doc.pages = spans;
     doc.warnings = warnings;
     info_metadata(&pdf, &mut doc);
