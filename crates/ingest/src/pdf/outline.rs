@@ -43,30 +43,37 @@ fn folded(s: &str) -> (Vec<char>, Vec<usize>) {
     (chars, at)
 }
 
-/// Where `title` stands in `hay` as a heading (on a line of its own, after at most a
-/// section number), ignoring case, punctuation and how whitespace is laid out: outline titles
-/// say "TeX" where the page prints "TEX", break lines differently, and the same words appear in
-/// tables of contents ("Introduction .... 3") and running text, which do not count.
-fn find_words(hay: &str, title: &str) -> Option<usize> {
+/// A text folded once by [`folded`].
+struct Folded<'a> {
+    chars: &'a [char],
+    at: &'a [usize],
+}
+
+/// Where `title` stands as a heading in the bytes `from..to` of `text` (folded as `f`): on a
+/// line of its own, after at most a section number. Case, punctuation and line breaks do not
+/// matter (outline titles say "TeX" where the page prints "TEX"), and the same words in a table
+/// of contents ("Introduction .... 3") or in running text do not count.
+fn find_heading(text: &str, f: &Folded<'_>, from: usize, to: usize, title: &str) -> Option<usize> {
     let (needle, _) = folded(title);
     let needle: Vec<char> = needle.into_iter().collect::<String>().trim().chars().collect();
-    if needle.is_empty() {
+    let n = needle.len();
+    if n == 0 {
         return None;
     }
-    let (chars, at) = folded(hay);
-    let n = needle.len();
-    (0..chars.len().saturating_sub(n - 1)).filter(|&i| chars.get(i..i + n) == Some(needle.as_slice())).find_map(|i| {
-        let start = *at.get(i)?;
-        let last = *at.get(i + n - 1)?;
-        let end = last + hay.get(last..)?.chars().next().map_or(1, char::len_utf8);
-        let line_start = hay.get(..start)?.rfind('\n').map_or(0, |p| p + 1);
-        let line_end = hay.get(end..)?.find('\n').map_or(hay.len(), |p| end + p);
-        let before = hay.get(line_start..start)?.trim();
-        let after = hay.get(end..line_end)?.trim();
+    let lo = f.at.partition_point(|&b| b < from);
+    let hi = f.at.partition_point(|&b| b < to);
+    (lo..hi.saturating_sub(n - 1)).filter(|&i| f.chars.get(i..i + n) == Some(needle.as_slice())).find_map(|i| {
+        let start = *f.at.get(i)?;
+        let last = *f.at.get(i + n - 1)?;
+        let end = last + text.get(last..)?.chars().next().map_or(1, char::len_utf8);
+        let line_start = text.get(..start)?.rfind('\n').map_or(0, |p| p + 1).max(from);
+        let line_end = text.get(end..)?.find('\n').map_or(text.len(), |p| end + p);
+        let before = text.get(line_start..start)?.trim();
+        let after = text.get(end..line_end)?.trim();
         let numbering =
             before.len() <= 12 && before.chars().all(|c| c.is_ascii_digit() || c == '.' || c.is_whitespace());
         // The section starts with its number, if it has one.
-        let line = hay.get(line_start..start)?;
+        let line = text.get(line_start..start)?;
         let lead = line.len() - line.trim_start().len();
         (numbering && after.chars().all(|c| !c.is_alphanumeric() && c != '.')).then_some(line_start + lead)
     })
@@ -83,13 +90,14 @@ pub(crate) fn sections(entries: &[Entry], text: &str, pages: &[Span]) -> Vec<Sec
     let mut starts: Vec<(usize, Vec<String>)> = Vec::with_capacity(entries.len());
     let mut path: Vec<(usize, String)> = Vec::new();
     let mut cursor = 0;
+    let (chars, at) = folded(text);
+    let fold = Folded { chars: &chars, at: &at };
     for e in entries {
         let Some(page) = e.page.checked_sub(1).and_then(|i| pages.get(i)) else { continue };
         // Some producers' destinations are a page early: look on the next page too.
         let window_end = pages.get(e.page).map_or(page.end, |next| next.end);
         let from = cursor.max(page.start);
-        let at =
-            text.get(from..window_end.max(from)).and_then(|hay| find_words(hay, &e.title)).map_or(from, |i| from + i);
+        let at = find_heading(text, &fold, from, window_end.max(from), &e.title).unwrap_or(from);
         while path.last().is_some_and(|(l, _)| *l >= e.level) {
             path.pop();
         }
@@ -115,6 +123,11 @@ pub(crate) fn sections(entries: &[Entry], text: &str, pages: &[Span]) -> Vec<Sec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find_words(hay: &str, title: &str) -> Option<usize> {
+        let (chars, at) = folded(hay);
+        find_heading(hay, &Folded { chars: &chars, at: &at }, 0, hay.len(), title)
+    }
 
     #[test]
     fn titles_found_across_line_breaks() {
