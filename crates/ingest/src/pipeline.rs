@@ -170,12 +170,18 @@ impl Existing {
         if !path.exists() {
             return Ok(out);
         }
-        let mut reader = JsonlReader::<Chunk>::open(path)?;
-        for c in reader.by_ref() {
-            let c = c?;
-            if out.chunk_ids.insert(c.id.clone()) {
-                let e = out.docs.entry(c.doc_id.clone()).or_insert((0, c.chunk_count));
-                e.0 += 1;
+        // Only the keys of each record are kept (the texts are skipped while parsing).
+        #[derive(Deserialize)]
+        struct Key {
+            id: ChunkId,
+            doc_id: DocId,
+            #[serde(default)]
+            chunk_count: usize,
+        }
+        for k in JsonlReader::<Key>::open(path)? {
+            let k = k?;
+            if out.chunk_ids.insert(k.id) {
+                out.docs.entry(k.doc_id).or_insert((0, k.chunk_count)).0 += 1;
             }
         }
         Ok(out)
