@@ -8,5 +8,6 @@ bash scripts/setup.sh
 source "${DOCRAFT_CACHE:-$HOME/.cache/docraft}/env.sh"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

@@ -1,11 +1,13 @@
 //! PDF text extraction on lopdf.
 //!
 //! lopdf parses the file (and decrypts it when the empty user password opens it); the
-//! text comes from our own walk over each page's content streams ([`content`]): fonts are
-//! decoded through their ToUnicode maps and encodings ([`font`], [`cmap`]), glyphs are
-//! placed with the text and graphics matrices, and [`layout`] rebuilds lines and
-//! paragraphs from those positions. Pages are joined by a blank line; the document keeps
-//! each page's byte range so chunks know their pages.
+//! text comes from our own walk over each page's content streams (`content`): fonts are
+//! decoded through their ToUnicode maps and encodings (`font`, `cmap`), glyphs are
+//! placed with the text and graphics matrices (form XObjects, `/ActualText`, form-field
+//! annotations included), and `layout` rebuilds lines and paragraphs from those positions.
+//! Running headers, footers and page numbers are removed (`furniture`), and the outline
+//! (bookmarks) gives heading sections (`outline`). Pages are joined by a blank line; the
+//! document keeps each page's byte range so chunks know their pages.
 
 mod cmap;
 mod content;
