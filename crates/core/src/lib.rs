@@ -10,7 +10,8 @@
 //! - content-derived, stable ids ([`DocId`], [`ChunkId`]);
 //! - append-only, resumable JSONL files ([`jsonl::JsonlWriter`], [`jsonl::JsonlReader`]) that
 //!   survive a crash in the middle of a line;
-//! - the error type shared by all of it ([`Error`]).
+//! - the error type shared by all of it ([`Error`]);
+//! - the interfaces the stages meet through: [`Embedder`] (text to vectors).
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -24,11 +25,13 @@
 
 mod chunk;
 mod document;
+mod embed;
 mod error;
 mod id;
 pub mod jsonl;
 
 pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
+pub use embed::{EmbedError, Embedder};
 pub use error::{Error, Result};
 pub use id::{ChunkId, DocId, content_hash};

@@ -1,0 +1,68 @@
+//! The ONNX embedder against reference vectors from an independent implementation (Python
+//! onnxruntime + tokenizers with mean pooling: scripts/embed_reference.py), and its errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, ensure};
+use docraft_core::{EmbedError, Embedder};
+use docraft_index::{OnnxEmbedder, OnnxOptions};
+
+fn model_dir() -> Result<PathBuf> {
+    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
+    });
+    let dir = models.join("all-minilm-l6-v2");
+    ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
+    Ok(dir)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_the_independent_reference_in_input_order() -> Result<()> {
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/minilm_reference.json")).context("reference file")?;
+    let cases = reference["embeddings"].as_array().context("embeddings")?;
+    let texts: Vec<&str> = cases.iter().filter_map(|c| c["text"].as_str()).collect();
+    // Batch size 2 with texts of different lengths: batches are formed by length, yet the
+    // vectors must come back in input order.
+    let embedder =
+        OnnxEmbedder::from_dir(model_dir()?, OnnxOptions { batch_size: 2, threads: Some(1), max_tokens: 256 })?;
+    let vectors = embedder.embed(&texts)?;
+    assert_eq!(vectors.len(), texts.len());
+    for (case, v) in cases.iter().zip(&vectors) {
+        let want: Vec<f32> =
+            case["vector"].as_array().context("vector")?.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
+        assert_eq!(v.len(), 384);
+        let c = cosine(v, &want);
+        assert!(c >= 0.999, "cosine {c} for {:?}", case["text"]);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "L2-normalized, got {norm}");
+    }
+    // A Spanish question is closer to the Spanish sentence on the same subject than to the others.
+    assert!(cosine(&vectors[3], &vectors[1]) > cosine(&vectors[3], &vectors[2]));
+    assert!(embedder.model_id().starts_with("onnx:all-minilm-l6-v2:"));
+    assert!(embedder.embed(&[])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn bad_model_directories_are_typed_errors() -> Result<()> {
+    let err = OnnxEmbedder::from_dir("/no/such/model", OnnxOptions::default()).unwrap_err();
+    assert!(matches!(err, EmbedError::Model { .. }) && err.to_string().contains("/no/such/model"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("docraft-incomplete-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(model_dir()?.join("tokenizer.json"), dir.join("tokenizer.json"))?;
+    let err = OnnxEmbedder::from_dir(&dir, OnnxOptions::default()).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(err.contains("missing model.onnx, config.json"), "{err}");
+    Ok(())
+}
