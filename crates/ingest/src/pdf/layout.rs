@@ -104,11 +104,6 @@ struct LineBuilder {
     out: Vec<Line>,
     cur: Option<Line>,
     pending_space: bool,
-    /// Recent glyphs of the current line: (u0, text range), to drop overprinted duplicates
-    /// (fake bold draws the same glyph twice, slightly shifted).
-    recent: Vec<(f32, u32, u32)>,
-    /// u-range of the last glyph added.
-    last: Option<(f32, f32)>,
 }
 
 impl LineBuilder {
@@ -130,13 +125,17 @@ impl LineBuilder {
             }
             self.out.push(l);
         }
-        self.recent.clear();
         self.pending_space = false;
-        self.last = None;
+    }
+
+    /// The u-range of the last glyph (not space) on the current line.
+    fn last(&self) -> Option<(f32, f32)> {
+        let line = self.cur.as_ref()?;
+        line.pieces.iter().rev().find(|p| p.end > p.start).map(|p| (p.u0, p.u1))
     }
 
     /// Adds a glyph; `mark` is a combining accent to put after its first char.
-    fn push(&mut self, page: &PageGlyphs, g: &Glyph, text: &str, mark: Option<char>) {
+    fn push(&mut self, g: &Glyph, text: &str, mark: Option<char>) {
         if !self.same_line(g, text) {
             self.end_line();
             if is_blank(text) {
@@ -155,15 +154,16 @@ impl LineBuilder {
             return;
         }
         let size = line.size.max(g.size);
+        // Fake bold draws the same glyph twice, slightly shifted: keep one.
         if g.u0 < line.u1 - 0.3 * size
-            && self
-                .recent
+            && line
+                .pieces
                 .iter()
                 .rev()
                 .take(64)
-                .any(|&(u, s, e)| (u - g.u0).abs() < 0.3 * size && page.text.get(s as usize..e as usize) == Some(text))
+                .any(|p| (p.u0 - g.u0).abs() < 0.3 * size && line.text.get(p.start..p.end) == Some(text))
         {
-            return; // overprint
+            return;
         }
         let gap = g.u0 - line.u1;
         if !line.text.is_empty() && !line.text.ends_with([' ', '\t']) {
@@ -188,14 +188,12 @@ impl LineBuilder {
             line.size = g.size;
             line.v = g.v;
         }
-        self.recent.push((g.u0, g.start, g.end));
-        self.last = Some((g.u0, g.u1));
     }
 
     /// A combining `mark` for an accent centred at `center`, put on the glyph just added if
     /// the accent sits on it. Returns whether it was placed.
     fn mark_last(&mut self, g: &Glyph, center: f32, mark: char) -> bool {
-        let Some((u0, u1)) = self.last else {
+        let Some((u0, u1)) = self.last() else {
             return false;
         };
         if !self.same_line(g, "") || !covers(u0, u1, center, g.size) {
@@ -302,10 +300,10 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
                 && (a.v - g.v).abs() < g.size
                 && covers(g.u0, g.u1, a_center, g.size);
             if on_this {
-                b.push(page, g, text, Some(mark));
+                b.push(g, text, Some(mark));
                 continue;
             }
-            b.push(page, a, a_text, None);
+            b.push(a, a_text, None);
         }
         if let Some(mark) = combining(text) {
             if b.mark_last(g, center, mark) {
@@ -314,10 +312,10 @@ fn lines(page: &PageGlyphs) -> Vec<Line> {
             pending = Some((g, text, mark));
             continue;
         }
-        b.push(page, g, text, None);
+        b.push(g, text, None);
     }
     if let Some((a, a_text, _)) = pending {
-        b.push(page, a, a_text, None);
+        b.push(a, a_text, None);
     }
     b.end_line();
     let mut out: Vec<Line> = Vec::with_capacity(b.out.len());
