@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::obj::utf16_be;
+
 /// How many bytes the next character code takes, from `begincodespacerange` entries.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Codespace {
@@ -162,16 +164,12 @@ fn be(bytes: &[u8]) -> u32 {
     bytes.iter().take(4).fold(0u32, |c, &b| (c << 8) | u32::from(b))
 }
 
-fn utf16(bytes: &[u8]) -> Vec<u16> {
-    bytes.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect()
-}
-
 fn text_of(bytes: &[u8]) -> String {
     // Destinations are UTF-16BE; a single byte (seen in some files) is Latin-1.
     if bytes.len() == 1 {
         return char::from(bytes[0]).to_string();
     }
-    String::from_utf16_lossy(&utf16(bytes))
+    String::from_utf16_lossy(&utf16_be(bytes))
 }
 
 /// Parses the code-space ranges of a CMap program.
@@ -217,7 +215,7 @@ pub(crate) fn parse(data: &[u8]) -> ToUnicode {
                     match toks.get(i + 2) {
                         Some(Tok::Hex(d)) => {
                             if hi >= lo && !d.is_empty() {
-                                map.ranges.push((lo, hi, utf16(d)));
+                                map.ranges.push((lo, hi, utf16_be(d)));
                             }
                             i += 3;
                         }

@@ -8,6 +8,7 @@ use lopdf::content::{Content, Operation};
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
 use super::font::Font;
+use super::obj::{self, num};
 
 /// Deepest nesting of form XObjects followed (guards against reference cycles).
 const MAX_FORM_DEPTH: usize = 12;
@@ -66,14 +67,6 @@ fn stream_matrix(stream: &Stream) -> Matrix {
         .unwrap_or(Matrix::IDENTITY)
 }
 
-fn num(o: &Object) -> Option<f32> {
-    match o {
-        Object::Integer(i) => Some(*i as f32),
-        Object::Real(r) => Some(*r),
-        _ => None,
-    }
-}
-
 /// A glyph placed on the page, in its line's own frame: `u` runs along the baseline,
 /// `v` across it (larger `v` = earlier line), whatever the text's rotation.
 #[derive(Debug, Clone, Copy)]
@@ -99,6 +92,15 @@ pub(crate) struct PageGlyphs {
     pub images: usize,
     /// Glyphs whose font gave no Unicode text.
     pub unmapped: usize,
+}
+
+impl PageGlyphs {
+    /// Appends `text` to the page text; returns its byte range there.
+    fn push_text(&mut self, text: &str) -> (u32, u32) {
+        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.text.push_str(text);
+        (start, u32::try_from(self.text.len()).unwrap_or(u32::MAX))
+    }
 }
 
 #[derive(Clone)]
@@ -131,13 +133,15 @@ impl Default for State {
 /// Resource dictionaries in lookup order (innermost first).
 pub(crate) type Resources<'a> = Vec<&'a Dictionary>;
 
+/// The entry `key` of resource `category` (`Font`, `XObject`, ...), innermost first, as
+/// written: a reference stays a reference (its id keys caches and cycle checks).
+fn resource_entry<'a>(doc: &'a Document, res: &Resources<'a>, category: &[u8], key: &[u8]) -> Option<&'a Object> {
+    res.iter().find_map(|d| obj::get_dict(doc, d, category)?.get(key).ok())
+}
+
+/// [`resource_entry`] with a reference followed.
 fn lookup<'a>(doc: &'a Document, res: &Resources<'a>, category: &[u8], key: &[u8]) -> Option<&'a Object> {
-    res.iter().find_map(|d| {
-        let cat = d.get(category).ok()?;
-        let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
-        let o = cat.get(key).ok()?;
-        Some(doc.dereference(o).map(|(_, o)| o).unwrap_or(o))
-    })
+    resource_entry(doc, res, category, key).map(|o| obj::deref(doc, o))
 }
 
 /// Walks content streams and collects glyphs.
@@ -170,13 +174,8 @@ impl<'a> Interpreter<'a> {
     }
 
     fn font(&mut self, res: &Resources<'a>, name: &[u8]) -> Option<Rc<Font>> {
-        // Find the reference (for caching across pages) or the inline dictionary.
-        let obj = res.iter().find_map(|d| {
-            let cat = d.get(b"Font").ok()?;
-            let cat = self.doc.dereference(cat).ok()?.1.as_dict().ok()?;
-            cat.get(name).ok()
-        })?;
-        match obj {
+        // The reference (for caching across pages) or the inline dictionary.
+        match resource_entry(self.doc, res, b"Font", name)? {
             Object::Reference(id) => {
                 if let Some(f) = self.fonts.get(id) {
                     return Some(f.clone());
@@ -334,11 +333,9 @@ impl<'a> Interpreter<'a> {
         };
         let u1 = glyphs.iter().skip(first).filter(|g| g.dir == head.dir).map(|g| g.u1).fold(head.u1, f32::max);
         glyphs.truncate(first);
-        let start = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
-        self.out.text.push_str(actual);
-        let end = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        let (start, end) = self.out.push_text(actual);
         if start < end {
-            glyphs.push(Glyph { start, end, u1, ..head });
+            self.out.glyphs.push(Glyph { start, end, u1, ..head });
         }
     }
 
@@ -352,15 +349,7 @@ impl<'a> Interpreter<'a> {
         };
         let matrix = stream_matrix(stream);
         let mut inner: Resources<'a> = Vec::with_capacity(res.len() + 1);
-        if let Some(r) = stream
-            .dict
-            .get(b"Resources")
-            .ok()
-            .and_then(|o| self.doc.dereference(o).ok())
-            .and_then(|(_, o)| o.as_dict().ok())
-        {
-            inner.push(r);
-        }
+        inner.extend(obj::get_dict(self.doc, &stream.dict, b"Resources"));
         inner.extend(res.iter().copied());
         self.forms_seen.push(id);
         self.run(&content, &inner, matrix.then(&ctm));
@@ -371,7 +360,7 @@ impl<'a> Interpreter<'a> {
     /// note): its appearance stream's bounding box is fitted to the annotation's rectangle.
     pub(crate) fn annotation(&mut self, annot: &'a Dictionary, res: &Resources<'a>) {
         let doc = self.doc;
-        let get = |d: &'a Dictionary, k: &[u8]| d.get(k).ok().and_then(|o| doc.dereference(o).ok()).map(|(_, o)| o);
+        let get = |d: &'a Dictionary, k: &[u8]| obj::get(doc, d, k);
         let kind = get(annot, b"Subtype").and_then(|o| o.as_name().ok());
         if !matches!(kind, Some(b"Widget" | b"FreeText")) {
             return;
@@ -434,9 +423,7 @@ impl<'a> Interpreter<'a> {
             return;
         }
         let size = ((r[3] - r[1]) * 0.7).clamp(4.0, 14.0);
-        let start = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
-        self.out.text.push_str(text);
-        let end = u32::try_from(self.out.text.len()).unwrap_or(u32::MAX);
+        let (start, end) = self.out.push_text(text);
         let u0 = r[0] + 2.0;
         let u1 = (u0 + 0.5 * size * text.chars().count() as f32).min(r[2].max(u0));
         let v = r[1] + (r[3] - r[1] - size) / 2.0;
@@ -444,14 +431,12 @@ impl<'a> Interpreter<'a> {
     }
 
     fn xobject(&mut self, res: &Resources<'a>, name: &[u8], ctm: Matrix) {
-        let doc = self.doc;
-        // Keep the id to detect cycles.
-        let id = res.iter().find_map(|d| {
-            let cat = d.get(b"XObject").ok()?;
-            let cat = doc.dereference(cat).ok()?.1.as_dict().ok()?;
-            cat.get(name).ok()?.as_reference().ok()
-        });
-        let Some(Object::Stream(stream)) = lookup(doc, res, b"XObject", name) else {
+        let Some(entry) = resource_entry(self.doc, res, b"XObject", name) else {
+            return;
+        };
+        // The id detects cycles.
+        let id = entry.as_reference().ok();
+        let Object::Stream(stream) = obj::deref(self.doc, entry) else {
             return;
         };
         match stream.dict.get(b"Subtype").ok().and_then(|o| o.as_name().ok()) {
@@ -492,9 +477,7 @@ impl<'a> Interpreter<'a> {
                 out.unmapped += 1;
             }
             if !g.text.is_empty() {
-                let start = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
-                out.text.push_str(g.text);
-                let end = u32::try_from(out.text.len()).unwrap_or(u32::MAX);
+                let (start, end) = out.push_text(g.text);
                 out.glyphs.push(Glyph { start, end, u0, u1: u1.max(u0), v, size: height.max(0.1), dir });
             }
             // Advance the text matrix.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use lopdf::{Dictionary, Document, Object};
 
 use super::cmap::{self, Codespace, ToUnicode};
+use super::obj::{deref, get, get_name as name, num};
 use super::tables as encodings;
 
 type CodedCharacterSet = [u16; 256];
@@ -52,29 +53,6 @@ pub(crate) struct Font {
     pub height_scale: f32,
     /// Vertical writing mode (Identity-V and friends).
     pub vertical: bool,
-}
-
-fn num(o: &Object) -> Option<f32> {
-    match o {
-        Object::Integer(i) => Some(*i as f32),
-        Object::Real(r) => Some(*r),
-        _ => None,
-    }
-}
-
-fn deref<'a>(doc: &'a Document, o: &'a Object) -> &'a Object {
-    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
-}
-
-fn get<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
-    d.get(key).ok().map(|o| deref(doc, o))
-}
-
-fn name<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a [u8]> {
-    match get(doc, d, key)? {
-        Object::Name(n) => Some(n),
-        _ => None,
-    }
 }
 
 fn stream_bytes(doc: &Document, o: &Object) -> Option<Vec<u8>> {

@@ -14,6 +14,7 @@ mod content;
 mod font;
 mod furniture;
 mod layout;
+mod obj;
 mod outline;
 mod tables;
 
@@ -22,7 +23,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use docraft_core::{DocFormat, Document, Span};
-use lopdf::{Dictionary, Object};
+use lopdf::Object;
 
 use crate::error::{Error, sniff};
 
@@ -88,7 +89,7 @@ pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Doc
         return Err(Error::Encrypted { path: path.to_path_buf() });
     }
     let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract(&pdf, opts)));
-    let pages = match extracted {
+    let mut pages = match extracted {
         Ok(p) => p,
         Err(_) => {
             return Err(Error::Damaged {
@@ -101,7 +102,14 @@ pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Doc
         return Err(Error::Damaged { path: path.to_path_buf(), reason: "it has no pages".into() });
     }
 
-    let mut texts: Vec<String> = pages.iter().map(|p| p.text.clone()).collect();
+    if pages.iter().all(|p| p.text.is_empty()) {
+        return Err(Error::NoText {
+            path: path.to_path_buf(),
+            pages: pages.len(),
+            images: pages.iter().any(|p| p.images > 0),
+        });
+    }
+    let mut texts: Vec<String> = pages.iter_mut().map(|p| std::mem::take(&mut p.text)).collect();
     if opts.strip_furniture {
         furniture::strip(&mut texts);
     }
@@ -127,13 +135,6 @@ pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Doc
                 p.unmapped
             ));
         }
-    }
-    if pages.iter().all(|p| p.text.is_empty()) {
-        return Err(Error::NoText {
-            path: path.to_path_buf(),
-            pages: pages.len(),
-            images: pages.iter().any(|p| p.images > 0),
-        });
     }
     if !image_only.is_empty() {
         warnings.insert(
@@ -179,15 +180,8 @@ struct PageOut {
 fn extract(pdf: &lopdf::Document, opts: &PdfOptions) -> Vec<PageOut> {
     let mut fonts = HashMap::<lopdf::ObjectId, Rc<font::Font>>::new();
     let mut out = Vec::new();
-    let acroform_dr: Option<&Dictionary> = pdf
-        .catalog()
-        .ok()
-        .and_then(|c| c.get(b"AcroForm").ok())
-        .and_then(|o| pdf.dereference(o).ok())
-        .and_then(|(_, o)| o.as_dict().ok())
-        .and_then(|f| f.get(b"DR").ok())
-        .and_then(|o| pdf.dereference(o).ok())
-        .and_then(|(_, o)| o.as_dict().ok());
+    let acroform_dr =
+        pdf.catalog().ok().and_then(|c| obj::get_dict(pdf, c, b"AcroForm")).and_then(|f| obj::get_dict(pdf, f, b"DR"));
     for (_, page_id) in pdf.get_pages() {
         let content = pdf.get_page_content_with_limit(page_id, MAX_CONTENT).unwrap_or_default();
         let mut res: Resources<'_> = Vec::new();
@@ -214,9 +208,7 @@ fn extract(pdf: &lopdf::Document, opts: &PdfOptions) -> Vec<PageOut> {
 /// Decodes a PDF text string (UTF-16BE with BOM, UTF-8 with BOM, or PDFDocEncoding).
 pub(crate) fn text_string(bytes: &[u8]) -> String {
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        let units: Vec<u16> =
-            rest.chunks(2).map(|p| (u16::from(p[0]) << 8) | u16::from(p.get(1).copied().unwrap_or(0))).collect();
-        return String::from_utf16_lossy(&units);
+        return String::from_utf16_lossy(&obj::utf16_be(rest));
     }
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
         return String::from_utf8_lossy(rest).into_owned();
@@ -231,9 +223,7 @@ pub(crate) fn text_string(bytes: &[u8]) -> String {
 }
 
 fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
-    let info: Option<&Dictionary> =
-        pdf.trailer.get(b"Info").ok().and_then(|o| pdf.dereference(o).ok()).and_then(|(_, o)| o.as_dict().ok());
-    let Some(info) = info else { return };
+    let Some(info) = obj::get_dict(pdf, &pdf.trailer, b"Info") else { return };
     for (key, field) in [
         (&b"Title"[..], "title"),
         (b"Author", "author"),
@@ -242,10 +232,10 @@ fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
         (b"Creator", "creator"),
         (b"Producer", "producer"),
     ] {
-        let value = info.get(key).ok().and_then(|o| pdf.dereference(o).ok()).and_then(|(_, o)| match o {
-            Object::String(s, _) => Some(text_string(s)),
+        let value = match obj::get(pdf, info, key) {
+            Some(Object::String(s, _)) => Some(text_string(s)),
             _ => None,
-        });
+        };
         let Some(value) = value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
             continue;
         };
