@@ -72,38 +72,33 @@ pub(crate) fn strip(pages: &mut [String]) -> usize {
     let headers = repeated(first_line);
     let footers = repeated(last_line);
     let mut removed = 0;
+    let blank = |l: &str| l.trim().is_empty();
     for p in pages.iter_mut() {
-        let mut lines: Vec<&str> = p.lines().collect();
-        let mut changed = false;
-        // Up to two lines at each end: a header line and a page number, say.
-        for _ in 0..2 {
-            while lines.first().is_some_and(|l| l.trim().is_empty()) {
-                lines.remove(0);
-            }
-            match lines.first() {
-                Some(l) if lines.len() > 1 && (is_page_number(l) || headers.contains(&shape(l))) => {
-                    lines.remove(0);
-                    changed = true;
-                    removed += 1;
+        let lines: Vec<&str> = p.lines().collect();
+        // The kept lines are lines[lo..hi]; up to two go at each end (a header and a page
+        // number, say), and a page keeps at least one line.
+        let (mut lo, mut hi) = (0, lines.len());
+        for (top, running) in [(true, &headers), (false, &footers)] {
+            for _ in 0..2 {
+                while lo < hi && lines.get(if top { lo } else { hi - 1 }).is_some_and(|l| blank(l)) {
+                    if top { lo += 1 } else { hi -= 1 }
                 }
-                _ => break,
+                let edge = if top { lo } else { hi.saturating_sub(1) };
+                match lines.get(edge) {
+                    Some(l) if hi - lo > 1 && (is_page_number(l) || running.contains(&shape(l))) => {
+                        if top {
+                            lo += 1
+                        } else {
+                            hi -= 1
+                        }
+                        removed += 1;
+                    }
+                    _ => break,
+                }
             }
         }
-        for _ in 0..2 {
-            while lines.last().is_some_and(|l| l.trim().is_empty()) {
-                lines.pop();
-            }
-            match lines.last() {
-                Some(l) if lines.len() > 1 && (is_page_number(l) || footers.contains(&shape(l))) => {
-                    lines.pop();
-                    changed = true;
-                    removed += 1;
-                }
-                _ => break,
-            }
-        }
-        if changed {
-            *p = lines.join("\n").trim().to_string();
+        if lo > 0 || hi < lines.len() {
+            *p = lines.get(lo..hi).unwrap_or_default().join("\n").trim().to_string();
         }
     }
     removed
