@@ -19,13 +19,50 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Id of a document: the first 128 bits of the SHA-256 of its raw bytes, in hex.
-///
-/// Two files with the same content have the same id wherever they lie, which is how
-/// duplicates are ingested once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DocId(String);
+/// A text id newtype: serialized as a plain string, with `from_string`, `as_str`, `Display`.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an id read from elsewhere (a JSONL record, a command line).
+            #[must_use]
+            pub fn from_string(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            /// The id as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id! {
+    /// Id of a document: the first 128 bits of the SHA-256 of its raw bytes, in hex.
+    ///
+    /// Two files with the same content have the same id wherever they lie, which is how
+    /// duplicates are ingested once.
+    DocId
+}
+
+text_id! {
+    /// Id of a chunk: derived from its document id and byte span, so the same document
+    /// chunked the same way always gives the same ids (and a resumed run can tell what it
+    /// already wrote).
+    ChunkId
+}
 
 impl DocId {
     /// The id of a document whose raw bytes are `bytes`.
@@ -33,32 +70,7 @@ impl DocId {
     pub fn from_content(bytes: &[u8]) -> Self {
         Self(hex(&Sha256::digest(bytes)[..16]))
     }
-
-    /// Wraps an id read from elsewhere (a JSONL record, a command line).
-    #[must_use]
-    pub fn from_string(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for DocId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Id of a chunk: derived from its document id and byte span, so the same document
-/// chunked the same way always gives the same ids (and a resumed run can tell what it
-/// already wrote).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ChunkId(String);
 
 impl ChunkId {
     /// The id of the chunk of `doc` covering bytes `start..end` of its text.
@@ -71,24 +83,6 @@ impl ChunkId {
         h.update(b"-");
         h.update(end.to_string().as_bytes());
         Self(hex(&h.finalize()[..16]))
-    }
-
-    /// Wraps an id read from elsewhere.
-    #[must_use]
-    pub fn from_string(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    /// The id as text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
