@@ -14,6 +14,8 @@ use docraft_ingest::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod search;
+
 /// docraft turns your documents (PDF, Markdown, text) into training data and better models,
 /// on your own machine.
 ///
@@ -38,6 +40,27 @@ enum Command {
     /// continues where it stopped. Exit status: 0 when at least one file was ingested (or was
     /// already done) and, with --strict, none failed.
     Ingest(IngestArgs),
+    /// Build or update a vector index of chunks (`docraft index build chunks.jsonl -o INDEX`).
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Search an index: the chunks closest in meaning to a question, with source and pages.
+    ///
+    /// Scores are cosine similarities (1 is identical). Filters narrow the search inside the
+    /// index: `doc=ID`, `source=GLOB` (path or file name, e.g. '*.pdf'), `page=N` or
+    /// `page=A-B`, or any metadata field (`language=es`, `format=pdf`). Repeating a key means
+    /// "any of these"; different keys must all hold.
+    Search(search::SearchArgs),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Embed the chunks of a chunks.jsonl file and write an index directory.
+    ///
+    /// If the output already holds an index built with the same model, it is updated: chunks
+    /// of documents that changed or went away are removed, new chunks added, and texts the
+    /// index already has are not embedded again. The new index replaces the old one only
+    /// when it is complete; a failed build leaves the old one intact.
+    Build(search::IndexBuildArgs),
 }
 
 #[derive(Args)]
@@ -100,6 +123,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Extract(a) => extract(&a),
         Command::Ingest(a) => ingest(&a),
+        Command::Index(IndexCommand::Build(a)) => search::build(&a),
+        Command::Search(a) => search::search(&a),
     };
     match result {
         Ok(code) => code,

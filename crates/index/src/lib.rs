@@ -1,17 +1,73 @@
-//! Index: local embeddings for docraft.
+//! Index: local embeddings and a vector index with filters and persistence.
 //!
 //! ```text
-//! chunks.jsonl ──Embedder (fastembed ONNX, in process)──> vectors ──> (HNSW store: issue #3, next)
+//! chunks.jsonl ──Embedder──> vectors ──VectorIndex (chunk table + HNSW graph)──> save(dir) / load(dir)
+//!                                            └── search(query, k, filter) ──> hits with scores
 //! ```
 //!
-//! [`OnnxEmbedder`] loads a BERT-style sentence-embedding model from a directory (an ONNX file
-//! and its tokenizer files, e.g. all-MiniLM-L6-v2 as `scripts/setup.sh` fetches it) and runs it
-//! with ONNX Runtime, which is loaded at run time from `ORT_DYLIB_PATH`. Texts are embedded in
-//! batches of similar length (little padding) and come back in input order, mean-pooled and
-//! L2-normalized. A missing model file or runtime library is a typed
-//! [`docraft_core::EmbedError`] that says how to fix it, never a panic. Built without the
-//! `fastembed` feature, the same type exists and returns [`docraft_core::EmbedError::NotCompiled`].
+//! - [`OnnxEmbedder`] loads a BERT-style sentence-embedding model from a directory (an ONNX
+//!   file and its tokenizer files, e.g. all-MiniLM-L6-v2 as `scripts/setup.sh` fetches it)
+//!   and runs it with ONNX Runtime, loaded at run time from `ORT_DYLIB_PATH`. Texts are
+//!   embedded in batches of similar length and come back in input order, mean-pooled and
+//!   L2-normalized. A missing model file or runtime library is a typed
+//!   [`docraft_core::EmbedError`] that says how to fix it, never a panic. Built without the
+//!   `fastembed` feature, the same type exists and returns
+//!   [`docraft_core::EmbedError::NotCompiled`].
+//! - [`VectorIndex`] keeps the chunks, their normalized vectors and an HNSW graph (hnsw_rs,
+//!   dot-product distance with SIMD) over them. [`VectorIndex::search`] returns the `k`
+//!   nearest chunks with cosine scores; a [`Filter`] (document, source glob, page range,
+//!   metadata `key=value`) is applied inside the graph walk. [`VectorIndex::search_exact`]
+//!   scores every chunk, and [`VectorIndex::recall_at_k`] measures the graph against it.
+//! - Re-indexing: [`VectorIndex::sync`] removes chunks whose documents changed or went away
+//!   (tombstones, compacted when they pass 20% of the rows) and embeds only new chunks;
+//!   texts the index already holds reuse their vectors (the embedding cache is keyed by
+//!   model id and text hash).
+//! - [`VectorIndex::save`] writes a directory atomically (a failed save leaves the previous
+//!   index intact); [`VectorIndex::load`] checks the format version, and searching with
+//!   another model than the one the index was built with is an error.
+//!
+//! ```
+//! use docraft_core::{Chunk, ChunkId, DocId, Span};
+//! use docraft_index::{Filter, HnswParams, SearchOptions, VectorIndex};
+//!
+//! # fn main() -> Result<(), docraft_index::IndexError> {
+//! let doc = DocId::from_content(b"manual");
+//! let chunk = |i: usize, text: &str| Chunk {
+//!     id: ChunkId::new(&doc, i, i + 1),
+//!     doc_id: doc.clone(),
+//!     source: "manual.md".into(),
+//!     text: text.into(),
+//!     span: Span::new(i, i + 1),
+//!     pages: None,
+//!     headings: vec![],
+//!     chunk_index: i,
+//!     chunk_count: 2,
+//!     metadata: Default::default(),
+//! };
+//! // Vectors usually come from an `Embedder`; any model's vectors work.
+//! let mut index = VectorIndex::new("toy-model", HnswParams::default())?;
+//! index.insert(vec![chunk(0, "north"), chunk(1, "east")], vec![vec![0.0, 1.0], vec![1.0, 0.0]])?;
+//! let hits = index.search(&[0.1, 0.9], &SearchOptions::new(1).with_filter(Filter::parse(&["source=*.md"])?))?;
+//! assert_eq!(hits[0].chunk.text, "north");
+//!
+//! let dir = std::env::temp_dir().join(format!("docraft-doctest-{}", std::process::id()));
+//! index.save(&dir)?;
+//! let again = VectorIndex::load(&dir)?;
+//! assert_eq!(again.search(&[0.1, 0.9], &SearchOptions::new(1))?[0].chunk.text, "north");
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok(())
+//! # }
+//! ```
 
 mod embed;
+mod error;
+mod filter;
+mod store;
 
 pub use embed::{OnnxEmbedder, OnnxOptions};
+pub use error::{IndexError, Result};
+pub use filter::{Condition, Filter};
+pub use store::{
+    COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncReport,
+    VectorIndex,
+};

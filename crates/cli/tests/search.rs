@@ -1,0 +1,216 @@
+//! `docraft index build` and `docraft search` as a user runs them, with the real model, on
+//! the fixtures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn docraft(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).output()?)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Ingests `docs` and builds an index; returns (chunks file, index dir).
+fn build(dir: &Path, docs: &[&Path]) -> Result<(PathBuf, PathBuf)> {
+    let chunks = dir.join("chunks.jsonl");
+    let index = dir.join("index");
+    let mut args = vec!["ingest", "-q", "-o", s(&chunks)];
+    args.extend(docs.iter().map(|d| s(d)));
+    let out = docraft(&args)?;
+    ensure!(out.status.success(), "ingest: {}", stderr(&out));
+    let out = docraft(&["index", "build", s(&chunks), "-o", s(&index), "-q"])?;
+    ensure!(out.status.success(), "index build: {}", stderr(&out));
+    Ok((chunks, index))
+}
+
+fn search(index: &Path, query: &str, extra: &[&str]) -> Result<Vec<Value>> {
+    let mut args = vec!["search", s(index), query, "--json"];
+    args.extend(extra);
+    let out = docraft(&args)?;
+    ensure!(out.status.success(), "search {query:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+#[test]
+fn search_answers_questions_with_the_right_source_and_page() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_, index) = build(tmp.path(), &[&fixtures().join("docs")])?;
+    // (question, file, page (None: unpaged), text the source chunk holds)
+    let cases: [(&str, &str, Option<u64>, &str); 9] = [
+        ("What torque should the flange bolts be tightened to?", "handbook-en.pdf", Some(2), "18 Nm"),
+        ("What does the calibration log record?", "handbook-en.pdf", Some(3), "serial number of the meter"),
+        ("When will the office network be unavailable?", "memo-utf16.txt", None, "21 March 2026"),
+        (
+            "When will the pressure relief valve on pump station P4 be replaced?",
+            "bulletin-gs.pdf",
+            Some(1),
+            "12 May 2026",
+        ),
+        ("Can service reports be completed without a network connection?", "release-notes.md", None, "Offline reports"),
+        ("¿Cada cuánto se revisa la política de documentos?", "politica-es.pdf", Some(2), "cada dos años"),
+        ("¿Cómo recupero una versión anterior de un archivo?", "guia-es.md", None, "Recuperar una versión anterior"),
+        ("¿Quién asistió a la reunión del comité de seguridad?", "acta-latin1.txt", None, "Asistentes"),
+        ("¿Dónde se guardan los documentos confidenciales en papel?", "politica-es.pdf", Some(2), "armarios con llave"),
+    ];
+    for (question, file, page, needle) in cases {
+        let hits = search(&index, question, &[])?;
+        assert_eq!(hits.len(), 5, "{question}");
+        let found = hits.iter().any(|h| {
+            let pages = h["pages"].as_array().map(|p| (p[0].as_u64(), p[1].as_u64()));
+            let page_ok = match (page, pages) {
+                (None, None) => true,
+                (Some(p), Some((Some(a), Some(b)))) => a <= p && p <= b,
+                _ => false,
+            };
+            h["source"].as_str().is_some_and(|s| s.ends_with(file))
+                && page_ok
+                && h["text"].as_str().is_some_and(|t| t.contains(needle))
+        });
+        assert!(found, "{question}: {file} p. {page:?} not in the top 5: {hits:#?}");
+        for key in ["rank", "chunk_id", "doc_id", "source", "pages", "score", "text"] {
+            assert!(hits[0].get(key).is_some(), "--json lacks {key}");
+        }
+        let scores: Vec<f64> = hits.iter().filter_map(|h| h["score"].as_f64()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    }
+
+    // Filters: only PDFs, only page 2, only Spanish.
+    let hits = search(&index, "calibration", &["--filter", "source=*.pdf", "--filter", "page=2", "-k", "10"])?;
+    assert!(!hits.is_empty());
+    for h in &hits {
+        assert!(h["source"].as_str().unwrap().ends_with(".pdf"));
+        let p = h["pages"].as_array().unwrap();
+        assert!(p[0].as_u64() <= Some(2) && p[1].as_u64() >= Some(2), "{h}");
+    }
+    let es = search(&index, "network", &["--filter", "language=es", "-k", "20"])?;
+    assert!(!es.is_empty());
+    for h in &es {
+        let f = h["source"].as_str().unwrap();
+        assert!(["politica-es.pdf", "guia-es.md", "acta-latin1.txt"].iter().any(|n| f.ends_with(n)), "{f}");
+    }
+    // The plain output names source and page.
+    let out = docraft(&["search", s(&index), "What torque should the flange bolts be tightened to?", "-k", "1"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.starts_with("1. ") && text.contains("handbook-en.pdf pp. 2-3"), "{text}");
+    // A bad filter names itself.
+    let out = docraft(&["search", s(&index), "x", "--filter", "page=zero"])?;
+    assert!(!out.status.success() && stderr(&out).contains("page=zero"), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+fn rebuilding_after_documents_change_updates_the_index() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs)?;
+    for f in ["guia-es.md", "release-notes.md", "memo-utf16.txt"] {
+        std::fs::copy(fixtures().join("docs").join(f), docs.join(f))?;
+    }
+    let (chunks, index) = build(tmp.path(), &[&docs])?;
+    assert!(
+        search(&index, "network maintenance", &["-k", "10"])?
+            .iter()
+            .any(|h| h["source"].as_str().unwrap().ends_with("memo-utf16.txt"))
+    );
+
+    // The memo goes away, the release notes change: ingest into a fresh chunks file and rebuild.
+    std::fs::remove_file(docs.join("memo-utf16.txt"))?;
+    let notes = std::fs::read_to_string(docs.join("release-notes.md"))?;
+    std::fs::write(docs.join("release-notes.md"), notes.replace("Android", "Android, iOS"))?;
+    std::fs::remove_file(&chunks)?;
+    let out = docraft(&["ingest", "-q", "-o", s(&chunks), s(&docs)])?;
+    assert!(out.status.success());
+    let out = docraft(&["index", "build", s(&chunks), "-o", s(&index), "-q"])?;
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("updating"), "{err}");
+    // The guide's chunks were unchanged and nothing of it was embedded again.
+    let guide_chunks = std::fs::read_to_string(&chunks)?.lines().filter(|l| l.contains("guia-es.md")).count();
+    assert!(err.contains(&format!("{guide_chunks} unchanged")), "{err}");
+    let hits = search(&index, "network maintenance", &["-k", "20"])?;
+    assert!(
+        hits.iter().all(|h| !h["source"].as_str().unwrap().ends_with("memo-utf16.txt")),
+        "removed document still found"
+    );
+    let hits = search(&index, "Which tablets does the Field App run on?", &["-k", "1"])?;
+    assert!(hits[0]["text"].as_str().unwrap().contains("iOS"), "{hits:?}");
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_reported_and_a_failed_build_keeps_the_old_index() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (chunks, index) = build(tmp.path(), &[&fixtures().join("docs/guia-es.md")])?;
+    let before = std::fs::read(index.join("chunks.jsonl"))?;
+
+    // A missing model directory: a clear error, and the previous index is untouched.
+    let out = docraft(&["index", "build", s(&chunks), "-o", s(&index), "--model", "/no/such/model", "-q"])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/no/such/model"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(index.join("chunks.jsonl"))?, before);
+    assert!(!search(&index, "copias de seguridad", &[])?.is_empty());
+
+    // A missing ONNX Runtime library: an error that says how to get one.
+    let out = Command::new(env!("CARGO_BIN_EXE_docraft"))
+        .args(["index", "build", s(&chunks), "-o", s(&index), "-q"])
+        .env("ORT_DYLIB_PATH", "/no/such/libonnxruntime.so")
+        .output()?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("ORT_DYLIB_PATH") && stderr(&out).contains("setup.sh"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(index.join("chunks.jsonl"))?, before);
+
+    // A torn last line is reported and skipped; the other chunks are indexed.
+    let torn = tmp.path().join("torn.jsonl");
+    let mut bytes = std::fs::read(&chunks)?;
+    bytes.extend_from_slice(b"{\"id\":\"abc\",\"doc_id\":");
+    std::fs::write(&torn, bytes)?;
+    let out = docraft(&["index", "build", s(&torn), "-o", s(&tmp.path().join("torn-index")), "-q"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("torn last line"), "{}", stderr(&out));
+
+    // An empty chunks file, a directory that is not an index, an index of another version.
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "")?;
+    let out = docraft(&["index", "build", s(&empty), "-o", s(&tmp.path().join("e")), "-q"])?;
+    assert!(!out.status.success() && stderr(&out).contains("no chunks"), "{}", stderr(&out));
+    let out = docraft(&["search", s(&fixtures()), "x"])?;
+    assert!(!out.status.success() && stderr(&out).contains("not a usable docraft index"), "{}", stderr(&out));
+    let meta = std::fs::read_to_string(index.join("index.json"))?;
+    std::fs::write(index.join("index.json"), meta.replace("\"version\": 1", "\"version\": 2"))?;
+    let out = docraft(&["search", s(&index), "x"])?;
+    assert!(!out.status.success() && stderr(&out).contains("format version 2"), "{}", stderr(&out));
+    // Building into a directory of other files is refused, and they stay.
+    let out = docraft(&["index", "build", s(&chunks), "-o", s(&fixtures().join("docs")), "-q"])?;
+    assert!(!out.status.success() && stderr(&out).contains("not a docraft index"), "{}", stderr(&out));
+    assert!(fixtures().join("docs/guia-es.md").is_file());
+    Ok(())
+}
+
+#[test]
+fn an_index_built_with_another_model_is_refused_at_search() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_, index) = build(tmp.path(), &[&fixtures().join("docs/guia-es.md")])?;
+    let path = index.join("index.json");
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let model = meta["model_id"].as_str().context("model_id")?.to_string();
+    std::fs::write(&path, serde_json::to_string(&meta)?.replace(&model, "onnx:some-other-model:0000"))?;
+    let out = docraft(&["search", s(&index), "copias"])?;
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("some-other-model") && err.contains("rebuild"), "{err}");
+    Ok(())
+}

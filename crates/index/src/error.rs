@@ -1,0 +1,105 @@
+//! The index crate's error type.
+
+use std::path::PathBuf;
+
+use docraft_core::EmbedError;
+
+/// Why an index operation failed. Each variant names the directory, file or input at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The embedder failed (model or runtime).
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// Reading or writing records failed (chunks file, chunk table).
+    #[error(transparent)]
+    Records(#[from] docraft_core::Error),
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory is not a docraft index, or its files do not agree with each other.
+    #[error("{path}: not a usable docraft index: {reason}")]
+    Corrupt {
+        /// The index directory or the file in it.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The index was written by another version of the on-disk format.
+    #[error(
+        "{path}: index format version {found}, this docraft reads version {expected}: rebuild it with `docraft index build`"
+    )]
+    Version {
+        /// The index directory.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// The query's embedder is not the model the index was built with.
+    #[error(
+        "the index was built with embedding model {index_model}, the query embedder is {embedder_model}: \
+         use the same model (--model) or rebuild the index"
+    )]
+    ModelMismatch {
+        /// Model id recorded in the index.
+        index_model: String,
+        /// Model id of the embedder in hand.
+        embedder_model: String,
+    },
+    /// A search on an index without live chunks.
+    #[error("the index is empty: build it from a chunks file first (`docraft index build chunks.jsonl -o DIR`)")]
+    Empty,
+    /// A vector of the wrong length, or with NaN/infinite/all-zero values.
+    #[error("{what}: {reason}")]
+    BadVector {
+        /// Which vector (chunk id or "query").
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A filter expression that cannot be parsed.
+    #[error("filter {filter:?}: {reason}")]
+    Filter {
+        /// The expression as given.
+        filter: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// A setting out of range.
+    #[error("{setting}: {reason}")]
+    Setting {
+        /// The setting.
+        setting: &'static str,
+        /// The accepted range.
+        reason: String,
+    },
+    /// The graph library failed (caught panic or error), with the operation.
+    #[error("{path}: HNSW graph: {reason}")]
+    Graph {
+        /// The index directory (or "memory").
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Corrupt { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// Result with [`IndexError`].
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;
