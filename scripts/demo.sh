@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the fixtures: sets up what is missing (idempotent), builds docraft, and runs
-# the pipeline stages that exist so far over fixtures/ into OUT (default out/demo).
+# the pipeline stages that exist so far (ingest, index, search) over fixtures/ into OUT
+# (default out/demo).
 # Re-running resumes: documents already in the output are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,13 @@ echo
 echo "chunks: $OUT/chunks.jsonl ($(wc -l < "$OUT/chunks.jsonl") lines), report: $OUT/report.json"
 echo "first chunk:"
 head -n 1 "$OUT/chunks.jsonl" | cut -c1-400
+echo
+# Index: embed the chunks (all-MiniLM-L6-v2, in process) into an HNSW index; re-running only
+# embeds what changed.
+"$DOCRAFT" index build "$OUT/chunks.jsonl" -o "$OUT/index"
+echo
+for q in "What torque should the flange bolts be tightened to?" "¿Dónde se guardan los documentos confidenciales?"; do
+  echo "\$ docraft search $OUT/index \"$q\" -k 3"
+  "$DOCRAFT" search "$OUT/index" "$q" -k 3
+  echo
+done

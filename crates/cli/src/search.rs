@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use docraft_core::Chunk;
+use docraft_core::Embedder;
 use docraft_core::jsonl::JsonlReader;
-use docraft_index::{Filter, HnswParams, OnnxEmbedder, OnnxOptions, SearchOptions, Strategy, VectorIndex};
+use docraft_index::{
+    CandleEmbedder, EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, Strategy, VectorIndex,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
@@ -22,8 +25,11 @@ pub struct IndexBuildArgs {
     /// [default: $DOCRAFT_MODELS/all-minilm-l6-v2, as scripts/setup.sh fetches it]
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Embedding backend: ONNX Runtime, or candle (no ONNX Runtime needed; reads model.safetensors).
+    #[arg(long, value_enum, default_value_t = Backend::Onnx)]
+    backend: Backend,
     /// Texts per model call (texts are sorted by length first, so batches pad little).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Threads for the model and the graph [default: all cores].
     #[arg(long)]
@@ -64,12 +70,31 @@ pub struct SearchArgs {
     /// Embedding model directory [default: the one the index was built with].
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Embedding backend [default: the one the index was built with].
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
     /// HNSW candidate list size (larger: slower, closer to exact).
     #[arg(long)]
     ef: Option<usize>,
     /// Score every chunk instead of walking the graph (exact; fine for small indexes).
     #[arg(long)]
     exact: bool,
+}
+
+/// Which embedder runs the model.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// ONNX Runtime (model.onnx), through fastembed.
+    Onnx,
+    /// candle (model.safetensors).
+    Candle,
+}
+
+fn embedder(backend: Backend, dir: &Path, options: EmbedOptions) -> Result<Box<dyn Embedder>> {
+    Ok(match backend {
+        Backend::Onnx => Box::new(OnnxEmbedder::from_dir(dir, options)?),
+        Backend::Candle => Box::new(CandleEmbedder::from_dir(dir, options)?),
+    })
 }
 
 /// The default model directory: `$DOCRAFT_MODELS/all-minilm-l6-v2`, else under ~/.cache.
@@ -118,11 +143,11 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     }
     let chunks = read_chunks(&a.chunks)?;
     let model_dir = a.model.clone().unwrap_or_else(default_model);
-    let options = OnnxOptions { batch_size: a.batch.max(1), threads: a.threads, max_tokens: a.max_tokens.max(1) };
-    let embedder = OnnxEmbedder::from_dir(&model_dir, options)?;
+    let options = EmbedOptions { batch_size: a.batch.max(1), threads: a.threads, max_tokens: a.max_tokens.max(1) };
+    let embedder = embedder(a.backend, &model_dir, options)?;
     let params =
         HnswParams::default().with_max_connections(a.max_connections)?.with_ef_construction(a.ef_construction)?;
-    let model_id = docraft_core::Embedder::model_id(&embedder);
+    let model_id = embedder.model_id();
     let fresh = || -> Result<VectorIndex> {
         Ok(VectorIndex::new(model_id.clone(), params)?.with_model_dir(model_dir.display().to_string()))
     };
@@ -150,7 +175,7 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let report = index.sync(&embedder, chunks, |done, total| {
+    let report = index.sync(embedder.as_ref(), chunks, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -185,7 +210,9 @@ pub fn search(a: &SearchArgs) -> Result<ExitCode> {
         .clone()
         .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
         .unwrap_or_else(default_model);
-    let embedder = OnnxEmbedder::from_dir(&model_dir, OnnxOptions::default())?;
+    let backend =
+        a.backend.unwrap_or(if index.model_id().starts_with("candle:") { Backend::Candle } else { Backend::Onnx });
+    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
     let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
     if let Some(ef) = a.ef {
         opts = opts.with_ef(ef);
@@ -193,7 +220,7 @@ pub fn search(a: &SearchArgs) -> Result<ExitCode> {
     if a.exact {
         opts = opts.with_strategy(Strategy::Exact);
     }
-    let hits = index.search_text(&embedder, &a.query, &opts)?;
+    let hits = index.search_text(embedder.as_ref(), &a.query, &opts)?;
     let mut out = std::io::stdout().lock();
     for (rank, hit) in hits.iter().enumerate() {
         let c = hit.chunk;

@@ -214,3 +214,25 @@ fn an_index_built_with_another_model_is_refused_at_search() -> Result<()> {
     assert!(!out.status.success() && err.contains("some-other-model") && err.contains("rebuild"), "{err}");
     Ok(())
 }
+
+/// The candle backend builds an index without ONNX Runtime, and search picks the backend the
+/// index was built with.
+#[test]
+fn the_candle_backend_indexes_and_searches_without_onnx_runtime() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let chunks = tmp.path().join("chunks.jsonl");
+    let index = tmp.path().join("index");
+    let out = docraft(&["ingest", "-q", "-o", s(&chunks), s(&fixtures().join("docs/handbook-en.pdf"))])?;
+    assert!(out.status.success());
+    let no_ort = |args: &[&str]| -> Result<Output> {
+        Ok(Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).env("ORT_DYLIB_PATH", "/no/such/lib.so").output()?)
+    };
+    let out = no_ort(&["index", "build", s(&chunks), "-o", s(&index), "--backend", "candle", "-q"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = no_ort(&["search", s(&index), "What does the calibration log record?", "-k", "1", "--json"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hit: Value = serde_json::from_slice(&out.stdout)?;
+    assert!(hit["text"].as_str().unwrap().contains("serial number of the meter"), "{hit}");
+    assert_eq!(hit["pages"], serde_json::json!([3, 3]));
+    Ok(())
+}

@@ -51,7 +51,7 @@ fn value_matches(v: &serde_json::Value, wanted: &str) -> bool {
         serde_json::Value::String(s) => s == wanted,
         serde_json::Value::Array(items) => items.iter().any(|i| value_matches(i, wanted)),
         serde_json::Value::Null => false,
-        other => other.to_string() == wanted,
+        other => serde_json::from_str::<serde_json::Value>(wanted).is_ok_and(|w| &w == other),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use docraft_core::{EmbedError, Embedder};
-use docraft_index::{OnnxEmbedder, OnnxOptions};
+use docraft_index::{CandleEmbedder, EmbedOptions, OnnxEmbedder};
 
 fn model_dir() -> Result<PathBuf> {
     let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
@@ -34,7 +34,7 @@ fn matches_the_independent_reference_in_input_order() -> Result<()> {
     // Batch size 2 with texts of different lengths: batches are formed by length, yet the
     // vectors must come back in input order.
     let embedder =
-        OnnxEmbedder::from_dir(model_dir()?, OnnxOptions { batch_size: 2, threads: Some(1), max_tokens: 256 })?;
+        OnnxEmbedder::from_dir(model_dir()?, EmbedOptions { batch_size: 2, threads: Some(1), max_tokens: 256 })?;
     let vectors = embedder.embed(&texts)?;
     assert_eq!(vectors.len(), texts.len());
     for (case, v) in cases.iter().zip(&vectors) {
@@ -55,14 +55,45 @@ fn matches_the_independent_reference_in_input_order() -> Result<()> {
 
 #[test]
 fn bad_model_directories_are_typed_errors() -> Result<()> {
-    let err = OnnxEmbedder::from_dir("/no/such/model", OnnxOptions::default()).unwrap_err();
+    let err = OnnxEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err();
     assert!(matches!(err, EmbedError::Model { .. }) && err.to_string().contains("/no/such/model"), "{err}");
 
     let dir = std::env::temp_dir().join(format!("docraft-incomplete-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(model_dir()?.join("tokenizer.json"), dir.join("tokenizer.json"))?;
-    let err = OnnxEmbedder::from_dir(&dir, OnnxOptions::default()).unwrap_err().to_string();
+    let err = OnnxEmbedder::from_dir(&dir, EmbedOptions::default()).unwrap_err().to_string();
     std::fs::remove_dir_all(&dir).ok();
     assert!(err.contains("missing model.onnx, config.json"), "{err}");
+    Ok(())
+}
+
+/// The candle backend gives the same vectors as the reference and as ONNX Runtime, on short
+/// sentences and on long paragraphs in a batch with padding.
+#[cfg(feature = "candle")]
+#[test]
+fn candle_matches_the_reference_and_onnx() -> Result<()> {
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/minilm_reference.json")).context("reference file")?;
+    let cases = reference["embeddings"].as_array().context("embeddings")?;
+    let mut texts: Vec<String> = cases.iter().filter_map(|c| c["text"].as_str().map(str::to_string)).collect();
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/docs/guia-es.md"))?;
+    let notes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/docs/release-notes.md"))?;
+    texts.extend([guide, notes]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let options = EmbedOptions { batch_size: 3, threads: Some(2), max_tokens: 256 };
+    let candle = CandleEmbedder::from_dir(model_dir()?, options.clone())?.embed(&refs)?;
+    let onnx = OnnxEmbedder::from_dir(model_dir()?, options)?.embed(&refs)?;
+    for (case, v) in cases.iter().zip(&candle) {
+        let want: Vec<f32> =
+            case["vector"].as_array().context("vector")?.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect();
+        let c = cosine(v, &want);
+        assert!(c >= 0.999, "candle vs reference: cosine {c} for {:?}", case["text"]);
+    }
+    for ((a, b), t) in candle.iter().zip(&onnx).zip(&refs) {
+        let c = cosine(a, b);
+        assert!(c >= 0.999, "candle vs onnx: cosine {c} for {:?}", t.get(..40));
+    }
+    let err = CandleEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("/no/such/model"), "{err}");
     Ok(())
 }

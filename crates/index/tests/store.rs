@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, ensure};
 use docraft_core::{Chunk, ChunkId, DocId, EmbedError, Embedder, PageRange, Span};
-use docraft_index::{Filter, HnswParams, IndexError, OnnxEmbedder, OnnxOptions, SearchOptions, Strategy, VectorIndex};
+use docraft_index::{EmbedOptions, Filter, HnswParams, IndexError, OnnxEmbedder, SearchOptions, Strategy, VectorIndex};
 
 /// Paragraphs indexed; every 16th paragraph is held out as a query instead.
 const MAX_CHUNKS: usize = 3200;
@@ -83,7 +83,7 @@ fn chunk(source: &str, text: &str, i: usize, start: usize) -> Chunk {
 fn build_corpus() -> Result<Corpus> {
     let dir = model_dir();
     ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
-    let embedder = OnnxEmbedder::from_dir(&dir, OnnxOptions { batch_size: 32, ..OnnxOptions::default() })?;
+    let embedder = OnnxEmbedder::from_dir(&dir, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
     let mut seen = HashSet::new();
     let mut chunks = Vec::new();
     let mut query_texts = Vec::new();

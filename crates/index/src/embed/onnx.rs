@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use docraft_core::{EmbedError, Embedder, content_hash};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
-use super::OnnxOptions;
+use super::EmbedOptions;
 
 /// Files a model directory must hold.
 const MODEL_FILES: [&str; 5] =
@@ -14,7 +14,7 @@ const MODEL_FILES: [&str; 5] =
 pub struct OnnxEmbedder {
     model: Mutex<TextEmbedding>,
     id: String,
-    options: OnnxOptions,
+    options: EmbedOptions,
 }
 
 impl std::fmt::Debug for OnnxEmbedder {
@@ -57,7 +57,7 @@ impl OnnxEmbedder {
     /// # Errors
     /// [`EmbedError::Model`] naming a missing or unreadable file, [`EmbedError::Runtime`] when
     /// ONNX Runtime is missing (with how to get it) or refuses the model.
-    pub fn from_dir(dir: impl AsRef<Path>, options: OnnxOptions) -> Result<Self, EmbedError> {
+    pub fn from_dir(dir: impl AsRef<Path>, options: EmbedOptions) -> Result<Self, EmbedError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(model_err(dir, "no such directory (scripts/setup.sh fetches all-MiniLM-L6-v2)"));
@@ -101,33 +101,20 @@ impl OnnxEmbedder {
 
     /// The settings in use.
     #[must_use]
-    pub fn options(&self) -> &OnnxOptions {
+    pub fn options(&self) -> &EmbedOptions {
         &self.options
     }
 }
 
 impl Embedder for OnnxEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        // Similar lengths together: padding is the classic slowdown of batched inference.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts.get(i).map_or(0, |t| t.len()));
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         let mut model =
             self.model.lock().map_err(|_| EmbedError::Runtime("the model failed in an earlier call".into()))?;
-        for batch in order.chunks(self.options.batch_size.max(1)) {
-            let batch_texts: Vec<&str> = batch.iter().filter_map(|&i| texts.get(i).copied()).collect();
-            let vectors = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                model.embed(&batch_texts, Some(batch_texts.len()))
-            }))
-            .map_err(|p| EmbedError::Runtime(format!("ONNX Runtime failed: {}", panic_message(p.as_ref()))))?
-            .map_err(|e| EmbedError::Runtime(e.to_string()))?;
-            for (&i, v) in batch.iter().zip(vectors) {
-                if let Some(slot) = out.get_mut(i) {
-                    *slot = v;
-                }
-            }
-        }
-        Ok(out)
+        super::by_length(texts, self.options.batch_size, |batch| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.embed(batch, Some(batch.len()))))
+                .map_err(|p| EmbedError::Runtime(format!("ONNX Runtime failed: {}", panic_message(p.as_ref()))))?
+                .map_err(|e| EmbedError::Runtime(e.to_string()))
+        })
     }
 
     fn model_id(&self) -> String {

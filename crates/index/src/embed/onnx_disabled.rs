@@ -2,7 +2,7 @@ use std::path::Path;
 
 use docraft_core::{EmbedError, Embedder};
 
-use super::OnnxOptions;
+use super::EmbedOptions;
 
 /// The ONNX embedder, compiled out: every call says how to get it back.
 #[derive(Debug)]
@@ -15,7 +15,7 @@ impl OnnxEmbedder {
     ///
     /// # Errors
     /// [`EmbedError::NotCompiled`].
-    pub fn from_dir(_dir: impl AsRef<Path>, _options: OnnxOptions) -> Result<Self, EmbedError> {
+    pub fn from_dir(_dir: impl AsRef<Path>, _options: EmbedOptions) -> Result<Self, EmbedError> {
         Err(EmbedError::NotCompiled { backend: "ONNX (fastembed)", feature: "fastembed" })
     }
 }

@@ -1,0 +1,31 @@
+use std::path::Path;
+
+use docraft_core::{EmbedError, Embedder};
+
+use super::EmbedOptions;
+
+fn not_compiled() -> EmbedError {
+    EmbedError::NotCompiled { backend: "candle", feature: "candle" }
+}
+
+/// The candle embedder, compiled out: every call says how to get it back.
+#[derive(Debug)]
+pub struct CandleEmbedder {
+    _private: (),
+}
+
+impl CandleEmbedder {
+    /// Always fails: this build has no `candle` feature.
+    ///
+    /// # Errors
+    /// [`EmbedError::NotCompiled`].
+    pub fn from_dir(_dir: impl AsRef<Path>, _options: EmbedOptions) -> Result<Self, EmbedError> {
+        Err(not_compiled())
+    }
+}
+
+impl Embedder for CandleEmbedder {
+    fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Err(not_compiled())
+    }
+}
