@@ -2,23 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+mod common;
 
-fn docraft(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).output()?)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
+use common::{docraft, fixtures, s};
 
 #[test]
 fn extract_separates_pages_with_form_feeds() -> Result<()> {

@@ -9,17 +9,9 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
-}
+mod common;
 
-fn docraft(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).output()?)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_default()
-}
+use common::{docraft, fixtures, s};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

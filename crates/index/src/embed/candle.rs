@@ -6,7 +6,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use docraft_core::{EmbedError, Embedder, content_hash};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::EmbedOptions;
+use super::{EmbedOptions, check_model_dir, model_err};
 
 /// Files a model directory must hold for candle.
 const MODEL_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
@@ -29,10 +29,6 @@ impl std::fmt::Debug for CandleEmbedder {
     }
 }
 
-fn model_err(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
-    EmbedError::Model { path: path.display().to_string(), reason: reason.to_string() }
-}
-
 fn runtime(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Runtime(format!("candle: {e}"))
 }
@@ -45,13 +41,7 @@ impl CandleEmbedder {
     /// the config.
     pub fn from_dir(dir: impl AsRef<Path>, options: EmbedOptions) -> Result<Self, EmbedError> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(model_err(dir, "no such directory (scripts/setup.sh fetches all-MiniLM-L6-v2)"));
-        }
-        let missing: Vec<&str> = MODEL_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
-        if !missing.is_empty() {
-            return Err(model_err(dir, format!("incomplete model directory, missing {}", missing.join(", "))));
-        }
+        check_model_dir(dir, &MODEL_FILES)?;
         let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| model_err(&dir.join(f), e));
         let config: Config = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| model_err(&dir.join("config.json"), format!("not a BERT config: {e}")))?;

@@ -2,6 +2,8 @@
 //! candle (`candle` feature). A backend compiled out keeps its type, whose constructor returns
 //! [`docraft_core::EmbedError::NotCompiled`].
 
+use std::path::Path;
+
 use docraft_core::EmbedError;
 
 #[cfg(feature = "candle")]
@@ -64,4 +66,25 @@ pub(crate) fn by_length(
         }
     }
     Ok(out)
+}
+
+/// An [`EmbedError::Model`] for `path`.
+#[cfg_attr(not(any(feature = "fastembed", feature = "candle")), allow(dead_code))]
+pub(crate) fn model_err(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Model { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+/// Checks that `dir` is a directory holding every one of `files`; the error names what is
+/// missing.
+#[cfg_attr(not(any(feature = "fastembed", feature = "candle")), allow(dead_code))]
+pub(crate) fn check_model_dir(dir: &Path, files: &[&str]) -> Result<(), EmbedError> {
+    if !dir.is_dir() {
+        return Err(model_err(dir, "no such directory (scripts/setup.sh fetches all-MiniLM-L6-v2)"));
+    }
+    let missing: Vec<&str> = files.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(model_err(dir, format!("incomplete model directory, missing {}", missing.join(", "))))
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use docraft_core::{EmbedError, Embedder, content_hash};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
-use super::EmbedOptions;
+use super::{EmbedOptions, check_model_dir, model_err};
 
 /// Files a model directory must hold.
 const MODEL_FILES: [&str; 5] =
@@ -21,10 +21,6 @@ impl std::fmt::Debug for OnnxEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxEmbedder").field("id", &self.id).field("options", &self.options).finish()
     }
-}
-
-fn model_err(path: &Path, reason: impl Into<String>) -> EmbedError {
-    EmbedError::Model { path: path.display().to_string(), reason: reason.into() }
 }
 
 /// The ONNX Runtime library named by `ORT_DYLIB_PATH`, checked before fastembed touches it
@@ -59,13 +55,7 @@ impl OnnxEmbedder {
     /// ONNX Runtime is missing (with how to get it) or refuses the model.
     pub fn from_dir(dir: impl AsRef<Path>, options: EmbedOptions) -> Result<Self, EmbedError> {
         let dir = dir.as_ref();
-        if !dir.is_dir() {
-            return Err(model_err(dir, "no such directory (scripts/setup.sh fetches all-MiniLM-L6-v2)"));
-        }
-        let missing: Vec<&str> = MODEL_FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
-        if !missing.is_empty() {
-            return Err(model_err(dir, format!("incomplete model directory, missing {}", missing.join(", "))));
-        }
+        check_model_dir(dir, &MODEL_FILES)?;
         let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| model_err(&dir.join(f), e.to_string()));
         let onnx = read("model.onnx")?;
         let tokenizer_files = TokenizerFiles {
