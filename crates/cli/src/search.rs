@@ -11,6 +11,7 @@ use docraft_core::Embedder;
 use docraft_core::jsonl::JsonlReader;
 use docraft_index::{
     CandleEmbedder, EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, Strategy, VectorIndex,
+    default_model_dir,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -97,14 +98,6 @@ fn embedder(backend: Backend, dir: &Path, options: EmbedOptions) -> Result<Box<d
     })
 }
 
-/// The default model directory: `$DOCRAFT_MODELS/all-minilm-l6-v2`, else under ~/.cache.
-fn default_model() -> PathBuf {
-    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
-    });
-    models.join("all-minilm-l6-v2")
-}
-
 /// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
 fn read_chunks(path: &Path) -> Result<Vec<Chunk>> {
     let mut reader = JsonlReader::<Chunk>::open(path)?;
@@ -142,7 +135,7 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
     }
     let chunks = read_chunks(&a.chunks)?;
-    let model_dir = a.model.clone().unwrap_or_else(default_model);
+    let model_dir = a.model.clone().unwrap_or_else(default_model_dir);
     let options = EmbedOptions { batch_size: a.batch.max(1), threads: a.threads, max_tokens: a.max_tokens.max(1) };
     let embedder = embedder(a.backend, &model_dir, options)?;
     let params =
@@ -209,7 +202,7 @@ pub fn search(a: &SearchArgs) -> Result<ExitCode> {
         .model
         .clone()
         .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
-        .unwrap_or_else(default_model);
+        .unwrap_or_else(default_model_dir);
     let backend =
         a.backend.unwrap_or(if index.model_id().starts_with("candle:") { Backend::Candle } else { Backend::Onnx });
     let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;

@@ -17,9 +17,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let chunks_path = PathBuf::from(args.next().context("usage: index_and_search CHUNKS.jsonl QUESTION [MODEL_DIR]")?);
     let question = args.next().context("a question")?;
-    let model = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("DOCRAFT_MODELS").unwrap_or_else(|_| "models".into())).join("all-minilm-l6-v2")
-    });
+    let model = args.next().map(PathBuf::from).unwrap_or_else(docraft_index::default_model_dir);
 
     // 1. Read chunks; a torn last line (an interrupted write) is returned beside them.
     let (chunks, torn): (Vec<Chunk>, _) = jsonl::read_all(&chunks_path)?;

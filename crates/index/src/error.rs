@@ -103,3 +103,9 @@ impl IndexError {
 
 /// Result with [`IndexError`].
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
+
+/// The message of a caught panic (from a dependency that panics instead of returning errors).
+#[cfg_attr(not(feature = "fastembed"), allow(dead_code))]
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+}

@@ -64,7 +64,7 @@ mod error;
 mod filter;
 mod store;
 
-pub use embed::{CandleEmbedder, EmbedOptions, OnnxEmbedder};
+pub use embed::{CandleEmbedder, EmbedOptions, OnnxEmbedder, default_model_dir};
 pub use error::{IndexError, Result};
 pub use filter::{Condition, Filter};
 pub use store::{

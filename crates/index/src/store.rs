@@ -19,7 +19,7 @@ use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::DistDot;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IndexError, Result};
+use crate::error::{IndexError, Result, panic_message};
 use crate::filter::Filter;
 
 /// Version of the on-disk format this build reads and writes.
@@ -247,10 +247,6 @@ fn new_graph(params: &HnswParams, capacity: usize) -> Graph {
     Hnsw::new(params.max_connections, capacity.max(1024), MAX_LAYERS, params.ef_construction, DistDot)
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
-}
-
 /// `v` scaled to unit length, checked for length and finite, non-zero values.
 fn normalized(what: impl Fn() -> String, v: &[f32], dim: usize) -> Result<Vec<f32>> {
     if v.len() != dim {
@@ -418,18 +414,25 @@ impl VectorIndex {
         }
         let first = self.chunks.len();
         for (chunk, v) in fresh {
-            let row = self.chunks.len();
             let hash = content_hash(chunk.text.as_bytes());
-            self.by_text.insert(hash.clone(), row);
-            self.by_chunk.insert(chunk.id.clone(), row);
-            self.text_hash.push(hash);
-            self.chunks.push(chunk);
-            self.live.push(true);
+            self.push_row(chunk, hash, true);
             self.vectors.extend_from_slice(&v);
         }
         let added = self.chunks.len() - first;
         self.insert_rows(first..self.chunks.len())?;
         Ok(added)
+    }
+
+    /// Appends a row to the chunk table and its lookups (the vector is the caller's).
+    fn push_row(&mut self, chunk: Chunk, text_hash: String, live: bool) {
+        let row = self.chunks.len();
+        self.by_text.insert(text_hash.clone(), row);
+        if live {
+            self.by_chunk.insert(chunk.id.clone(), row);
+        }
+        self.text_hash.push(text_hash);
+        self.chunks.push(chunk);
+        self.live.push(live);
     }
 
     fn insert_rows(&self, rows: std::ops::Range<usize>) -> Result<()> {
@@ -559,13 +562,7 @@ impl VectorIndex {
             if !self.live.get(row).copied().unwrap_or(false) {
                 continue;
             }
-            let new_row = fresh.chunks.len();
-            let hash = self.text_hash.get(row).cloned().unwrap_or_default();
-            fresh.by_text.insert(hash.clone(), new_row);
-            fresh.by_chunk.insert(chunk.id.clone(), new_row);
-            fresh.text_hash.push(hash);
-            fresh.chunks.push(chunk.clone());
-            fresh.live.push(true);
+            fresh.push_row(chunk.clone(), self.text_hash.get(row).cloned().unwrap_or_default(), true);
             fresh.vectors.extend_from_slice(self.row_vector(row).unwrap_or_default());
         }
         fresh.insert_rows(0..fresh.chunks.len())?;
@@ -788,13 +785,7 @@ impl VectorIndex {
                 return Err(IndexError::corrupt(&chunks_path, format!("row {} out of order", row.row)));
             }
             let hash = content_hash(row.chunk.text.as_bytes());
-            index.by_text.insert(hash.clone(), row.row);
-            if row.live {
-                index.by_chunk.insert(row.chunk.id.clone(), row.row);
-            }
-            index.text_hash.push(hash);
-            index.chunks.push(row.chunk);
-            index.live.push(row.live);
+            index.push_row(row.chunk, hash, row.live);
         }
         if reader.torn().is_some() || index.chunks.len() != meta.rows || index.len() != meta.live {
             return Err(IndexError::corrupt(

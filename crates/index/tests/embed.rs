@@ -10,10 +10,7 @@ use docraft_core::{EmbedError, Embedder};
 use docraft_index::{CandleEmbedder, EmbedOptions, OnnxEmbedder};
 
 fn model_dir() -> Result<PathBuf> {
-    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
-    });
-    let dir = models.join("all-minilm-l6-v2");
+    let dir = docraft_index::default_model_dir();
     ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
     Ok(dir)
 }

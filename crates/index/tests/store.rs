@@ -23,13 +23,6 @@ struct Corpus {
     queries: Vec<Vec<f32>>,
 }
 
-fn model_dir() -> PathBuf {
-    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
-    });
-    models.join("all-minilm-l6-v2")
-}
-
 /// Text files of real prose, in a fixed order: crate READMEs (by Cargo.lock), license texts,
 /// fixtures.
 fn prose_files() -> Vec<PathBuf> {
@@ -81,7 +74,7 @@ fn chunk(source: &str, text: &str, i: usize, start: usize) -> Chunk {
 }
 
 fn build_corpus() -> Result<Corpus> {
-    let dir = model_dir();
+    let dir = docraft_index::default_model_dir();
     ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
     let embedder = OnnxEmbedder::from_dir(&dir, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
     let mut seen = HashSet::new();

@@ -2,7 +2,7 @@
 //! candle (`candle` feature). A backend compiled out keeps its type, whose constructor returns
 //! [`docraft_core::EmbedError::NotCompiled`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use docraft_core::EmbedError;
 
@@ -23,6 +23,16 @@ pub use candle_disabled::CandleEmbedder;
 pub use onnx::OnnxEmbedder;
 #[cfg(not(feature = "fastembed"))]
 pub use onnx_disabled::OnnxEmbedder;
+
+/// Where `scripts/setup.sh` puts the default embedding model: `$DOCRAFT_MODELS/all-minilm-l6-v2`,
+/// or `~/.cache/docraft/models/all-minilm-l6-v2` when `DOCRAFT_MODELS` is not set.
+#[must_use]
+pub fn default_model_dir() -> PathBuf {
+    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
+    });
+    models.join("all-minilm-l6-v2")
+}
 
 /// Settings shared by the embedders.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use docraft_core::{EmbedError, Embedder, content_hash};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
 use super::{EmbedOptions, check_model_dir, model_err};
+use crate::error::panic_message;
 
 /// Files a model directory must hold.
 const MODEL_FILES: [&str; 5] =
@@ -39,10 +40,6 @@ fn check_runtime(var: Option<std::ffi::OsString>) -> Result<PathBuf, EmbedError>
         return Err(EmbedError::Runtime(format!("ORT_DYLIB_PATH={} does not exist: {hint}", path.display())));
     }
     Ok(path)
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
 }
 
 impl OnnxEmbedder {
