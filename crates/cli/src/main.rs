@@ -14,6 +14,7 @@ use docraft_ingest::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod qa;
 mod search;
 
 /// docraft turns your documents (PDF, Markdown, text) into training data and better models,
@@ -50,6 +51,21 @@ enum Command {
     /// `page=A-B`, or any metadata field (`language=es`, `format=pdf`). Repeating a key means
     /// "any of these"; different keys must all hold.
     Search(search::SearchArgs),
+    /// Generate question/answer pairs from chunks with a local GGUF model or an
+    /// OpenAI-compatible endpoint.
+    ///
+    /// Writes QA.jsonl (accepted pairs), QA.rejected.jsonl (every rejected candidate with its
+    /// reason and the raw output) and QA.progress.jsonl (one line per finished chunk). Killed
+    /// at any moment, the same command continues where it stopped: finished chunks are not
+    /// redone and no pair is written twice. Endpoints that are not on this machine are refused
+    /// unless --allow-remote is given.
+    Generate(Box<qa::GenerateArgs>),
+    /// Export QA pairs as a training file (openai-chat, completion, alpaca, sharegpt,
+    /// text-label), optionally holding out whole documents for validation.
+    Export(qa::ExportArgs),
+    /// Check a dataset file the way OpenAI's fine-tuning data preparation does; exit 1 with a
+    /// line-numbered report when it is not valid.
+    Validate(qa::ValidateArgs),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +141,9 @@ fn main() -> ExitCode {
         Command::Ingest(a) => ingest(&a),
         Command::Index(IndexCommand::Build(a)) => search::build(&a),
         Command::Search(a) => search::search(&a),
+        Command::Generate(a) => qa::generate(&a),
+        Command::Export(a) => qa::export_cmd(&a),
+        Command::Validate(a) => qa::validate_cmd(&a),
     };
     match result {
         Ok(code) => code,

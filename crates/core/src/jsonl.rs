@@ -368,6 +368,59 @@ where
     Ok(out)
 }
 
+/// Keeps only the records of `path` for which `keep` is true; the others are moved to
+/// `<path>.interrupted` (appended, so nothing is lost). The file is rewritten through a
+/// temporary sibling and renamed over, so a crash leaves either the old or the new file.
+/// Does nothing (and rewrites nothing) when every record is kept or the file is missing.
+/// Returns how many records were moved out. An incomplete last line is treated as not kept.
+///
+/// A resumed run uses this to roll back the records of a unit of work that was interrupted
+/// before it was marked done, so redoing that unit cannot duplicate them.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Record`] naming the file.
+pub fn retain<T, F>(path: impl AsRef<Path>, mut keep: F) -> Result<usize>
+where
+    T: DeserializeOwned,
+    F: FnMut(&T) -> bool,
+{
+    let path = path.as_ref();
+    if !path.exists() {
+        return Ok(0);
+    }
+    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut kept = Vec::with_capacity(text.len());
+    let mut dropped = Vec::new();
+    let mut moved = 0;
+    for (i, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if body.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let complete = line.ends_with(b"\n");
+        let keep_it = match serde_json::from_slice::<T>(body) {
+            Ok(r) => complete && keep(&r),
+            Err(_) if !complete => false,
+            Err(e) => return Err(Error::Record { path: path.to_path_buf(), line: i + 1, source: e }),
+        };
+        let dest = if keep_it { &mut kept } else { &mut dropped };
+        dest.extend_from_slice(body);
+        dest.push(b'\n');
+        moved += usize::from(!keep_it);
+    }
+    if moved == 0 {
+        return Ok(0);
+    }
+    let side = PathBuf::from(format!("{}.interrupted", path.display()));
+    let mut f = OpenOptions::new().append(true).create(true).open(&side).map_err(|e| Error::io(&side, e))?;
+    f.write_all(&dropped).map_err(|e| Error::io(&side, e))?;
+    f.sync_data().map_err(|e| Error::io(&side, e))?;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    std::fs::write(&tmp, &kept).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,6 +502,24 @@ mod tests {
         assert_eq!(torn.map(|t| t.line), Some(2));
         let (recs, _) = read_all::<Value>(&path)?;
         assert_eq!(recs.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn retain_moves_unkept_records_aside() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f.jsonl");
+        assert_eq!(retain::<Value, _>(&path, |_| true)?, 0);
+        std::fs::write(&path, "{\"k\":1}\n{\"k\":2}\n{\"k\":3}\n{\"k\":4,\"x")?;
+        let before = std::fs::metadata(&path)?.modified()?;
+        let moved = retain::<Value, _>(&path, |v| v["k"] != 2)?;
+        assert_eq!(moved, 2, "record 2 and the torn line");
+        assert_eq!(std::fs::read_to_string(&path)?, "{\"k\":1}\n{\"k\":3}\n");
+        let aside = std::fs::read_to_string(dir.path().join("f.jsonl.interrupted"))?;
+        assert_eq!(aside, "{\"k\":2}\n{\"k\":4,\"x\n");
+        // All kept: the file is left alone.
+        assert_eq!(retain::<Value, _>(&path, |_| true)?, 0);
+        assert!(std::fs::metadata(&path)?.modified()? >= before);
         Ok(())
     }
 }

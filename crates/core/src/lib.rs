@@ -11,7 +11,9 @@
 //! - append-only, resumable JSONL files ([`jsonl::JsonlWriter`], [`jsonl::JsonlReader`]) that
 //!   survive a crash in the middle of a line;
 //! - the error type shared by all of it ([`Error`]);
-//! - the interfaces the stages meet through: [`Embedder`] (text to vectors).
+//! - question/answer records ([`QaPair`]);
+//! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
+//!   [`Generator`] (chats to text, batched, one result per request).
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -21,17 +23,32 @@
 //! assert_eq!(doc.id.as_str().len(), 32);
 //! ```
 //!
-//! It depends on serde, serde_json, sha2 and thiserror only, so every crate can use it.
+//! It depends on serde, serde_json, sha2, thiserror and whatlang only, so every crate can use it.
 
 mod chunk;
 mod document;
 mod embed;
 mod error;
+mod generate;
 mod id;
+mod lang;
 pub mod jsonl;
+mod qa;
 
 pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
 pub use embed::{EmbedError, Embedder};
 pub use error::{Error, Result};
+pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Generator, Role, Sampling, Usage};
 pub use id::{ChunkId, DocId, content_hash};
+pub use lang::{guess_language, language_name};
+pub use qa::QaPair;
+
+/// Where models live: `$DOCRAFT_MODELS`, else `~/.cache/docraft/models` (what
+/// `scripts/setup.sh` fills).
+#[must_use]
+pub fn models_dir() -> std::path::PathBuf {
+    std::env::var_os("DOCRAFT_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
+    })
+}

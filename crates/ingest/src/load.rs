@@ -85,74 +85,14 @@ impl Loader for AutoLoader {
         if doc.text.trim().is_empty() && format != DocFormat::Pdf {
             doc.warnings.push("no text".into());
         }
-        doc.metadata.language = guess_language(&doc.text);
+        doc.metadata.language = docraft_core::guess_language(&doc.text);
         Ok(doc)
     }
-}
-
-/// Guesses the language of `text` (ISO 639-1 where one exists, e.g. `es`, `en`); `None`
-/// when the text is too short or the guess unreliable.
-#[must_use]
-pub fn guess_language(text: &str) -> Option<String> {
-    // A sample from the start is enough and keeps this cheap on long documents.
-    let end = text.char_indices().nth(4000).map_or(text.len(), |(i, _)| i);
-    let sample = text.get(..end)?;
-    if sample.split_whitespace().count() < 5 {
-        return None;
-    }
-    let info = whatlang::detect(sample)?;
-    if info.confidence() < 0.3 {
-        return None;
-    }
-    let code = info.lang().code();
-    Some(iso639_1(code).unwrap_or(code).to_string())
-}
-
-fn iso639_1(code3: &str) -> Option<&'static str> {
-    Some(match code3 {
-        "eng" => "en",
-        "spa" => "es",
-        "por" => "pt",
-        "fra" => "fr",
-        "deu" => "de",
-        "ita" => "it",
-        "cat" => "ca",
-        "nld" => "nl",
-        "rus" => "ru",
-        "ukr" => "uk",
-        "pol" => "pl",
-        "ces" => "cs",
-        "swe" => "sv",
-        "dan" => "da",
-        "nob" => "nb",
-        "fin" => "fi",
-        "ell" => "el",
-        "tur" => "tr",
-        "ara" => "ar",
-        "heb" => "he",
-        "hin" => "hi",
-        "jpn" => "ja",
-        "kor" => "ko",
-        "cmn" => "zh",
-        "vie" => "vi",
-        "ron" => "ro",
-        "hun" => "hu",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn languages() {
-        let es = "El sistema guarda los documentos de la empresa en su propia máquina y nunca los envía fuera.";
-        let en = "The system keeps the company's documents on its own machine and never sends them out.";
-        assert_eq!(guess_language(es).as_deref(), Some("es"));
-        assert_eq!(guess_language(en).as_deref(), Some("en"));
-        assert_eq!(guess_language("hola"), None);
-    }
 
     #[test]
     fn unknown_extension_is_unsupported_unless_pdf_bytes() {

@@ -28,10 +28,7 @@ pub use onnx_disabled::OnnxEmbedder;
 /// or `~/.cache/docraft/models/all-minilm-l6-v2` when `DOCRAFT_MODELS` is not set.
 #[must_use]
 pub fn default_model_dir() -> PathBuf {
-    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
-    });
-    models.join("all-minilm-l6-v2")
+    docraft_core::models_dir().join("all-minilm-l6-v2")
 }
 
 /// Settings shared by the embedders.

@@ -1,0 +1,26 @@
+use docraft_core::{GenError, GenRequest, GenResponse, Generator};
+
+use super::LlamaConfig;
+use crate::{QaGenError, Result};
+
+/// The llama.cpp backend, compiled out of this build: loading fails with a typed error.
+#[derive(Debug)]
+pub struct LlamaGenerator {
+    _private: (),
+}
+
+impl LlamaGenerator {
+    /// Always fails: rebuild with the `llama` feature.
+    ///
+    /// # Errors
+    /// [`QaGenError::NotCompiled`].
+    pub fn load(_config: LlamaConfig) -> Result<Self> {
+        Err(QaGenError::NotCompiled { backend: "llama.cpp", feature: "llama" })
+    }
+}
+
+impl Generator for LlamaGenerator {
+    fn generate_batch(&self, requests: &[GenRequest]) -> Vec<Result<GenResponse, GenError>> {
+        requests.iter().map(|_| Err(GenError::NotCompiled { backend: "llama.cpp", feature: "llama" })).collect()
+    }
+}

@@ -1,0 +1,108 @@
+//! The question/answer prompt: files under `prompts/`, one pair (system, user) per language,
+//! rendered for a chunk.
+//!
+//! Spanish chunks get the Spanish prompt; other languages get the English prompt with the
+//! language named, so a French chunk still asks for French questions.
+
+use docraft_core::{ChatMessage, Chunk, Role, content_hash, guess_language, language_name};
+use serde_json::json;
+
+const SYSTEM_EN: &str = include_str!("../prompts/qa.system.en.txt");
+const USER_EN: &str = include_str!("../prompts/qa.user.en.txt");
+const SYSTEM_ES: &str = include_str!("../prompts/qa.system.es.txt");
+const USER_ES: &str = include_str!("../prompts/qa.user.es.txt");
+
+/// Name of the built-in prompt (part of every record's lineage).
+pub const PROMPT_NAME: &str = "qa-v1";
+
+/// Longest question and answer the JSON schema allows, in characters. A runaway small model
+/// is cut off by the grammar instead of writing until `max_tokens`.
+const MAX_QUESTION_CHARS: usize = 300;
+const MAX_ANSWER_CHARS: usize = 800;
+
+/// The question/answer prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QaPrompt {
+    questions_per_chunk: usize,
+}
+
+impl QaPrompt {
+    /// A prompt asking for `questions_per_chunk` pairs per chunk (at least 1).
+    #[must_use]
+    pub fn new(questions_per_chunk: usize) -> Self {
+        Self { questions_per_chunk: questions_per_chunk.max(1) }
+    }
+
+    /// How many pairs it asks for.
+    #[must_use]
+    pub fn questions_per_chunk(&self) -> usize {
+        self.questions_per_chunk
+    }
+
+    /// `name@hash`: the hash covers every template and the schema, so editing a prompt file
+    /// makes resumed runs redo their chunks instead of mixing prompts.
+    #[must_use]
+    pub fn id(&self) -> String {
+        let all = [SYSTEM_EN, USER_EN, SYSTEM_ES, USER_ES, &self.schema().to_string()].concat();
+        format!("{PROMPT_NAME}@{}", &content_hash(all.as_bytes())[..12])
+    }
+
+    /// The language code used for a chunk: a guess from its own text, else its document's
+    /// `language` metadata, else `en`.
+    #[must_use]
+    pub fn language_of(chunk: &Chunk) -> String {
+        guess_language(&chunk.text)
+            .or_else(|| chunk.metadata.get("language").and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "en".to_string())
+    }
+
+    /// The chat for one chunk, in the chunk's language.
+    #[must_use]
+    pub fn render(&self, chunk: &Chunk, lang: &str) -> Vec<ChatMessage> {
+        let (system, user) = match lang {
+            "es" => (SYSTEM_ES, USER_ES),
+            _ => (SYSTEM_EN, USER_EN),
+        };
+        let headings = if chunk.headings.is_empty() {
+            String::new()
+        } else {
+            let sep = if lang == "es" { ", sección " } else { ", section " };
+            format!("{sep}\"{}\"", chunk.headings.join(" > "))
+        };
+        let source = chunk.source.rsplit(['/', '\\']).next().unwrap_or(&chunk.source);
+        let user = user
+            .replace("{{source}}", source)
+            .replace("{{headings}}", &headings)
+            .replace("{{n}}", &self.questions_per_chunk.to_string())
+            .replace("{{language}}", &language_name(lang))
+            .replace("{{text}}", chunk.text.trim());
+        vec![ChatMessage::new(Role::System, system.trim_end()), ChatMessage::new(Role::User, user.trim_end())]
+    }
+
+    /// The JSON Schema answers must follow: `{"pairs": [{"question", "answer"}, ..]}` with
+    /// 1..=N pairs and bounded string lengths.
+    #[must_use]
+    pub fn schema(&self) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "pairs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": self.questions_per_chunk,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION_CHARS},
+                            "answer": {"type": "string", "minLength": 1, "maxLength": MAX_ANSWER_CHARS}
+                        },
+                        "required": ["question", "answer"],
+                        "additionalProperties": false
+                    }
+                }
+            },
+            "required": ["pairs"],
+            "additionalProperties": false
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! The generation run: counts that add up, resume after a crash at any point without
+//! duplicates or gaps, budgets, determinism. The generator here is scripted so each case is
+//! exact; the real models run in `llama.rs` and the CLI tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::chunk;
+use docraft_core::jsonl::read_all;
+use docraft_core::{Chunk, FinishReason, GenError, GenRequest, GenResponse, Generator, QaPair, Usage};
+use docraft_qa_gen::{Budget, ChunkDone, GenerateOptions, Generation, Price, Reason, Rejected, RunFiles};
+
+/// Answers from the chunk text in the prompt: a grounded pair, a second one that is
+/// invented, and, for chunks mentioning "broken", output that is not JSON.
+struct Scripted {
+    calls: AtomicUsize,
+}
+
+impl Scripted {
+    fn new() -> Self {
+        Self { calls: AtomicUsize::new(0) }
+    }
+}
+
+impl Generator for Scripted {
+    fn generate_batch(&self, requests: &[GenRequest]) -> Vec<Result<GenResponse, GenError>> {
+        requests
+            .iter()
+            .map(|r| {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let prompt = &r.messages[1].content;
+                let text = prompt.split("\"\"\"").nth(1).unwrap_or_default().trim();
+                if text.contains("unavailable") {
+                    return Err(GenError::Transient("HTTP 503 (after 5 attempts)".into()));
+                }
+                let out = if text.contains("broken") {
+                    "Sorry, I cannot help with that.".to_string()
+                } else {
+                    let first = text.split('.').next().unwrap_or(text);
+                    serde_json::json!({"pairs": [
+                        {"question": format!("What does the record say about {first}?"), "answer": format!("{first}.")},
+                        {"question": "Who won the football world cup in 1998?", "answer": "France won it in Paris."}
+                    ]})
+                    .to_string()
+                };
+                Ok(GenResponse { text: out, finish: FinishReason::Stop, usage: Usage { prompt_tokens: 50, completion_tokens: 30 } })
+            })
+            .collect()
+    }
+
+    fn model_id(&self) -> String {
+        "scripted".into()
+    }
+
+    fn preferred_batch(&self) -> usize {
+        3
+    }
+}
+
+fn chunks() -> Vec<Chunk> {
+    let mut v: Vec<Chunk> = (0..10)
+        .map(|i| chunk(&format!("doc{i}.md"), &format!("Pump station {i} is inspected every {} weeks by the crew.", i + 2)))
+        .collect();
+    v.push(chunk("broken.md", "This broken chunk makes the model ramble instead of answering."));
+    v.push(chunk("down.md", "The endpoint is unavailable for this one, whatever we try."));
+    v
+}
+
+fn opts() -> GenerateOptions {
+    GenerateOptions { questions_per_chunk: 2, ..Default::default() }
+}
+
+fn lines(p: &std::path::Path) -> usize {
+    std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn counts_add_up_and_every_rejection_has_a_reason() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let g = Scripted::new();
+    let s = Generation::new(&g, opts())?.run(&chunks(), &out, &mut |_| {})?;
+    let files = RunFiles::new(&out);
+    assert_eq!(s.processed, 12);
+    assert_eq!(s.accepted, 10);
+    assert_eq!(s.rejected.get(&Reason::NotGrounded), Some(&10), "the invented second pair of each chunk");
+    assert_eq!(s.rejected.get(&Reason::Unparseable), Some(&1));
+    assert_eq!(s.rejected.get(&Reason::BackendError), Some(&1));
+    assert_eq!(s.generated, s.accepted + s.rejected_total());
+    assert_eq!(lines(&files.accepted) as u64, s.accepted);
+    assert_eq!(lines(&files.rejected) as u64, s.rejected_total());
+    assert_eq!(lines(&files.progress), 12);
+    let (rejected, _) = read_all::<Rejected>(&files.rejected)?;
+    let raw = rejected.iter().find(|r| r.reason == Reason::Unparseable).unwrap();
+    assert_eq!(raw.raw.as_deref(), Some("Sorry, I cannot help with that."), "the raw output is kept");
+    let (pairs, _) = read_all::<QaPair>(&files.accepted)?;
+    assert!(pairs.iter().all(|p| p.model == "scripted" && p.prompt.starts_with("qa-v1@") && p.lang == "en"));
+    assert_eq!(pairs[0].source, "docs/doc0.md");
+    Ok(())
+}
+
+#[test]
+fn a_second_run_redoes_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let g = Scripted::new();
+    let run = Generation::new(&g, opts())?;
+    run.run(&chunks(), &out, &mut |_| {})?;
+    let calls = g.calls.load(Ordering::SeqCst);
+    let s = run.run(&chunks(), &out, &mut |_| {})?;
+    assert_eq!(g.calls.load(Ordering::SeqCst), calls, "no chunk generated twice");
+    assert_eq!((s.resumed, s.processed, s.accepted), (12, 0, 10));
+    // A different seed is a different dataset: everything is redone into a new file.
+    let other = Generation::new(&g, GenerateOptions { sampling: docraft_core::Sampling { seed: 7, ..Default::default() }, ..opts() })?;
+    let s = other.run(&chunks(), &dir.path().join("qa7.jsonl"), &mut |_| {})?;
+    assert_eq!(s.processed, 12);
+    Ok(())
+}
+
+/// Every point a kill can hit: after the rejected records, after the accepted ones, mid-line.
+#[test]
+fn resume_after_a_kill_at_any_point_has_no_duplicates_and_no_gaps() -> anyhow::Result<()> {
+    let g = Scripted::new();
+    let run = Generation::new(&g, opts())?;
+    // The reference: one uninterrupted run.
+    let ref_dir = tempfile::tempdir()?;
+    let ref_out = ref_dir.path().join("qa.jsonl");
+    run.run(&chunks(), &ref_out, &mut |_| {})?;
+    let (reference, _) = read_all::<QaPair>(&ref_out)?;
+
+    for cut in ["after_rejected", "after_accepted", "torn_accepted", "torn_progress"] {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("qa.jsonl");
+        let files = RunFiles::new(&out);
+        run.run(&chunks()[..5], &out, &mut |_| {})?;
+        // Simulate a kill while chunk 6 was being written: its records are (partly) there,
+        // its marker is not.
+        let whole = tempfile::tempdir()?;
+        let whole_out = whole.path().join("qa.jsonl");
+        run.run(&chunks()[..6], &whole_out, &mut |_| {})?;
+        let w = RunFiles::new(&whole_out);
+        let last_line = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().last().unwrap().to_string();
+        let append = |p: &std::path::Path, s: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).create(true).open(p).unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        match cut {
+            "after_rejected" => append(&files.rejected, &format!("{}\n", last_line(&w.rejected))),
+            "after_accepted" => {
+                append(&files.rejected, &format!("{}\n", last_line(&w.rejected)));
+                append(&files.accepted, &format!("{}\n", last_line(&w.accepted)));
+            }
+            "torn_accepted" => {
+                append(&files.rejected, &format!("{}\n", last_line(&w.rejected)));
+                append(&files.accepted, &last_line(&w.accepted)[..40]);
+            }
+            _ => {
+                append(&files.rejected, &format!("{}\n", last_line(&w.rejected)));
+                append(&files.accepted, &format!("{}\n", last_line(&w.accepted)));
+                append(&files.progress, &last_line(&w.progress)[..20]);
+            }
+        }
+        let s = run.run(&chunks(), &out, &mut |_| {})?;
+        assert_eq!(s.resumed, 5, "{cut}");
+        assert_eq!(s.processed, 7, "{cut}");
+        let (pairs, torn) = read_all::<QaPair>(&out)?;
+        assert!(torn.is_none());
+        let ids: HashSet<_> = pairs.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids.len(), pairs.len(), "{cut}: no duplicate pair");
+        assert_eq!(pairs, reference, "{cut}: same records, same order as an uninterrupted run");
+        assert_eq!(lines(&files.rejected) as u64, s.rejected_total(), "{cut}");
+        let (done, _) = read_all::<ChunkDone>(&files.progress)?;
+        let keys: HashSet<_> = done.iter().map(|d| d.gen_key.clone()).collect();
+        assert_eq!((done.len(), keys.len()), (12, 12), "{cut}: every chunk exactly once");
+    }
+    Ok(())
+}
+
+#[test]
+fn budgets_stop_cleanly_and_the_next_run_continues() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let g = Scripted::new();
+    let capped = GenerateOptions { budget: Budget { max_pairs: Some(4), ..Default::default() }, ..opts() };
+    let s = Generation::new(&g, capped)?.run(&chunks(), &out, &mut |_| {})?;
+    assert!(s.stopped.as_deref().unwrap_or_default().contains("--max-pairs 4"), "{:?}", s.stopped);
+    assert!(s.accepted >= 4 && s.remaining > 0);
+    let priced = GenerateOptions {
+        price: Some(Price { input_per_million: 1_000.0, output_per_million: 1_000.0 }),
+        budget: Budget { max_cost: Some(0.2), ..Default::default() },
+        ..opts()
+    };
+    let run = Generation::new(&g, priced)?;
+    let est = run.estimate(&chunks(), &out)?;
+    assert_eq!(est.chunks, 12 - s.processed);
+    assert!(est.max_cost.unwrap() > 0.0);
+    let s2 = run.run(&chunks(), &out, &mut |_| {})?;
+    assert!(s2.stopped.as_deref().unwrap_or_default().contains("--max-cost"), "{:?}", s2.stopped);
+    assert!(Price { input_per_million: 1_000.0, output_per_million: 1_000.0 }.cost(s2.usage) <= 0.2);
+    let s3 = Generation::new(&g, opts())?.run(&chunks(), &out, &mut |_| {})?;
+    assert_eq!(s3.remaining, 0);
+    assert_eq!(s3.accepted, 10, "the pieces add up to one full run");
+    Ok(())
+}
+
+#[test]
+fn settings_are_checked() {
+    let g = Scripted::new();
+    assert!(Generation::new(&g, GenerateOptions { questions_per_chunk: 0, ..opts() }).is_err());
+    let no_price = GenerateOptions { budget: Budget { max_cost: Some(1.0), ..Default::default() }, ..opts() };
+    assert!(Generation::new(&g, no_price).is_err());
+}
