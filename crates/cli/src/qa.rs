@@ -214,7 +214,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     let embedder: Option<Box<dyn Embedder>> = if a.dedup_embeddings {
         let dir = docraft_index::default_model_dir();
         Some(Box::new(
-            docraft_index::OnnxEmbedder::new(&dir, docraft_index::EmbedOptions::default())
+            docraft_index::OnnxEmbedder::from_dir(&dir, docraft_index::EmbedOptions::default())
                 .with_context(|| format!("--dedup-embeddings needs the embedding model in {}", dir.display()))?,
         ))
     } else {

@@ -1,0 +1,57 @@
+//! The rendered prompts, snapshot-tested: a prompt change shows up as a reviewed diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::chunk;
+use docraft_qa_gen::QaPrompt;
+
+fn render(doc: &str, text: &str, headings: &[&str]) -> (String, String) {
+    let mut c = chunk(doc, text);
+    c.headings = headings.iter().map(|h| (*h).to_string()).collect();
+    let lang = QaPrompt::language_of(&c);
+    let chat = QaPrompt::new(3).render(&c, &lang);
+    let text = chat.iter().map(|m| format!("[{}]\n{}", m.role.as_str(), m.content)).collect::<Vec<_>>().join("\n\n");
+    (lang, text)
+}
+
+#[test]
+fn english_chunk_gets_the_english_prompt() {
+    let (lang, text) = render(
+        "handbook-en.pdf",
+        "Flange bolts on the P4 pump are tightened to 45 Nm in a star pattern, then checked after 24 hours.",
+        &["Maintenance", "Pumps"],
+    );
+    assert_eq!(lang, "en");
+    insta::assert_snapshot!("prompt_en", text);
+}
+
+#[test]
+fn spanish_chunk_gets_the_spanish_prompt() {
+    let (lang, text) = render(
+        "politica-es.pdf",
+        "Los documentos confidenciales se guardan en el archivo del segundo piso durante cinco años.",
+        &[],
+    );
+    assert_eq!(lang, "es");
+    insta::assert_snapshot!("prompt_es", text);
+}
+
+#[test]
+fn other_languages_get_the_english_prompt_naming_their_language() {
+    let (lang, text) = render(
+        "note-fr.md",
+        "Les documents confidentiels sont conservés aux archives du deuxième étage pendant cinq ans.",
+        &[],
+    );
+    assert_eq!(lang, "fr");
+    assert!(text.contains("Questions and answers are written in French."), "{text}");
+}
+
+#[test]
+fn schema_and_id_are_stable() {
+    let p = QaPrompt::new(2);
+    insta::assert_snapshot!("schema", serde_json::to_string_pretty(&p.schema()).unwrap());
+    assert_eq!(p.id(), QaPrompt::new(2).id());
+    assert_ne!(p.id(), QaPrompt::new(3).id(), "the schema bounds the pair count, so it is part of the id");
+}
