@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the fixtures: sets up what is missing (idempotent), builds docraft, and runs
-# the pipeline stages that exist so far (ingest, index, search) over fixtures/ into OUT
+# the pipeline stages that exist so far (ingest, index, search, generate, export, validate)
+# over fixtures/ into OUT
 # (default out/demo).
 # Re-running resumes: documents already in the output are skipped.
 set -euo pipefail
@@ -28,3 +29,15 @@ for q in "What torque should the flange bolts be tightened to?" "¿Dónde se gua
   "$DOCRAFT" search "$OUT/index" "$q" -k 3
   echo
 done
+# Q&A: question/answer pairs from the local SmolLM2 GGUF (a 135M toy: expect most candidates
+# to be rejected, each with its reason). Re-running continues; finished chunks are not redone.
+# Passive OpenMP waiting (env.sh, for parallel tests) halves single-process decoding speed.
+env -u OMP_WAIT_POLICY "$DOCRAFT" generate "$OUT/chunks.jsonl" -o "$OUT/qa.jsonl" --seed 1
+echo
+echo "first pair:"
+head -n 1 "$OUT/qa.jsonl" | cut -c1-400
+echo
+"$DOCRAFT" export "$OUT/qa.jsonl" --format openai-chat -o "$OUT/train.jsonl" \
+  --system-prompt "You answer questions about the company's documents." --valid-fraction 0.2
+"$DOCRAFT" validate "$OUT/train.jsonl" --format openai-chat \
+  || echo "(validate: see the report above; OpenAI needs at least 10 examples per file)"

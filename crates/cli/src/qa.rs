@@ -167,7 +167,9 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
             Box::new(LlamaGenerator::load(cfg)?)
         }
         Backend::Openai => {
-            let Some(url) = &a.base_url else { bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)") };
+            let Some(url) = &a.base_url else {
+                bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+            };
             let Some(model) = &a.model else { bail!("--backend openai needs --model NAME") };
             let log = a.request_log.clone().unwrap_or_else(|| {
                 let f = RunFiles::new(&a.output).accepted;

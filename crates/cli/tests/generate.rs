@@ -14,7 +14,8 @@ use common::{docraft, fixtures, s};
 use serde_json::Value;
 
 fn records(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p).map_or_else(|_| vec![], |t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    std::fs::read_to_string(p)
+        .map_or_else(|_| vec![], |t| t.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
 }
 
 fn chunks(dir: &Path) -> std::path::PathBuf {
@@ -51,7 +52,16 @@ fn generate_counts_add_up_and_export_validates() -> anyhow::Result<()> {
 
     // Export as OpenAI chat and validate it with docraft and with the cookbook's checks.
     let train = dir.path().join("train.jsonl");
-    let o = docraft(&["export", s(&qa), "--format", "openai-chat", "-o", s(&train), "--system-prompt", "Answer from the handbook."])?;
+    let o = docraft(&[
+        "export",
+        s(&qa),
+        "--format",
+        "openai-chat",
+        "-o",
+        s(&train),
+        "--system-prompt",
+        "Answer from the handbook.",
+    ])?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = docraft(&["validate", s(&train), "--format", "openai-chat"])?;
     let report = String::from_utf8_lossy(&o.stdout);
@@ -113,11 +123,23 @@ fn remote_endpoint_is_refused_without_allow_remote() -> anyhow::Result<()> {
     std::fs::write(&c, "")?;
     let qa = dir.path().join("qa.jsonl");
     let o = docraft(&[
-        "generate", s(&c), "-o", s(&qa), "--backend", "openai", "--base-url", "https://api.openai.com/v1", "--model", "gpt-4o-mini",
+        "generate",
+        s(&c),
+        "-o",
+        s(&qa),
+        "--backend",
+        "openai",
+        "--base-url",
+        "https://api.openai.com/v1",
+        "--model",
+        "gpt-4o-mini",
     ])?;
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("refusing to send documents to https://api.openai.com/v1") && err.contains("--allow-remote"), "{err}");
+    assert!(
+        err.contains("refusing to send documents to https://api.openai.com/v1") && err.contains("--allow-remote"),
+        "{err}"
+    );
     assert!(!qa.exists(), "nothing written");
     Ok(())
 }

@@ -235,7 +235,9 @@ mod tests {
             requests
                 .iter()
                 .map(|r| match r.messages.last() {
-                    Some(m) => Ok(GenResponse { text: m.content.clone(), finish: FinishReason::Stop, usage: Usage::default() }),
+                    Some(m) => {
+                        Ok(GenResponse { text: m.content.clone(), finish: FinishReason::Stop, usage: Usage::default() })
+                    }
                     None => Err(GenError::Permanent("empty chat".into())),
                 })
                 .collect()

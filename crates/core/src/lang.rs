@@ -56,9 +56,8 @@ fn iso639_1(code3: &str) -> Option<&'static str> {
 /// when unknown.
 #[must_use]
 pub fn language_name(code: &str) -> String {
-    let lang = whatlang::Lang::from_code(code).or_else(|| {
-        whatlang::Lang::all().iter().copied().find(|l| iso639_1(l.code()) == Some(code))
-    });
+    let lang = whatlang::Lang::from_code(code)
+        .or_else(|| whatlang::Lang::all().iter().copied().find(|l| iso639_1(l.code()) == Some(code)));
     lang.map_or_else(|| code.to_string(), |l| l.eng_name().to_string())
 }
 

@@ -31,8 +31,8 @@ mod embed;
 mod error;
 mod generate;
 mod id;
-mod lang;
 pub mod jsonl;
+mod lang;
 mod qa;
 
 pub use chunk::Chunk;

@@ -40,8 +40,8 @@ pub mod text;
 mod walk;
 
 pub use chunk::{Capacity, ChunkSettings, Chunker, Sizer, TextChunker, chunks_from_spans};
-pub use error::Error;
 pub use docraft_core::guess_language;
+pub use error::Error;
 pub use load::{AutoLoader, Loader, format_of};
 pub use pipeline::{FileReport, FileStatus, Ingest, Progress, Report, Totals};
 pub use walk::{FileFilter, discover};

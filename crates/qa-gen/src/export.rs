@@ -54,10 +54,7 @@ impl Format {
     pub fn parse(name: &str) -> Result<Self> {
         Self::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| QaGenError::Setting {
             name: "format",
-            reason: format!(
-                "unknown format {name:?}; known: {}",
-                Self::ALL.map(Self::name).join(", ")
-            ),
+            reason: format!("unknown format {name:?}; known: {}", Self::ALL.map(Self::name).join(", ")),
         })
     }
 

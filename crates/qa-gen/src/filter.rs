@@ -118,7 +118,11 @@ impl Filters {
             if score < min {
                 return Some((
                     Reason::NotGrounded,
-                    format!("{:.0}% of the answer's words are in the chunk, fewer than {:.0}%", score * 100.0, min * 100.0),
+                    format!(
+                        "{:.0}% of the answer's words are in the chunk, fewer than {:.0}%",
+                        score * 100.0,
+                        min * 100.0
+                    ),
                 ));
             }
         }
@@ -136,8 +140,8 @@ impl Filters {
 
 const STOPWORDS: &[&str] = &[
     "the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "its", "has", "have", "had", "not",
-    "but", "you", "your", "our", "their", "they", "them", "which", "who", "what", "when", "where", "how", "why",
-    "can", "will", "would", "should", "may", "must", "also", "into", "than", "then", "there", "these", "those", "been",
+    "but", "you", "your", "our", "their", "they", "them", "which", "who", "what", "when", "where", "how", "why", "can",
+    "will", "would", "should", "may", "must", "also", "into", "than", "then", "there", "these", "those", "been",
     "being", "each", "any", "all", "one", "los", "las", "del", "que", "por", "para", "con", "una", "uno", "unos",
     "unas", "sus", "este", "esta", "estos", "estas", "ese", "esa", "como", "mas", "pero", "sin", "sobre", "entre",
     "cuando", "donde", "quien", "cual", "son", "fue", "ser", "hay", "muy", "tambien", "segun", "debe", "deben",
@@ -145,7 +149,8 @@ const STOPWORDS: &[&str] = &[
 
 /// Words of `text`: NFKC, lower case, accents removed, split on non-alphanumerics.
 fn words(text: &str) -> Vec<String> {
-    let folded: String = text.nfkd().filter(|c| !('\u{300}'..='\u{36f}').contains(c)).collect::<String>().to_lowercase();
+    let folded: String =
+        text.nfkd().filter(|c| !('\u{300}'..='\u{36f}').contains(c)).collect::<String>().to_lowercase();
     folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
 }
 
@@ -203,7 +208,14 @@ impl<'e> Deduper<'e> {
     /// A deduper at `threshold` similarity, by embeddings when `embedder` is given.
     #[must_use]
     pub fn new(threshold: f32, embedder: Option<&'e dyn Embedder>) -> Self {
-        Self { threshold, embedder, texts: Vec::new(), vectors: Vec::new(), grams: Vec::new(), postings: HashMap::new() }
+        Self {
+            threshold,
+            embedder,
+            texts: Vec::new(),
+            vectors: Vec::new(),
+            grams: Vec::new(),
+            postings: HashMap::new(),
+        }
     }
 
     /// How many questions it holds.
@@ -345,7 +357,9 @@ mod tests {
         assert!(grounding("En una caja fuerte del banco central.", CHUNK) < 0.2);
         // Accents dropped by the model still match.
         assert!(grounding("Durante 5 anos", CHUNK) > 0.99);
-        assert!((grounding("Como dice \"se guardan en el archivo\", y nada más inventado aquí", CHUNK) - 1.0).abs() < 1e-6);
+        assert!(
+            (grounding("Como dice \"se guardan en el archivo\", y nada más inventado aquí", CHUNK) - 1.0).abs() < 1e-6
+        );
     }
 
     #[test]

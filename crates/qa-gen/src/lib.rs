@@ -70,6 +70,4 @@ pub use llama::{LlamaConfig, LlamaGenerator, default_gguf};
 pub use openai::{JsonMode, OpenAiConfig, OpenAiGenerator, RequestLogEntry, is_loopback};
 pub use parse::{Parsed, RawPair, parse_pairs};
 pub use prompt::QaPrompt;
-pub use run::{
-    Budget, ChunkDone, Estimate, GenerateOptions, Generation, Price, Progress, Rejected, RunFiles, Summary,
-};
+pub use run::{Budget, ChunkDone, Estimate, GenerateOptions, Generation, Price, Progress, Rejected, RunFiles, Summary};

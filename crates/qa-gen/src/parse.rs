@@ -258,11 +258,11 @@ fn from_labels(text: &str) -> Vec<RawPair> {
             if question.is_some() {
                 answer = Some(a.to_string());
             }
-        } else if let Some(a) = answer.as_mut() {
-            if !l.is_empty() {
-                a.push(' ');
-                a.push_str(l);
-            }
+        } else if let Some(a) = answer.as_mut()
+            && !l.is_empty()
+        {
+            a.push(' ');
+            a.push_str(l);
         }
     }
     if let (Some(q), Some(a)) = (question, answer) {

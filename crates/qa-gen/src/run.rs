@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use docraft_core::Chunk;
 use docraft_core::jsonl::{JsonlWriter, read_all, retain};
 use docraft_core::{
     ChunkId, DocId, Embedder, GenError, GenRequest, GenResponse, Generator, QaPair, Sampling, Usage, content_hash,
 };
-use docraft_core::Chunk;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -323,8 +323,7 @@ impl<'a> Generation<'a> {
     /// [`QaGenError::Core`] if the progress file cannot be read.
     pub fn estimate(&self, chunks: &[Chunk], out: &Path) -> Result<Estimate> {
         let done = self.done_keys(&RunFiles::new(out))?;
-        let mut est =
-            Estimate { chunks: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
+        let mut est = Estimate { chunks: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
         for chunk in chunks.iter().filter(|c| !done.contains(&self.gen_key(c))) {
             let req = self.request(chunk, &QaPrompt::language_of(chunk));
             let text: String = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
@@ -339,9 +338,10 @@ impl<'a> Generation<'a> {
             est.prompt_tokens += tokens + 8 * req.messages.len() as u64;
             est.max_completion_tokens += u64::from(self.options.max_tokens);
         }
-        est.max_cost = self.options.price.map(|p| {
-            p.cost(Usage { prompt_tokens: est.prompt_tokens, completion_tokens: est.max_completion_tokens })
-        });
+        est.max_cost = self
+            .options
+            .price
+            .map(|p| p.cost(Usage { prompt_tokens: est.prompt_tokens, completion_tokens: est.max_completion_tokens }));
         Ok(est)
     }
 
@@ -497,8 +497,11 @@ impl<'a> Generation<'a> {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                let reason =
-                    if matches!(e, GenError::ContextLengthExceeded { .. }) { Reason::ContextLength } else { Reason::BackendError };
+                let reason = if matches!(e, GenError::ContextLengthExceeded { .. }) {
+                    Reason::ContextLength
+                } else {
+                    Reason::BackendError
+                };
                 out.rejected.push(reject(reason, e.to_string(), None, None));
                 return Ok(out.finish());
             }
@@ -517,13 +520,23 @@ impl<'a> Generation<'a> {
         };
         out.done.repaired = parsed.repaired;
         for item in parsed.incomplete {
-            out.rejected.push(reject(Reason::Incomplete, "an item without a question or an answer".into(), None, Some(item)));
+            out.rejected.push(reject(
+                Reason::Incomplete,
+                "an item without a question or an answer".into(),
+                None,
+                Some(item),
+            ));
         }
         let n = self.options.questions_per_chunk;
         let mut candidates = Vec::new();
         for (i, pair) in parsed.pairs.into_iter().enumerate() {
             if i >= n {
-                out.rejected.push(reject(Reason::Surplus, format!("pair {} of a request for {n}", i + 1), Some(&pair), None));
+                out.rejected.push(reject(
+                    Reason::Surplus,
+                    format!("pair {} of a request for {n}", i + 1),
+                    Some(&pair),
+                    None,
+                ));
             } else if let Some((reason, detail)) = self.options.filters.check(&pair, &chunk.text, lang) {
                 out.rejected.push(reject(reason, detail, Some(&pair), None));
             } else {

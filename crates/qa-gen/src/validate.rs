@@ -239,7 +239,9 @@ pub fn validate(path: &Path, format: Format, counter: &TokenCounter) -> Result<R
             if !m.contains_key("role") || !m.contains_key("content") {
                 err("message_missing_key", format!("message {} lacks \"role\" or \"content\"", j + 1));
             }
-            if let Some(k) = m.keys().find(|k| !["role", "content", "name", "function_call", "weight"].contains(&k.as_str())) {
+            if let Some(k) =
+                m.keys().find(|k| !["role", "content", "name", "function_call", "weight"].contains(&k.as_str()))
+            {
                 err("message_unrecognized_key", format!("message {} has key {k:?}", j + 1));
             }
             let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
@@ -320,7 +322,10 @@ pub fn validate(path: &Path, format: Format, counter: &TokenCounter) -> Result<R
         report.warnings.push(Problem {
             line: 0,
             kind: "too_long",
-            message: format!("{} examples are over {MAX_TOKENS_PER_EXAMPLE} tokens and will be truncated", report.too_long),
+            message: format!(
+                "{} examples are over {MAX_TOKENS_PER_EXAMPLE} tokens and will be truncated",
+                report.too_long
+            ),
         });
     }
     Ok(report)

@@ -89,8 +89,12 @@ fn exported_chat_file_validates_and_broken_files_get_line_numbers() -> anyhow::R
     let qa = dir.path().join("qa.jsonl");
     write_pairs(&qa, 4, 5);
     let out = dir.path().join("chat.jsonl");
-    let opts =
-        ExportOptions { format: Format::OpenaiChat, system_prompt: Some("Be brief.".into()), valid_fraction: 0.0, seed: 0 };
+    let opts = ExportOptions {
+        format: Format::OpenaiChat,
+        system_prompt: Some("Be brief.".into()),
+        valid_fraction: 0.0,
+        seed: 0,
+    };
     export(&qa, &out, &opts)?;
     let r = validate(&out, Format::OpenaiChat, &TokenCounter::Estimate)?;
     assert!(r.is_valid(), "{:?}", r.errors);

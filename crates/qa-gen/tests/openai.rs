@@ -131,10 +131,7 @@ fn remote_endpoints_are_refused_unless_allowed_and_then_logged() -> anyhow::Resu
     let err = OpenAiGenerator::new(fast(&remote)).unwrap_err();
     assert!(matches!(err, QaGenError::RemoteRefused { .. }), "{err:?}");
     assert!(err.to_string().contains("--allow-remote"));
-    assert!(matches!(
-        OpenAiGenerator::new(fast("https://api.openai.com/v1")),
-        Err(QaGenError::RemoteRefused { .. })
-    ));
+    assert!(matches!(OpenAiGenerator::new(fast("https://api.openai.com/v1")), Err(QaGenError::RemoteRefused { .. })));
     assert_eq!(server.count(), 0, "nothing was sent");
 
     let dir = tempfile::tempdir()?;

@@ -46,7 +46,11 @@ impl Generator for Scripted {
                     ]})
                     .to_string()
                 };
-                Ok(GenResponse { text: out, finish: FinishReason::Stop, usage: Usage { prompt_tokens: 50, completion_tokens: 30 } })
+                Ok(GenResponse {
+                    text: out,
+                    finish: FinishReason::Stop,
+                    usage: Usage { prompt_tokens: 50, completion_tokens: 30 },
+                })
             })
             .collect()
     }
@@ -62,7 +66,9 @@ impl Generator for Scripted {
 
 fn chunks() -> Vec<Chunk> {
     let mut v: Vec<Chunk> = (0..10)
-        .map(|i| chunk(&format!("doc{i}.md"), &format!("Pump station {i} is inspected every {} weeks by the crew.", i + 2)))
+        .map(|i| {
+            chunk(&format!("doc{i}.md"), &format!("Pump station {i} is inspected every {} weeks by the crew.", i + 2))
+        })
         .collect();
     v.push(chunk("broken.md", "This broken chunk makes the model ramble instead of answering."));
     v.push(chunk("down.md", "The endpoint is unavailable for this one, whatever we try."));
@@ -114,7 +120,10 @@ fn a_second_run_redoes_nothing() -> anyhow::Result<()> {
     assert_eq!(g.calls.load(Ordering::SeqCst), calls, "no chunk generated twice");
     assert_eq!((s.resumed, s.processed, s.accepted), (12, 0, 10));
     // A different seed is a different dataset: everything is redone into a new file.
-    let other = Generation::new(&g, GenerateOptions { sampling: docraft_core::Sampling { seed: 7, ..Default::default() }, ..opts() })?;
+    let other = Generation::new(
+        &g,
+        GenerateOptions { sampling: docraft_core::Sampling { seed: 7, ..Default::default() }, ..opts() },
+    )?;
     let s = other.run(&chunks(), &dir.path().join("qa7.jsonl"), &mut |_| {})?;
     assert_eq!(s.processed, 12);
     Ok(())

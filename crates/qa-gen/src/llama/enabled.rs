@@ -4,13 +4,13 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, OnceLock};
 
 use docraft_core::{FinishReason, GenError, GenRequest, GenResponse, Generator, Usage, content_hash};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
@@ -54,7 +54,10 @@ pub struct LlamaGenerator {
 
 impl std::fmt::Debug for LlamaGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaGenerator").field("model_id", &self.model_id).field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("LlamaGenerator")
+            .field("model_id", &self.model_id)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +78,9 @@ impl LlamaGenerator {
         let model = LlamaModel::load_from_file(backend, &path, &params)
             .map_err(|e| model_err(format!("llama.cpp cannot load it ({e}); is it a GGUF model file?")))?;
         let template = match &config.chat_template {
-            Some(name) => LlamaChatTemplate::new(name).map_err(|e| model_err(format!("chat template {name:?}: {e}")))?,
+            Some(name) => {
+                LlamaChatTemplate::new(name).map_err(|e| model_err(format!("chat template {name:?}: {e}")))?
+            }
             None => model.chat_template(None).map_err(|_| {
                 model_err("the file has no chat template: name one (e.g. --chat-template gemma or chatml)".into())
             })?,
@@ -280,14 +285,14 @@ impl LlamaGenerator {
                     (slot.generated >= max || slot.pos as u32 + 1 >= per_seq).then_some(FinishReason::Length)
                 };
                 slot.next = token;
-                if let Some(finish) = finish {
-                    if let Some(s) = slot_ref.take() {
-                        results[s.req] = Some(Ok(GenResponse {
-                            text: String::from_utf8_lossy(&s.bytes).into_owned(),
-                            finish,
-                            usage: Usage { prompt_tokens: s.prompt_tokens, completion_tokens: u64::from(s.generated) },
-                        }));
-                    }
+                if let Some(finish) = finish
+                    && let Some(s) = slot_ref.take()
+                {
+                    results[s.req] = Some(Ok(GenResponse {
+                        text: String::from_utf8_lossy(&s.bytes).into_owned(),
+                        finish,
+                        usage: Usage { prompt_tokens: s.prompt_tokens, completion_tokens: u64::from(s.generated) },
+                    }));
                 }
             }
         }

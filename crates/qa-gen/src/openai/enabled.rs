@@ -1,6 +1,6 @@
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_openai::Client;
@@ -116,8 +116,7 @@ impl OpenAiGenerator {
         match (&r.json_schema, self.config.json_mode) {
             (Some(_), JsonMode::Object) => body["response_format"] = json!({"type": "json_object"}),
             (Some(schema), JsonMode::Schema) => {
-                body["response_format"] =
-                    json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": false}});
+                body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": false}});
             }
             _ => {}
         }
@@ -149,11 +148,9 @@ impl OpenAiGenerator {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let sent = tokio::time::timeout(
-                self.config.timeout,
-                self.client.chat().create_byot::<Value, Value>(body.clone()),
-            )
-            .await;
+            let sent =
+                tokio::time::timeout(self.config.timeout, self.client.chat().create_byot::<Value, Value>(body.clone()))
+                    .await;
             let result = match sent {
                 Err(_) => Err(GenError::Transient(format!("no answer within {:?}", self.config.timeout))),
                 Ok(Ok(v)) => parse_response(&v),
@@ -187,16 +184,21 @@ impl OpenAiGenerator {
 }
 
 fn parse_response(v: &Value) -> std::result::Result<GenResponse, GenError> {
-    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
-        GenError::Permanent(format!("response without choices: {}", truncate(&v.to_string(), 300)))
-    })?;
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| GenError::Permanent(format!("response without choices: {}", truncate(&v.to_string(), 300))))?;
     let text = choice.pointer("/message/content").and_then(Value::as_str).unwrap_or_default().to_string();
     let finish = match choice.get("finish_reason").and_then(Value::as_str) {
         Some("length") => FinishReason::Length,
         _ => FinishReason::Stop,
     };
     let n = |k: &str| v.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0);
-    Ok(GenResponse { text, finish, usage: Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens") } })
+    Ok(GenResponse {
+        text,
+        finish,
+        usage: Usage { prompt_tokens: n("prompt_tokens"), completion_tokens: n("completion_tokens") },
+    })
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -210,7 +212,11 @@ fn classify(e: OpenAIError) -> GenError {
         OpenAIError::ApiError(resp) => {
             let status = resp.status_code.as_u16();
             let msg = format!("HTTP {status}: {}", resp.api_error);
-            if status == 429 || status == 408 || status >= 500 { GenError::Transient(msg) } else { GenError::Permanent(msg) }
+            if status == 429 || status == 408 || status >= 500 {
+                GenError::Transient(msg)
+            } else {
+                GenError::Permanent(msg)
+            }
         }
         OpenAIError::Reqwest(e) => {
             if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
