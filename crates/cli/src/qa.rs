@@ -23,13 +23,6 @@ pub enum Backend {
     Openai,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum JsonModeArg {
-    Off,
-    Object,
-    Schema,
-}
-
 #[derive(Args)]
 pub struct GenerateArgs {
     /// chunks.jsonl written by `docraft ingest`.
@@ -58,9 +51,9 @@ pub struct GenerateArgs {
     /// openai: log of requests sent off this machine (default: QA_NAME.requests.jsonl).
     #[arg(long)]
     request_log: Option<PathBuf>,
-    /// openai: how JSON output is requested.
-    #[arg(long, value_enum, default_value = "object")]
-    json_mode: JsonModeArg,
+    /// openai: how JSON output is requested: off, object, schema.
+    #[arg(long, default_value = "object")]
+    json_mode: JsonMode,
     /// openai: requests in flight at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -171,22 +164,13 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
                 bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
             };
             let Some(model) = &a.model else { bail!("--backend openai needs --model NAME") };
-            let log = a.request_log.clone().unwrap_or_else(|| {
-                let f = RunFiles::new(&a.output).accepted;
-                let stem = f.file_stem().map_or_else(|| "qa".into(), |s| s.to_string_lossy().into_owned());
-                f.with_file_name(format!("{stem}.requests.jsonl"))
-            });
-            let mode = match a.json_mode {
-                JsonModeArg::Off => JsonMode::Off,
-                JsonModeArg::Object => JsonMode::Object,
-                JsonModeArg::Schema => JsonMode::Schema,
-            };
+            let log = a.request_log.clone().unwrap_or_else(|| RunFiles::new(&a.output).requests);
             let mut cfg = OpenAiConfig::new(url, model)
                 .with_concurrency(a.concurrency)?
                 .with_timeout(Duration::from_secs_f64(a.timeout.max(0.001)))?
                 .with_retries(a.retries, Duration::from_secs(1))
                 .with_remote(a.allow_remote, Some(log.clone()))
-                .with_json_mode(mode);
+                .with_json_mode(a.json_mode);
             cfg.api_key_env.clone_from(&a.api_key_env);
             let g = OpenAiGenerator::new(cfg)?;
             if g.is_remote() {
@@ -291,34 +275,13 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    OpenaiChat,
-    Completion,
-    Alpaca,
-    Sharegpt,
-    TextLabel,
-}
-
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Self {
-        match f {
-            FormatArg::OpenaiChat => Self::OpenaiChat,
-            FormatArg::Completion => Self::Completion,
-            FormatArg::Alpaca => Self::Alpaca,
-            FormatArg::Sharegpt => Self::Sharegpt,
-            FormatArg::TextLabel => Self::TextLabel,
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct ExportArgs {
     /// qa.jsonl written by `docraft generate`.
     input: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum)]
-    format: FormatArg,
+    /// Output format: openai-chat, completion, alpaca, sharegpt, text-label.
+    #[arg(long)]
+    format: Format,
     /// The training file (the validation file goes beside it as NAME.valid.jsonl).
     #[arg(short, long)]
     output: PathBuf,
@@ -335,7 +298,7 @@ pub struct ExportArgs {
 
 pub fn export_cmd(a: &ExportArgs) -> Result<ExitCode> {
     let options = ExportOptions {
-        format: a.format.into(),
+        format: a.format,
         system_prompt: a.system_prompt.clone(),
         valid_fraction: a.valid_fraction,
         seed: a.seed,
@@ -352,9 +315,9 @@ pub fn export_cmd(a: &ExportArgs) -> Result<ExitCode> {
 pub struct ValidateArgs {
     /// The dataset file.
     file: PathBuf,
-    /// Its format.
-    #[arg(long, value_enum, default_value = "openai-chat")]
-    format: FormatArg,
+    /// Its format: openai-chat, completion, alpaca, sharegpt, text-label.
+    #[arg(long, default_value = "openai-chat")]
+    format: Format,
     /// A tokenizer.json for exact token counts (default: about 4 characters per token).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -368,7 +331,7 @@ pub fn validate_cmd(a: &ValidateArgs) -> Result<ExitCode> {
         Some(p) => TokenCounter::from_file(p)?,
         None => TokenCounter::Estimate,
     };
-    let r = validate(&a.file, a.format.into(), &counter)?;
+    let r = validate(&a.file, a.format, &counter)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

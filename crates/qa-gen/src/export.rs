@@ -63,13 +63,7 @@ impl Format {
     pub fn record(self, question: &str, answer: &str, system: Option<&str>) -> Value {
         match self {
             Self::OpenaiChat => {
-                let mut messages = Vec::new();
-                if let Some(s) = system {
-                    messages.push(json!({"role": "system", "content": s}));
-                }
-                messages.push(json!({"role": "user", "content": question}));
-                messages.push(json!({"role": "assistant", "content": answer}));
-                json!({ "messages": messages })
+                json!({ "messages": turns(("role", "content"), ["system", "user", "assistant"], system, question, answer) })
             }
             Self::Completion => match system {
                 Some(s) => json!({"prompt": format!("{s}\n\n{question}"), "completion": answer}),
@@ -83,16 +77,35 @@ impl Format {
                 v
             }
             Self::Sharegpt => {
-                let mut turns = Vec::new();
-                if let Some(s) = system {
-                    turns.push(json!({"from": "system", "value": s}));
-                }
-                turns.push(json!({"from": "human", "value": question}));
-                turns.push(json!({"from": "gpt", "value": answer}));
-                json!({ "conversations": turns })
+                json!({ "conversations": turns(("from", "value"), ["system", "human", "gpt"], system, question, answer) })
             }
             Self::TextLabel => json!({"text": question, "label": answer}),
         }
+    }
+}
+
+/// A chat as a list of `{speaker_key: role, text_key: text}` turns: the system prompt (when
+/// given), the question, the answer.
+fn turns(
+    (speaker_key, text_key): (&str, &str),
+    [system_role, user_role, assistant_role]: [&str; 3],
+    system: Option<&str>,
+    question: &str,
+    answer: &str,
+) -> Vec<Value> {
+    let turn = |role: &str, text: &str| json!({ speaker_key: role, text_key: text });
+    system
+        .map(|s| turn(system_role, s))
+        .into_iter()
+        .chain([turn(user_role, question), turn(assistant_role, answer)])
+        .collect()
+}
+
+impl std::str::FromStr for Format {
+    type Err = QaGenError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
     }
 }
 

@@ -163,8 +163,9 @@ fn is_content(w: &str) -> bool {
 /// itself. An answer without content words counts as grounded when its words all occur.
 #[must_use]
 pub fn grounding(answer: &str, chunk: &str) -> f32 {
-    let chunk_words: HashSet<String> = words(chunk).into_iter().collect();
-    let chunk_norm = words(chunk).join(" ");
+    let chunk_seq = words(chunk);
+    let chunk_norm = chunk_seq.join(" ");
+    let chunk_words: HashSet<String> = chunk_seq.into_iter().collect();
     for quoted in answer.split(['"', '«', '»', '“', '”']).skip(1).step_by(2) {
         let q = words(quoted);
         if q.len() >= 3 && chunk_norm.contains(&q.join(" ")) {

@@ -24,6 +24,23 @@ pub enum JsonMode {
     Schema,
 }
 
+impl std::str::FromStr for JsonMode {
+    type Err = QaGenError;
+
+    /// `off`, `object` or `schema`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "off" => Ok(Self::Off),
+            "object" => Ok(Self::Object),
+            "schema" => Ok(Self::Schema),
+            other => Err(QaGenError::Setting {
+                name: "json_mode",
+                reason: format!("unknown mode {other:?}; known: off, object, schema"),
+            }),
+        }
+    }
+}
+
 /// Settings of the OpenAI-compatible backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenAiConfig {

@@ -144,7 +144,9 @@ fn repair(body: &str) -> Option<String> {
     // complete member.
     loop {
         let t = out.trim_end();
-        if t.ends_with(':') || (t.ends_with('"') && dangling_key(t)) {
+        // The string at the end sits in the innermost open container: a key if that is an
+        // object and the string follows `{` or `,`.
+        if t.ends_with(':') || (t.ends_with('"') && stack.last() == Some(&'}') && dangling_key(t)) {
             let cut = t.rfind([',', '{']).unwrap_or(0);
             out.truncate(if t.as_bytes().get(cut) == Some(&b'{') { cut + 1 } else { cut });
             continue;
@@ -159,7 +161,8 @@ fn repair(body: &str) -> Option<String> {
     Some(out)
 }
 
-/// True when `t` ends with a string that is a key without a value (`{"a": "b", "c"`).
+/// True when the string `t` ends with follows `{` or `,` (in an object: a key without a
+/// value, `{"a": "b", "c"`).
 fn dangling_key(t: &str) -> bool {
     let bytes = t.as_bytes();
     let mut open = None;
@@ -171,34 +174,7 @@ fn dangling_key(t: &str) -> bool {
     }
     let Some(open) = open else { return false };
     let before = t[..open].trim_end();
-    (before.ends_with('{') || before.ends_with(',')) && object_context(before)
-}
-
-/// Whether the innermost open bracket before `s`'s end is an object.
-fn object_context(s: &str) -> bool {
-    let mut depth: Vec<char> = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in s.chars() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '{' | '[' => depth.push(c),
-            '}' | ']' => {
-                depth.pop();
-            }
-            _ => {}
-        }
-    }
-    depth.last() == Some(&'{')
+    before.ends_with('{') || before.ends_with(',')
 }
 
 fn drop_trailing_comma(out: &mut String) {

@@ -146,6 +146,8 @@ pub struct RunFiles {
     pub rejected: PathBuf,
     /// Done markers (`NAME.progress.jsonl`).
     pub progress: PathBuf,
+    /// Log of requests sent off this machine (`NAME.requests.jsonl`).
+    pub requests: PathBuf,
 }
 
 impl RunFiles {
@@ -154,7 +156,12 @@ impl RunFiles {
     pub fn new(out: &Path) -> Self {
         let stem = out.file_stem().map_or_else(|| "qa".into(), |s| s.to_string_lossy().into_owned());
         let side = |suffix: &str| out.with_file_name(format!("{stem}.{suffix}.jsonl"));
-        Self { accepted: out.to_path_buf(), rejected: side("rejected"), progress: side("progress") }
+        Self {
+            accepted: out.to_path_buf(),
+            rejected: side("rejected"),
+            progress: side("progress"),
+            requests: side("requests"),
+        }
     }
 }
 
@@ -243,6 +250,9 @@ pub struct Generation<'a> {
     embedder: Option<&'a dyn Embedder>,
     options: GenerateOptions,
     prompt: QaPrompt,
+    /// `prompt.id()` and `prompt.schema()`, computed once: every request and record uses them.
+    prompt_id: String,
+    schema: serde_json::Value,
     model: String,
 }
 
@@ -272,7 +282,8 @@ impl<'a> Generation<'a> {
         }
         let prompt = QaPrompt::new(options.questions_per_chunk);
         let model = generator.model_id();
-        Ok(Self { generator, embedder: None, options, prompt, model })
+        let (prompt_id, schema) = (prompt.id(), prompt.schema());
+        Ok(Self { generator, embedder: None, options, prompt, prompt_id, schema, model })
     }
 
     /// Detects near-duplicate questions by embedding similarity instead of text similarity.
@@ -296,7 +307,7 @@ impl<'a> Generation<'a> {
         let key = json!({
             "chunk": chunk.id,
             "text": content_hash(chunk.text.as_bytes()),
-            "prompt": self.prompt.id(),
+            "prompt": self.prompt_id,
             "model": self.model,
             "n": self.options.questions_per_chunk,
             "max_tokens": self.options.max_tokens,
@@ -312,7 +323,7 @@ impl<'a> Generation<'a> {
             messages: self.prompt.render(chunk, lang),
             max_tokens: self.options.max_tokens,
             sampling: Sampling { seed, ..self.options.sampling },
-            json_schema: Some(self.prompt.schema()),
+            json_schema: Some(self.schema.clone()),
             tag: chunk.id.to_string(),
         }
     }
@@ -322,7 +333,7 @@ impl<'a> Generation<'a> {
     /// # Errors
     /// [`QaGenError::Core`] if the progress file cannot be read.
     pub fn estimate(&self, chunks: &[Chunk], out: &Path) -> Result<Estimate> {
-        let done = self.done_keys(&RunFiles::new(out))?;
+        let done: HashSet<String> = markers(&RunFiles::new(out))?.into_iter().map(|d| d.gen_key).collect();
         let mut est = Estimate { chunks: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
         for chunk in chunks.iter().filter(|c| !done.contains(&self.gen_key(c))) {
             let req = self.request(chunk, &QaPrompt::language_of(chunk));
@@ -345,14 +356,6 @@ impl<'a> Generation<'a> {
         Ok(est)
     }
 
-    fn done_keys(&self, files: &RunFiles) -> Result<HashSet<String>> {
-        if !files.progress.exists() {
-            return Ok(HashSet::new());
-        }
-        let (done, _) = read_all::<ChunkDone>(&files.progress)?;
-        Ok(done.into_iter().map(|d| d.gen_key).collect())
-    }
-
     /// Runs over `chunks`, appending to `out` and its side files, skipping chunks an earlier
     /// run finished. `on_progress` is called after every batch.
     ///
@@ -366,7 +369,7 @@ impl<'a> Generation<'a> {
 
         // 1. What earlier runs finished; roll back records of a chunk cut off mid-write.
         let (mut progress_w, _) = JsonlWriter::<ChunkDone>::append(&files.progress)?;
-        let (markers, _) = read_all::<ChunkDone>(&files.progress)?;
+        let markers = markers(&files)?;
         let done: HashSet<String> = markers.iter().map(|d| d.gen_key.clone()).collect();
         markers.iter().for_each(|d| summary.add(d));
         summary.rolled_back = retain::<Rejected, _>(&files.rejected, |r| done.contains(&r.gen_key))?
@@ -480,7 +483,7 @@ impl<'a> Generation<'a> {
             answer: pair.map(|p| p.answer.clone()),
             raw,
             model: self.model.clone(),
-            prompt: self.prompt.id(),
+            prompt: self.prompt_id.clone(),
         };
         let mut out = Outcome {
             accepted: Vec::new(),
@@ -569,12 +572,20 @@ impl<'a> Generation<'a> {
                 answer: pair.answer,
                 lang: lang.to_string(),
                 model: self.model.clone(),
-                prompt: self.prompt.id(),
+                prompt: self.prompt_id.clone(),
                 gen_key: key.to_string(),
             });
         }
         Ok(out.finish())
     }
+}
+
+/// The done markers of a run (none when it has not started).
+fn markers(files: &RunFiles) -> Result<Vec<ChunkDone>> {
+    if !files.progress.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(read_all::<ChunkDone>(&files.progress)?.0)
 }
 
 struct Outcome {
