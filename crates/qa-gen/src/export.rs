@@ -186,9 +186,11 @@ pub fn export(input: &Path, out: &Path, options: &ExportOptions) -> Result<Expor
     })
 }
 
-/// Documents for validation: shuffled by `hash(seed, doc_id)`, taken until their pairs reach
-/// `fraction` of all pairs. With two or more documents, at least one stays on each side.
+/// Documents for validation: in the order of `hash(seed, doc_id)`, each one taken when it
+/// brings the validation share closer to `fraction` of all pairs (so one large document does
+/// not swallow a small target). With two or more documents, at least one stays on each side.
 #[must_use]
+#[allow(clippy::cast_precision_loss)]
 pub fn split_docs(pairs: &[QaPair], fraction: f64, seed: u64) -> std::collections::BTreeSet<String> {
     let mut per_doc: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pairs {
@@ -201,16 +203,22 @@ pub fn split_docs(pairs: &[QaPair], fraction: f64, seed: u64) -> std::collection
     if fraction <= 0.0 || docs.len() < 2 {
         return out;
     }
-    #[allow(clippy::cast_precision_loss)]
     let target = fraction * pairs.len() as f64;
     let mut taken = 0usize;
-    for (_, d, n) in &docs[..docs.len() - 1] {
-        #[allow(clippy::cast_precision_loss)]
-        if taken as f64 >= target {
+    for (_, d, n) in &docs {
+        if out.len() + 1 == docs.len() {
             break;
         }
+        if ((taken + n) as f64 - target).abs() < (taken as f64 - target).abs() {
+            out.insert((*d).to_string());
+            taken += n;
+        }
+    }
+    // A validation set was asked for: never leave it empty.
+    if out.is_empty()
+        && let Some((_, d, _)) = docs.iter().min_by_key(|(h, _, n)| (*n, h.clone()))
+    {
         out.insert((*d).to_string());
-        taken += n;
     }
     out
 }

@@ -80,6 +80,15 @@ fn split_is_by_document_deterministic_and_near_the_fraction() -> anyhow::Result<
     assert_ne!(split_docs(&pairs, 0.2, 2), valid_docs);
     // One document cannot be split: everything trains.
     assert!(split_docs(&pairs[..5], 0.5, 1).is_empty());
+    // Uneven documents: a 4-pair document is not taken for a 1-pair target when a 1-pair
+    // document is there, whatever the order.
+    let mut uneven: Vec<QaPair> = (0..4).map(|i| pair(100, i)).collect();
+    uneven.push(pair(101, 0));
+    for seed in 0..8 {
+        let v = split_docs(&uneven, 0.2, seed);
+        assert_eq!(v.len(), 1);
+        assert!(v.contains(uneven[4].doc_id.as_str()), "seed {seed}");
+    }
     Ok(())
 }
 
