@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the fixtures: sets up what is missing (idempotent), builds docraft, and runs
-# the pipeline stages that exist so far (ingest, index, search, generate, export, validate)
+# the pipeline stages that exist so far (ingest, index, search, generate, export, validate, raft)
 # over fixtures/ into OUT
 # (default out/demo).
 # Re-running resumes: documents already in the output are skipped.
@@ -40,4 +40,15 @@ echo
 "$DOCRAFT" export "$OUT/qa.jsonl" --format openai-chat -o "$OUT/train.jsonl" \
   --system-prompt "You answer questions about the company's documents." --valid-fraction 0.2
 "$DOCRAFT" validate "$OUT/train.jsonl" --format openai-chat \
+  || echo "(validate: see the report above; OpenAI needs at least 10 examples per file)"
+echo
+# RAFT: questions per chunk, each with its oracle among hard distractors from the index and a
+# chain of thought whose quotes are checked against the oracle; files per split and format.
+env -u OMP_WAIT_POLICY "$DOCRAFT" raft "$OUT/chunks.jsonl" --index "$OUT/index" -o "$OUT/raft.jsonl" \
+  -n 3 --seed 1 --system-prompt "Answer the question from the documents, quoting them."
+echo
+echo "first RAFT record (chat):"
+head -n 1 "$OUT/raft.train.chat.jsonl" | cut -c1-600
+echo
+"$DOCRAFT" validate "$OUT/raft.train.chat.jsonl" --format openai-chat \
   || echo "(validate: see the report above; OpenAI needs at least 10 examples per file)"

@@ -15,6 +15,7 @@ use docraft_ingest::{
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod qa;
+mod raft;
 mod search;
 
 /// docraft turns your documents (PDF, Markdown, text) into training data and better models,
@@ -66,6 +67,17 @@ enum Command {
     /// Check a dataset file the way OpenAI's fine-tuning data preparation does; exit 1 with a
     /// line-numbered report when it is not valid.
     Validate(qa::ValidateArgs),
+    /// Build RAFT records: questions per chunk, each with its oracle chunk among distractors
+    /// and a chain of thought quoting the oracle.
+    ///
+    /// Questions come from the Q&A prompt (OUT_NAME.questions.jsonl); each question then gets
+    /// k distractor chunks (hard: its nearest neighbours in --index; random otherwise), the
+    /// oracle with probability --p, and a chain of thought whose every
+    /// ##begin_quote##...##end_quote## is checked against the oracle. Failures are asked again,
+    /// then rejected with their reason (OUT_NAME.rejected.jsonl). Writes one file per split
+    /// and format (OUT_NAME.train.chat.jsonl, ...), split by source document. Killed at any
+    /// moment, the same command continues where it stopped.
+    Raft(Box<raft::RaftArgs>),
 }
 
 #[derive(Subcommand)]
@@ -144,6 +156,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => qa::generate(&a),
         Command::Export(a) => qa::export_cmd(&a),
         Command::Validate(a) => qa::validate_cmd(&a),
+        Command::Raft(a) => raft::raft(&a),
     };
     match result {
         Ok(code) => code,

@@ -23,14 +23,9 @@ pub enum Backend {
     Openai,
 }
 
+/// The generator options `generate` and `raft` share.
 #[derive(Args)]
-pub struct GenerateArgs {
-    /// chunks.jsonl written by `docraft ingest`.
-    chunks: PathBuf,
-    /// The dataset to write (appended to; QA_NAME.rejected.jsonl and QA_NAME.progress.jsonl
-    /// go beside it).
-    #[arg(short, long)]
-    output: PathBuf,
+pub struct GeneratorArgs {
     /// Which generator.
     #[arg(long, value_enum, default_value = "llama")]
     backend: Backend,
@@ -81,12 +76,6 @@ pub struct GenerateArgs {
     /// llama: do not constrain output with a JSON grammar.
     #[arg(long)]
     no_grammar: bool,
-    /// Question/answer pairs asked for per chunk.
-    #[arg(short = 'n', long, default_value_t = 3)]
-    questions_per_chunk: usize,
-    /// Most tokens generated per chunk.
-    #[arg(long, default_value_t = 512)]
-    max_tokens: u32,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = 0.7)]
     temperature: f32,
@@ -96,6 +85,78 @@ pub struct GenerateArgs {
     /// Seed: the same chunks, model, settings and seed give the same dataset (llama).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+impl GeneratorArgs {
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Sampling settings from the flags.
+    pub fn sampling(&self) -> Sampling {
+        Sampling { temperature: self.temperature, top_p: self.top_p, seed: self.seed, ..Sampling::default() }
+    }
+
+    /// Loads the model or connects to the endpoint; remote requests are logged to
+    /// --request-log, else `default_log`.
+    pub fn build(&self, default_log: PathBuf) -> Result<Box<dyn Generator>> {
+        let a = self;
+        Ok(match a.backend {
+            Backend::Llama => {
+                let model = a.model.as_ref().map_or_else(default_gguf, PathBuf::from);
+                let mut cfg = LlamaConfig::new(model)
+                    .with_context(a.context)?
+                    .with_parallel(a.parallel)?
+                    .with_gpu_layers(a.gpu_layers)
+                    .with_grammar(!a.no_grammar);
+                if let Some(t) = a.threads {
+                    cfg = cfg.with_threads(t)?;
+                }
+                if let Some(name) = &a.chat_template {
+                    cfg = cfg.with_chat_template(name);
+                }
+                Box::new(LlamaGenerator::load(cfg)?)
+            }
+            Backend::Openai => {
+                let Some(url) = &a.base_url else {
+                    bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+                };
+                let Some(model) = &a.model else { bail!("--backend openai needs --model NAME") };
+                let log = a.request_log.clone().unwrap_or_else(|| default_log.clone());
+                let mut cfg = OpenAiConfig::new(url, model)
+                    .with_concurrency(a.concurrency)?
+                    .with_timeout(Duration::from_secs_f64(a.timeout.max(0.001)))?
+                    .with_retries(a.retries, Duration::from_secs(1))
+                    .with_remote(a.allow_remote, Some(log.clone()))
+                    .with_json_mode(a.json_mode);
+                cfg.api_key_env.clone_from(&a.api_key_env);
+                let g = OpenAiGenerator::new(cfg)?;
+                if g.is_remote() {
+                    eprintln!("note: {url} is not on this machine; every request is logged to {}", log.display());
+                }
+                Box::new(g)
+            }
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// chunks.jsonl written by `docraft ingest`.
+    chunks: PathBuf,
+    /// The dataset to write (appended to; QA_NAME.rejected.jsonl and QA_NAME.progress.jsonl
+    /// go beside it).
+    #[arg(short, long)]
+    output: PathBuf,
+    #[command(flatten)]
+    generator: GeneratorArgs,
+    /// Question/answer pairs asked for per chunk.
+    #[arg(short = 'n', long, default_value_t = 3)]
+    questions_per_chunk: usize,
+    /// Most tokens generated per chunk.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
     /// Only the first N chunks.
     #[arg(long)]
     limit: Option<usize>,
@@ -143,42 +204,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     if let Some(n) = a.limit {
         chunks.truncate(n);
     }
-    let generator: Box<dyn Generator> = match a.backend {
-        Backend::Llama => {
-            let model = a.model.as_ref().map_or_else(default_gguf, PathBuf::from);
-            let mut cfg = LlamaConfig::new(model)
-                .with_context(a.context)?
-                .with_parallel(a.parallel)?
-                .with_gpu_layers(a.gpu_layers)
-                .with_grammar(!a.no_grammar);
-            if let Some(t) = a.threads {
-                cfg = cfg.with_threads(t)?;
-            }
-            if let Some(name) = &a.chat_template {
-                cfg = cfg.with_chat_template(name);
-            }
-            Box::new(LlamaGenerator::load(cfg)?)
-        }
-        Backend::Openai => {
-            let Some(url) = &a.base_url else {
-                bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
-            };
-            let Some(model) = &a.model else { bail!("--backend openai needs --model NAME") };
-            let log = a.request_log.clone().unwrap_or_else(|| RunFiles::new(&a.output).requests);
-            let mut cfg = OpenAiConfig::new(url, model)
-                .with_concurrency(a.concurrency)?
-                .with_timeout(Duration::from_secs_f64(a.timeout.max(0.001)))?
-                .with_retries(a.retries, Duration::from_secs(1))
-                .with_remote(a.allow_remote, Some(log.clone()))
-                .with_json_mode(a.json_mode);
-            cfg.api_key_env.clone_from(&a.api_key_env);
-            let g = OpenAiGenerator::new(cfg)?;
-            if g.is_remote() {
-                eprintln!("note: {url} is not on this machine; every request is logged to {}", log.display());
-            }
-            Box::new(g)
-        }
-    };
+    let generator = a.generator.build(RunFiles::new(&a.output).requests)?;
     let price = match (a.price_input, a.price_output) {
         (Some(i), Some(o)) => Some(Price { input_per_million: i, output_per_million: o }),
         _ => None,
@@ -186,7 +212,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     let options = GenerateOptions {
         questions_per_chunk: a.questions_per_chunk,
         max_tokens: a.max_tokens,
-        sampling: Sampling { temperature: a.temperature, top_p: a.top_p, seed: a.seed, ..Sampling::default() },
+        sampling: a.generator.sampling(),
         filters: Filters {
             grounding: (a.grounding > 0.0).then_some(a.grounding),
             language: !a.no_language_filter,

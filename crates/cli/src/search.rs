@@ -195,17 +195,24 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn search(a: &SearchArgs) -> Result<ExitCode> {
-    let index = VectorIndex::load(&a.index)?;
-    let filter = Filter::parse(&a.filter)?;
-    let model_dir = a
-        .model
-        .clone()
-        .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
-        .unwrap_or_else(default_model_dir);
+/// Loads an index and the embedder it was built with (or the one named).
+pub fn open_index(
+    dir: &Path,
+    model: Option<PathBuf>,
+    backend: Option<Backend>,
+) -> Result<(VectorIndex, Box<dyn Embedder>)> {
+    let index = VectorIndex::load(dir).with_context(|| format!("loading the index {}", dir.display()))?;
+    let model_dir =
+        model.or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir())).unwrap_or_else(default_model_dir);
     let backend =
-        a.backend.unwrap_or(if index.model_id().starts_with("candle:") { Backend::Candle } else { Backend::Onnx });
+        backend.unwrap_or(if index.model_id().starts_with("candle:") { Backend::Candle } else { Backend::Onnx });
     let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
+    Ok((index, embedder))
+}
+
+pub fn search(a: &SearchArgs) -> Result<ExitCode> {
+    let (index, embedder) = open_index(&a.index, a.model.clone(), a.backend)?;
+    let filter = Filter::parse(&a.filter)?;
     let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
     if let Some(ef) = a.ef {
         opts = opts.with_ef(ef);

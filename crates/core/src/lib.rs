@@ -11,9 +11,11 @@
 //! - append-only, resumable JSONL files ([`jsonl::JsonlWriter`], [`jsonl::JsonlReader`]) that
 //!   survive a crash in the middle of a line;
 //! - the error type shared by all of it ([`Error`]);
-//! - question/answer records ([`QaPair`]);
+//! - question/answer records ([`QaPair`]) and RAFT records ([`RaftRecord`]);
+//! - train/valid/test assignment by source document ([`split::assign_splits`]);
 //! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
-//!   [`Generator`] (chats to text, batched, one result per request).
+//!   [`Generator`] (chats to text, batched, one result per request), and [`Retriever`]
+//!   (the chunks nearest a text).
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -34,6 +36,9 @@ mod id;
 pub mod jsonl;
 mod lang;
 mod qa;
+mod raft;
+mod retrieve;
+pub mod split;
 
 pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
@@ -43,6 +48,8 @@ pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse,
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
 pub use qa::QaPair;
+pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
+pub use retrieve::{RetrieveError, Retriever, Scored};
 
 /// Where models live: `$DOCRAFT_MODELS`, else `~/.cache/docraft/models` (what
 /// `scripts/setup.sh` fills).

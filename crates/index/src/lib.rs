@@ -62,11 +62,13 @@
 mod embed;
 mod error;
 mod filter;
+mod retriever;
 mod store;
 
 pub use embed::{CandleEmbedder, EmbedOptions, OnnxEmbedder, default_model_dir};
 pub use error::{IndexError, Result};
 pub use filter::{Condition, Filter};
+pub use retriever::IndexRetriever;
 pub use store::{
     COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncReport,
     VectorIndex,

@@ -19,17 +19,18 @@ fn main() -> anyhow::Result<()> {
     let threads: u32 = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let parallel: Vec<u32> =
         if args.len() > 3 { args[3..].iter().map(|s| s.parse()).collect::<Result<_, _>>()? } else { vec![1, 8] };
+    let model = std::env::var_os("DOCRAFT_GGUF").map_or_else(default_gguf, std::path::PathBuf::from);
     let (mut chunks, _) = read_all::<Chunk>(path)?;
     chunks.truncate(n);
     println!(
         "{} chunks from {path}, {threads} threads, model {}, OMP_WAIT_POLICY={}",
         chunks.len(),
-        default_gguf().display(),
+        model.display(),
         std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "(unset)".into())
     );
     println!("parallel | seconds | chunks/h | pairs/h | prompt tok/s | gen tok/s | parsed");
     for p in parallel {
-        let cfg = LlamaConfig::new(default_gguf()).with_parallel(p)?.with_threads(threads)?;
+        let cfg = LlamaConfig::new(&model).with_parallel(p)?.with_threads(threads)?;
         let g = LlamaGenerator::load(cfg)?;
         let options = GenerateOptions {
             questions_per_chunk: 2,

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use docraft_core::QaPair;
 use docraft_core::jsonl::{JsonlReader, JsonlWriter};
-use docraft_core::{QaPair, content_hash};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -196,29 +196,9 @@ pub fn split_docs(pairs: &[QaPair], fraction: f64, seed: u64) -> std::collection
     for p in pairs {
         *per_doc.entry(p.doc_id.as_str()).or_default() += 1;
     }
-    let mut docs: Vec<(String, &str, usize)> =
-        per_doc.into_iter().map(|(d, n)| (content_hash(format!("{seed}:{d}").as_bytes()), d, n)).collect();
-    docs.sort();
-    let mut out = std::collections::BTreeSet::new();
-    if fraction <= 0.0 || docs.len() < 2 {
-        return out;
-    }
-    let target = fraction * pairs.len() as f64;
-    let mut taken = 0usize;
-    for (_, d, n) in &docs {
-        if out.len() + 1 == docs.len() {
-            break;
-        }
-        if ((taken + n) as f64 - target).abs() < (taken as f64 - target).abs() {
-            out.insert((*d).to_string());
-            taken += n;
-        }
-    }
-    // A validation set was asked for: never leave it empty.
-    if out.is_empty()
-        && let Some((_, d, _)) = docs.iter().min_by_key(|(h, _, n)| (*n, h.clone()))
-    {
-        out.insert((*d).to_string());
-    }
-    out
+    let docs: Vec<(String, usize)> = per_doc.into_iter().map(|(d, n)| (d.to_string(), n)).collect();
+    docraft_core::split::assign_splits(&docs, &[1.0 - fraction, fraction], seed)
+        .into_iter()
+        .filter_map(|(d, split)| (split == 1).then_some(d))
+        .collect()
 }

@@ -1,0 +1,372 @@
+//! Chain-of-thought answers: turning model output into the reference's `cot_answer` text,
+//! finding its quotes, checking each against the oracle, and extracting the final answer.
+
+use serde::Deserialize;
+use unicode_normalization::UnicodeNormalization;
+
+/// Opens a quote in a chain of thought.
+pub const BEGIN_QUOTE: &str = "##begin_quote##";
+/// Closes a quote.
+pub const END_QUOTE: &str = "##end_quote##";
+/// Starts the final answer.
+pub const ANSWER_TAG: &str = "<ANSWER>:";
+
+/// Why a chain of thought was not accepted. Serialized in snake_case in rejected records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// No quote of at least the required number of words.
+    NoQuote,
+    /// A `##begin_quote##` without its `##end_quote##` (or the reverse).
+    UnbalancedQuote,
+    /// A quote whose words are not in the oracle, in that order.
+    QuoteNotInOracle,
+    /// No `<ANSWER>:`, or no word after it.
+    NoAnswer,
+    /// The backend failed for good on this request (the detail says how).
+    GenerationError,
+    /// The prompt did not fit the model's context.
+    ContextTooLong,
+    /// The question names a chunk that is not among the chunks given.
+    UnknownChunk,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Self::NoQuote => "no_quote",
+            Self::UnbalancedQuote => "unbalanced_quote",
+            Self::QuoteNotInOracle => "quote_not_in_oracle",
+            Self::NoAnswer => "no_answer",
+            Self::GenerationError => "generation_error",
+            Self::ContextTooLong => "context_too_long",
+            Self::UnknownChunk => "unknown_chunk",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A chain of thought that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The text, with quote markers and the answer tag in their canonical spelling.
+    pub cot_answer: String,
+    /// Its quotes, as written.
+    pub quotes: Vec<String>,
+    /// The text after `<ANSWER>:`.
+    pub final_answer: String,
+}
+
+/// A failed check and what it was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Which check failed.
+    pub problem: Problem,
+    /// The offending quote, or a short description.
+    pub detail: String,
+}
+
+/// The oracle's sentences, in order: split after `.`, `!`, `?`, `;` or `:` followed by
+/// whitespace, and at blank lines (single line breaks are wrapped lines); each trimmed, kept when it has at least three words. Every sentence is
+/// a verbatim slice of `text`.
+#[must_use]
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let end = i + c.len_utf8();
+        // A paragraph break ends a sentence; a single line break (PDF text wraps lines) does not.
+        let boundary = (c == '\n' && text[..i].ends_with('\n'))
+            || (matches!(c, '.' | '!' | '?' | ';' | ':') && bytes.get(end).is_none_or(|b| b.is_ascii_whitespace()));
+        if boundary {
+            push_sentence(&mut out, &text[start..end]);
+            start = end;
+        }
+    }
+    push_sentence(&mut out, &text[start..]);
+    out
+}
+
+fn push_sentence<'a>(out: &mut Vec<&'a str>, s: &'a str) {
+    let s = s.trim();
+    if s.split_whitespace().count() >= 3 {
+        out.push(s);
+    }
+}
+
+#[derive(Deserialize)]
+struct Structured {
+    reasoning: Vec<Step>,
+    answer: String,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    #[serde(default)]
+    thought: String,
+    quote: String,
+}
+
+/// The `cot_answer` text of a model reply: JSON steps (the structured prompt) are rendered
+/// as `thought ##begin_quote##quote##end_quote##` lines and `<ANSWER>: answer`; anything else
+/// is taken as free text. Returns the text and whether it came from JSON.
+#[must_use]
+pub fn to_cot_text(raw: &str) -> (String, bool) {
+    let trimmed = raw.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+    if let Ok(s) = serde_json::from_str::<Structured>(trimmed) {
+        let mut text = String::new();
+        for step in &s.reasoning {
+            let thought = step.thought.trim();
+            if !thought.is_empty() {
+                text.push_str(thought);
+                text.push(' ');
+            }
+            text.push_str(BEGIN_QUOTE);
+            text.push_str(step.quote.trim());
+            text.push_str(END_QUOTE);
+            text.push('\n');
+        }
+        text.push_str(ANSWER_TAG);
+        text.push(' ');
+        text.push_str(s.answer.trim());
+        return (text, true);
+    }
+    (canonical_markers(raw.trim()), false)
+}
+
+/// Rewrites the spellings small models use for the markers (`## begin_quote ##`,
+/// `##BEGIN_QUOTE##`, `<ANSWER>` without the colon, `ANSWER:` at a line start) to the
+/// canonical ones. Words are never changed.
+#[must_use]
+pub fn canonical_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('#') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        match marker_at(tail) {
+            Some((canon, len)) => {
+                out.push_str(canon);
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('#');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    answer_tag(&out)
+}
+
+/// A quote marker at the start of `s` in any spacing or case: `##`, optional spaces,
+/// `begin_quote`/`begin quote`/`end_quote`, optional spaces, `##`.
+fn marker_at(s: &str) -> Option<(&'static str, usize)> {
+    let body = s.strip_prefix("##")?;
+    let lead = body.len() - body.trim_start_matches(' ').len();
+    let body = &body[lead..];
+    let lower: String = body.chars().take(11).collect::<String>().to_lowercase();
+    let (canon, word_len) = if lower.starts_with("begin_quote") || lower.starts_with("begin quote") {
+        (BEGIN_QUOTE, 11)
+    } else if lower.starts_with("end_quote") || lower.starts_with("end quote") {
+        (END_QUOTE, 9)
+    } else {
+        return None;
+    };
+    let after = &body[word_len..];
+    let trail = after.len() - after.trim_start_matches(' ').len();
+    after[trail..].starts_with("##").then_some((canon, 2 + lead + word_len + trail + 2))
+}
+
+fn answer_tag(text: &str) -> String {
+    if text.contains(ANSWER_TAG) {
+        return text.to_string();
+    }
+    for variant in ["<ANSWER>", "<answer>:", "<answer>", "ANSWER:", "Answer:", "RESPUESTA:", "Respuesta:"] {
+        if let Some(pos) = text.rfind(variant) {
+            let at_line_start = pos == 0 || text[..pos].ends_with('\n') || variant.starts_with('<');
+            if at_line_start {
+                let rest = text[pos + variant.len()..].trim_start_matches(':');
+                return format!("{}{ANSWER_TAG} {}", &text[..pos], rest.trim_start());
+            }
+        }
+    }
+    text.to_string()
+}
+
+/// The quotes of a chain of thought (text between the canonical markers), in order.
+///
+/// # Errors
+/// [`Problem::UnbalancedQuote`] when a marker has no partner.
+pub fn quotes(cot: &str) -> Result<Vec<String>, Failure> {
+    let mut out = Vec::new();
+    let mut rest = cot;
+    loop {
+        let begin = rest.find(BEGIN_QUOTE);
+        let end = rest.find(END_QUOTE);
+        match (begin, end) {
+            (None, None) => return Ok(out),
+            (Some(b), Some(e)) if b < e => {
+                let inner = &rest[b + BEGIN_QUOTE.len()..e];
+                if inner.contains(BEGIN_QUOTE) {
+                    return Err(unbalanced(inner));
+                }
+                out.push(inner.trim().to_string());
+                rest = &rest[e + END_QUOTE.len()..];
+            }
+            (Some(b), _) => return Err(unbalanced(&rest[b..])),
+            (None, Some(e)) => return Err(unbalanced(&rest[..e])),
+        }
+    }
+}
+
+fn unbalanced(near: &str) -> Failure {
+    Failure { problem: Problem::UnbalancedQuote, detail: near.chars().take(120).collect() }
+}
+
+/// Text compared for quotes: compatibility-normalized, lower case, typographic quotes and
+/// dashes as ASCII, every run of whitespace one space.
+#[must_use]
+pub fn normalize(text: &str) -> String {
+    let mapped: String = text
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{2032}' => '\'',
+            '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{00ab}' | '\u{00bb}' => '"',
+            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+            c if c.is_whitespace() => ' ',
+            c => c,
+        })
+        .collect();
+    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `quote` is in `oracle` up to whitespace, case and the quote marks or end
+/// punctuation a model wraps around a quote. An elision (`...` or `…`) may join parts that
+/// each appear, in order; no word may be missing from the oracle.
+#[must_use]
+pub fn quote_in(quote: &str, oracle_normalized: &str) -> bool {
+    let q = normalize(quote);
+    let mut from = 0;
+    let mut any = false;
+    for part in q.split("...").flat_map(|p| p.split('…')) {
+        let part = part.trim_matches(|c: char| c.is_whitespace() || "\"'.,;:!?¿¡()[]".contains(c));
+        if part.is_empty() {
+            continue;
+        }
+        match oracle_normalized[from..].find(part) {
+            Some(pos) => {
+                from += pos + part.len();
+                any = true;
+            }
+            None => return false,
+        }
+    }
+    any
+}
+
+/// Checks a chain of thought against its oracle: every quote found in it, at least one quote
+/// of `min_quote_words` words, and a non-empty final answer.
+///
+/// # Errors
+/// The first [`Failure`].
+pub fn verify(cot: &str, oracle: &str, min_quote_words: usize) -> Result<Verified, Failure> {
+    let cot = canonical_markers(cot.trim());
+    let found = quotes(&cot)?;
+    let oracle_n = normalize(oracle);
+    if let Some(bad) = found.iter().find(|q| !quote_in(q, &oracle_n)) {
+        return Err(Failure { problem: Problem::QuoteNotInOracle, detail: bad.chars().take(200).collect() });
+    }
+    if !found.iter().any(|q| q.split_whitespace().count() >= min_quote_words) {
+        let detail = format!("{} quote(s), none of {min_quote_words}+ words", found.len());
+        return Err(Failure { problem: Problem::NoQuote, detail });
+    }
+    let Some(final_answer) = final_answer(&cot).filter(|a| a.chars().any(char::is_alphanumeric)) else {
+        return Err(Failure { problem: Problem::NoAnswer, detail: String::new() });
+    };
+    Ok(Verified { cot_answer: cot, quotes: found, final_answer })
+}
+
+/// The text after the last `<ANSWER>:`, trimmed (the reference's `extract_final_answer`).
+#[must_use]
+pub fn final_answer(cot: &str) -> Option<String> {
+    cot.rfind(ANSWER_TAG).map(|pos| cot[pos + ANSWER_TAG.len()..].trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORACLE: &str = "Tighten the flange bolts to 45 Nm.\nUse a calibrated torque wrench; check it every  six months.\n\nEl técnico\nfirma la hoja";
+
+    #[test]
+    fn sentences_are_verbatim_slices() {
+        let s = sentences(ORACLE);
+        assert_eq!(
+            s,
+            vec![
+                "Tighten the flange bolts to 45 Nm.",
+                "Use a calibrated torque wrench;",
+                "check it every  six months.",
+                "El técnico\nfirma la hoja"
+            ]
+        );
+        assert!(s.iter().all(|x| ORACLE.contains(x)));
+        assert_eq!(sentences("Version 1.2 of the tool ships today"), vec!["Version 1.2 of the tool ships today"]);
+    }
+
+    #[test]
+    fn quotes_tolerate_case_and_whitespace_but_not_new_words() {
+        let o = normalize(ORACLE);
+        assert!(quote_in("tighten the FLANGE bolts\n to 45 nm", &o));
+        assert!(quote_in("\u{201c}check it every six months.\u{201d}", &o));
+        assert!(quote_in("Tighten the flange bolts ... six months", &o));
+        assert!(quote_in("el TÉCNICO firma", &o));
+        assert!(!quote_in("Tighten the flange bolts to 50 Nm", &o));
+        assert!(!quote_in("Tighten all the flange bolts", &o));
+        assert!(!quote_in("six months ... Tighten the flange bolts", &o), "parts must keep their order");
+        assert!(!quote_in("...", &o));
+    }
+
+    #[test]
+    fn verify_accepts_a_good_cot_and_names_each_failure() {
+        let good = "The manual says ## Begin_Quote ##Tighten the flange bolts to 45 Nm.##end_quote## so the torque is known.\n<ANSWER>: 45 Nm";
+        let v = verify(good, ORACLE, 3).unwrap();
+        assert_eq!(v.final_answer, "45 Nm");
+        assert_eq!(v.quotes, vec!["Tighten the flange bolts to 45 Nm."]);
+        assert!(v.cot_answer.contains("##begin_quote##Tighten"));
+
+        let invented = "##begin_quote##Tighten the bolts to 50 Nm##end_quote## <ANSWER>: 50 Nm";
+        assert_eq!(verify(invented, ORACLE, 3).unwrap_err().problem, Problem::QuoteNotInOracle);
+        let open = "##begin_quote##Tighten the flange bolts <ANSWER>: 45";
+        assert_eq!(verify(open, ORACLE, 3).unwrap_err().problem, Problem::UnbalancedQuote);
+        let none = "It is 45 Nm. <ANSWER>: 45 Nm";
+        assert_eq!(verify(none, ORACLE, 3).unwrap_err().problem, Problem::NoQuote);
+        let short = "##begin_quote##45 Nm##end_quote## <ANSWER>: 45 Nm";
+        assert_eq!(verify(short, ORACLE, 3).unwrap_err().problem, Problem::NoQuote);
+        let no_answer = "##begin_quote##Tighten the flange bolts##end_quote## so 45.";
+        assert_eq!(verify(no_answer, ORACLE, 3).unwrap_err().problem, Problem::NoAnswer);
+        let dots = "##begin_quote##Tighten the flange bolts##end_quote## <ANSWER>: ...";
+        assert_eq!(verify(dots, ORACLE, 3).unwrap_err().problem, Problem::NoAnswer);
+        let variant = "##begin_quote##Tighten the flange bolts##end_quote##\nAnswer: 45 Nm";
+        assert_eq!(verify(variant, ORACLE, 3).unwrap().final_answer, "45 Nm");
+    }
+
+    #[test]
+    fn structured_replies_render_as_reference_text() {
+        let raw = r#"{"reasoning": [{"thought": "The torque is given.", "quote": "Tighten the flange bolts to 45 Nm."}], "answer": "45 Nm"}"#;
+        let (text, structured) = to_cot_text(raw);
+        assert!(structured);
+        assert_eq!(
+            text,
+            "The torque is given. ##begin_quote##Tighten the flange bolts to 45 Nm.##end_quote##\n<ANSWER>: 45 Nm"
+        );
+        assert_eq!(verify(&text, ORACLE, 3).unwrap().final_answer, "45 Nm");
+        let (free, structured) = to_cot_text("plain text <ANSWER>: x");
+        assert!(!structured);
+        assert_eq!(free, "plain text <ANSWER>: x");
+    }
+}

@@ -1,0 +1,111 @@
+//! The chain-of-thought prompt: files under `prompts/`, rendered for a question and its
+//! oracle chunk.
+//!
+//! Two shapes: free text in the reference's own words (quotes between `##begin_quote##` and
+//! `##end_quote##`, then `<ANSWER>:`), for models that follow instructions; and JSON steps
+//! whose quotes a JSON Schema restricts to the oracle's own sentences, so a local model under
+//! a grammar can only quote verbatim. Both end as the same `cot_answer` text.
+
+use docraft_core::{ChatMessage, Role, content_hash, language_name};
+use serde_json::{Value, json};
+
+use crate::cot::sentences;
+
+const SYSTEM_EN: &str = include_str!("../prompts/cot.system.en.txt");
+const SYSTEM_ES: &str = include_str!("../prompts/cot.system.es.txt");
+const USER_EN: &str = include_str!("../prompts/cot.user.en.txt");
+const USER_ES: &str = include_str!("../prompts/cot.user.es.txt");
+const JSON_EN: &str = include_str!("../prompts/cot.json.en.txt");
+const JSON_ES: &str = include_str!("../prompts/cot.json.es.txt");
+
+/// Name of the built-in prompt (part of every record's lineage).
+pub const PROMPT_NAME: &str = "raft-cot-v1";
+
+/// Most reasoning steps, and the longest thought and answer, the JSON Schema allows.
+const MAX_STEPS: usize = 3;
+const MAX_THOUGHT_CHARS: usize = 300;
+const MAX_ANSWER_CHARS: usize = 300;
+/// Most oracle sentences offered as quotes, and the longest one kept whole.
+const MAX_SENTENCES: usize = 40;
+
+/// The chain-of-thought prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CotPrompt {
+    structured: bool,
+}
+
+impl CotPrompt {
+    /// `structured`: ask for JSON steps under a schema (see the module docs); otherwise free
+    /// text as the reference asks for it.
+    #[must_use]
+    pub fn new(structured: bool) -> Self {
+        Self { structured }
+    }
+
+    /// Whether it asks for JSON steps.
+    #[must_use]
+    pub fn structured(&self) -> bool {
+        self.structured
+    }
+
+    /// `name@hash` over every template of the shape in use.
+    #[must_use]
+    pub fn id(&self) -> String {
+        let all = if self.structured {
+            [SYSTEM_EN, SYSTEM_ES, JSON_EN, JSON_ES, "structured"].concat()
+        } else {
+            [SYSTEM_EN, SYSTEM_ES, USER_EN, USER_ES].concat()
+        };
+        format!("{PROMPT_NAME}@{}", &content_hash(all.as_bytes())[..12])
+    }
+
+    /// The chat asking for a chain of thought that answers `question` from `oracle`, in the
+    /// language `lang` (Spanish gets the Spanish prompt; others the English one naming it).
+    #[must_use]
+    pub fn render(&self, question: &str, oracle: &str, lang: &str) -> Vec<ChatMessage> {
+        let (system, user) = match (lang, self.structured) {
+            ("es", false) => (SYSTEM_ES, USER_ES),
+            ("es", true) => (SYSTEM_ES, JSON_ES),
+            (_, false) => (SYSTEM_EN, USER_EN),
+            (_, true) => (SYSTEM_EN, JSON_EN),
+        };
+        let user = user
+            .replace("{{language}}", &language_name(lang))
+            .replace("{{question}}", question.trim())
+            .replace("{{context}}", oracle.trim());
+        vec![ChatMessage::new(Role::System, system.trim_end()), ChatMessage::new(Role::User, user.trim_end())]
+    }
+
+    /// For the structured shape: the JSON Schema whose `quote` can only be one of the
+    /// oracle's sentences. `None` for free text.
+    #[must_use]
+    pub fn schema(&self, oracle: &str) -> Option<Value> {
+        if !self.structured {
+            return None;
+        }
+        let quotes: Vec<&str> = sentences(oracle).into_iter().take(MAX_SENTENCES).collect();
+        let quote = if quotes.is_empty() { json!({"type": "string"}) } else { json!({"enum": quotes}) };
+        Some(json!({
+            "type": "object",
+            "properties": {
+                "reasoning": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_STEPS,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "thought": {"type": "string", "maxLength": MAX_THOUGHT_CHARS},
+                            "quote": quote
+                        },
+                        "required": ["thought", "quote"],
+                        "additionalProperties": false
+                    }
+                },
+                "answer": {"type": "string", "minLength": 1, "maxLength": MAX_ANSWER_CHARS}
+            },
+            "required": ["reasoning", "answer"],
+            "additionalProperties": false
+        }))
+    }
+}
