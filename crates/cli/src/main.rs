@@ -259,13 +259,7 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     if let Some(n) = a.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
     }
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(a.quiet, 0, "files");
     let progress = Bar { bar, quiet: a.quiet };
     let describe = settings.describe();
     let report = Ingest::new(settings)
@@ -317,6 +311,17 @@ fn print_summary(report: &Report, output: &Path, chunking: &str) {
             eprintln!("  {}", f.reason.as_deref().unwrap_or(&f.path));
         }
     }
+}
+
+/// The progress bar every command shows (hidden with --quiet): elapsed time, bar, count of
+/// `what`, rate, ETA and a message.
+pub(crate) fn progress_bar(quiet: bool, len: u64, what: &str) -> ProgressBar {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}}) {{msg}}"
+    );
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
 }
 
 #[cfg(test)]

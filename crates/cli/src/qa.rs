@@ -13,7 +13,6 @@ use docraft_qa_gen::{
     Budget, Filters, GenerateOptions, Generation, JsonMode, LlamaConfig, LlamaGenerator, OpenAiConfig, OpenAiGenerator,
     Price, RunFiles, default_gguf,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Backend {
@@ -254,11 +253,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(est.chunks as u64) };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks (eta {eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress_bar(a.quiet, est.chunks as u64, "chunks");
     let summary = run.run(&chunks, &a.output, &mut |p| {
         bar.set_position(p.done as u64);
         let secs = p.elapsed.as_secs_f64().max(1e-9);

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use docraft_core::jsonl::read_all;
-use docraft_core::{Chunk, QaPair, RaftRecord, Retriever};
+use docraft_core::jsonl::sibling;
+use docraft_core::{Chunk, QaPair, Retriever};
 use docraft_index::IndexRetriever;
 use docraft_qa_gen::{Filters, GenerateOptions, Generation, RunFiles};
-use docraft_raft::{Format, FormatOptions, RaftBuilder, RaftFiles, RaftOptions, export, parse_splits, sibling};
-use indicatif::{ProgressBar, ProgressStyle};
+use docraft_raft::{Format, FormatOptions, RaftBuilder, RaftFiles, RaftOptions, export, parse_splits};
 
 use crate::qa::GeneratorArgs;
 
@@ -90,17 +90,6 @@ pub struct RaftArgs {
     quiet: bool,
 }
 
-fn bar(quiet: bool, len: usize, unit: &str) -> ProgressBar {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len as u64) };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} (eta {{eta}}) {{msg}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     let (mut chunks, torn) = read_all::<Chunk>(&a.chunks)?;
     if let Some(t) = torn {
@@ -129,7 +118,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     let questions_run = Generation::new(generator.as_ref(), options)?;
     let est = questions_run.estimate(&chunks, &questions_path)?;
     eprintln!("questions: {} chunks to do ({} already done)", est.chunks, chunks.len() - est.chunks);
-    let pb = bar(a.quiet, est.chunks, "chunks");
+    let pb = crate::progress_bar(a.quiet, est.chunks as u64, "chunks");
     let q = questions_run.run(&chunks, &questions_path, &mut |p| {
         pb.set_position(p.done as u64);
         pb.set_message(format!("{} questions kept, {} rejected", p.accepted, p.rejected));
@@ -172,7 +161,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     if let Some(r) = &retriever {
         builder = builder.with_retriever(r as &dyn Retriever);
     }
-    let pb = bar(a.quiet, questions.len(), "questions");
+    let pb = crate::progress_bar(a.quiet, questions.len() as u64, "questions");
     let s = builder.run(&chunks, &questions, &a.output, &mut |p| {
         pb.set_length(p.total as u64);
         pb.set_position(p.done as u64);
@@ -202,11 +191,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     }
 
     // 3. Files per split and format, from the records of this plan only.
-    let planned: HashSet<String> = questions.iter().map(|q| builder.record_id(&q.id)).collect();
-    let (records, _) = read_all::<RaftRecord>(&a.output)?;
-    let mut seen = HashSet::new();
-    let records: Vec<RaftRecord> =
-        records.into_iter().filter(|r| planned.contains(&r.id) && seen.insert(r.id.clone())).collect();
+    let records = builder.records(&questions, &a.output)?;
     let names: Vec<String> = splits.iter().map(|s| s.name.clone()).collect();
     let fo = FormatOptions {
         system_prompt: a.system_prompt.clone(),

@@ -13,7 +13,6 @@ use docraft_index::{
     CandleEmbedder, EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, Strategy, VectorIndex,
     default_model_dir,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args)]
 pub struct IndexBuildArgs {
@@ -160,13 +159,7 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
         }
         Err(_) => fresh()?,
     };
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} chunks embedded ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress_bar(a.quiet, 0, "chunks embedded");
     let started = std::time::Instant::now();
     let report = index.sync(embedder.as_ref(), chunks, |done, total| {
         bar.set_length(total as u64);

@@ -38,6 +38,14 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+/// The file beside `out` for one part of its output: `dir/qa.jsonl` and `rejected` give
+/// `dir/qa.rejected.jsonl`. Every stage names its side files this way.
+#[must_use]
+pub fn sibling(out: &Path, part: &str) -> PathBuf {
+    let stem = out.file_stem().map_or_else(|| "out".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}.{part}.jsonl"))
+}
+
 /// An incomplete last line found in a JSONL file (the trace of a run that was killed
 /// while writing).
 #[derive(Debug, Clone, PartialEq, Eq)]

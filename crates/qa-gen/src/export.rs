@@ -142,8 +142,7 @@ pub struct ExportReport {
 /// The validation file beside `out`: `train.jsonl` -> `train.valid.jsonl`.
 #[must_use]
 pub fn valid_path_for(out: &Path) -> PathBuf {
-    let stem = out.file_stem().map_or_else(|| "dataset".into(), |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}.valid.jsonl"))
+    docraft_core::jsonl::sibling(out, "valid")
 }
 
 /// Exports the pairs of `input` (a `qa.jsonl`) to `out` (and its `.valid.jsonl` sibling).

@@ -154,8 +154,7 @@ impl RunFiles {
     /// The files of a run writing `out`.
     #[must_use]
     pub fn new(out: &Path) -> Self {
-        let stem = out.file_stem().map_or_else(|| "qa".into(), |s| s.to_string_lossy().into_owned());
-        let side = |suffix: &str| out.with_file_name(format!("{stem}.{suffix}.jsonl"));
+        let side = |part: &str| docraft_core::jsonl::sibling(out, part);
         Self {
             accepted: out.to_path_buf(),
             rejected: side("rejected"),

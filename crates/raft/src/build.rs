@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use docraft_core::jsonl::{JsonlWriter, read_all};
+use docraft_core::jsonl::{JsonlWriter, read_all, sibling};
 use docraft_core::split::assign_splits;
 use docraft_core::{
     Chunk, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta, RaftRecord, Retriever, Sampling,
@@ -13,7 +13,7 @@ use docraft_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cot::{Failure, Problem, to_cot_text, verify};
+use crate::cot::{Problem, to_cot_text, verify};
 use crate::distract::{Choice, Draw, Pool};
 use crate::error::{Result, setting};
 use crate::prompt::CotPrompt;
@@ -168,13 +168,6 @@ impl RaftFiles {
     }
 }
 
-/// `dir/stem.PART.jsonl` for `dir/stem.jsonl`.
-#[must_use]
-pub fn sibling(out: &Path, part: &str) -> PathBuf {
-    let stem = out.file_stem().map_or_else(|| "raft".into(), |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}.{part}.jsonl"))
-}
-
 /// Where a build stands, for progress bars.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
@@ -236,6 +229,7 @@ pub struct RaftBuilder<'a> {
     retriever: Option<&'a dyn Retriever>,
     options: RaftOptions,
     prompt: CotPrompt,
+    prompt_id: String,
     model: String,
     key: String,
 }
@@ -250,8 +244,9 @@ impl<'a> RaftBuilder<'a> {
         let prompt = CotPrompt::new(options.structured);
         let model = generator.model_id();
         let settings = serde_json::to_string(&options).unwrap_or_default();
-        let key = content_hash(format!("{}\u{1f}{model}\u{1f}{settings}", prompt.id()).as_bytes())[..16].to_string();
-        Ok(Self { generator, retriever: None, options, prompt, model, key })
+        let prompt_id = prompt.id();
+        let key = content_hash(format!("{prompt_id}\u{1f}{model}\u{1f}{settings}").as_bytes())[..16].to_string();
+        Ok(Self { generator, retriever: None, options, prompt, prompt_id, model, key })
     }
 
     /// Hard distractors come from `retriever` (its index must hold the same chunks).
@@ -271,6 +266,26 @@ impl<'a> RaftBuilder<'a> {
     #[must_use]
     pub fn record_id(&self, question_id: &str) -> String {
         content_hash(format!("{}\u{1f}{question_id}", self.key).as_bytes())[..24].to_string()
+    }
+
+    /// Record id -> question, for every question.
+    fn plan<'q>(&self, questions: &'q [QaPair]) -> BTreeMap<String, &'q QaPair> {
+        questions.iter().map(|q| (self.record_id(&q.id), q)).collect()
+    }
+
+    /// The accepted records at `out` that belong to `questions` under these settings, each
+    /// once: what the exports are made from (lines of other settings are left out).
+    ///
+    /// # Errors
+    /// Reading the file.
+    pub fn records(&self, questions: &[QaPair], out: &Path) -> Result<Vec<RaftRecord>> {
+        if !out.exists() {
+            return Ok(Vec::new());
+        }
+        let plan = self.plan(questions);
+        let (records, _) = read_all::<RaftRecord>(out)?;
+        let mut seen = HashSet::new();
+        Ok(records.into_iter().filter(|r| plan.contains_key(&r.id) && seen.insert(r.id.clone())).collect())
     }
 
     /// Each document's split index (0 = the first split), by source document, from the
@@ -308,7 +323,7 @@ impl<'a> RaftBuilder<'a> {
         let doc_split = self.splits_of(chunks);
         let pool = Pool::new(chunks, |c| doc_split.get(c.doc_id.as_str()).copied().unwrap_or(0));
 
-        let planned: BTreeMap<String, &QaPair> = questions.iter().map(|q| (self.record_id(&q.id), q)).collect();
+        let planned = self.plan(questions);
         let mut summary = Summary { questions: planned.len(), ..Summary::default() };
         let mut done: HashSet<String> = HashSet::new();
         if files.records.exists() {
@@ -409,7 +424,7 @@ impl<'a> RaftBuilder<'a> {
             self.retriever,
             &mut rng,
         )?;
-        Ok(Ok(Job { id: id.to_string(), question: q, oracle, docs, attempts: 0, last: None }))
+        Ok(Ok(Job { id: id.to_string(), question: q, oracle, docs, attempts: 0, last_raw: String::new() }))
     }
 
     fn request(&self, pool: &Pool<'_>, job: &Job<'_>) -> GenRequest {
@@ -444,8 +459,8 @@ impl<'a> RaftBuilder<'a> {
                         let (text, _) = to_cot_text(&resp.text);
                         match verify(&text, oracle, self.options.min_quote_words) {
                             Ok(v) => accepted.push(self.record(pool, &job, v)),
-                            Err(f) if job.attempts < self.options.attempts => {
-                                job.last = Some((f, text));
+                            Err(_) if job.attempts < self.options.attempts => {
+                                job.last_raw = text;
                                 again.push(job);
                             }
                             Err(f) => {
@@ -474,7 +489,7 @@ impl<'a> RaftBuilder<'a> {
                         job.question,
                         Problem::GenerationError,
                         e.to_string(),
-                        job.last.map(|(_, t)| t).unwrap_or_default(),
+                        job.last_raw,
                         job.attempts,
                     )),
                 }
@@ -550,7 +565,7 @@ impl<'a> RaftBuilder<'a> {
                 quotes: v.quotes,
                 attempts: job.attempts,
                 model: self.model.clone(),
-                prompt: self.prompt.id(),
+                prompt: self.prompt_id.clone(),
             },
         }
     }
@@ -562,7 +577,8 @@ struct Job<'q> {
     oracle: usize,
     docs: Vec<Choice>,
     attempts: u32,
-    last: Option<(Failure, String)>,
+    /// The previous try's output, kept for the rejected record when the backend then fails.
+    last_raw: String,
 }
 
 fn file_name(source: &str) -> &str {

@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use docraft_core::RaftRecord;
-use docraft_core::jsonl::JsonlWriter;
+use docraft_core::jsonl::{JsonlWriter, sibling};
 use serde_json::{Value, json};
 
-use crate::build::sibling;
 use crate::error::{RaftError, Result, setting};
 
 /// An output format.

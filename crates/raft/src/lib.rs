@@ -26,8 +26,7 @@
 //!
 //! let oracle = "Tighten the flange bolts to 45 Nm. Check the wrench every six months.";
 //! let cot = "The manual says ##begin_quote##tighten the flange bolts to 45 Nm##end_quote##.\n<ANSWER>: 45 Nm";
-//! let ok = verify(cot, oracle, 3).unwrap();
-//! assert_eq!(ok.final_answer, "45 Nm");
+//! assert_eq!(verify(cot, oracle, 3).map(|ok| ok.final_answer), Ok("45 Nm".to_string()));
 //! assert!(verify("##begin_quote##tighten them to 50 Nm##end_quote## <ANSWER>: 50", oracle, 3).is_err());
 //! ```
 
@@ -39,7 +38,7 @@ pub mod format;
 mod prompt;
 mod rng;
 
-pub use build::{Progress, RaftBuilder, RaftFiles, RaftOptions, Rejected, Split, Summary, parse_splits, sibling};
+pub use build::{Progress, RaftBuilder, RaftFiles, RaftOptions, Rejected, Split, Summary, parse_splits};
 pub use cot::Problem;
 pub use error::{RaftError, Result};
 pub use format::{Exported, Format, FormatOptions, export};
