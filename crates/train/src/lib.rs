@@ -1,0 +1,50 @@
+//! LoRA fine-tuning on candle.
+//!
+//! Data flow: a base model ([`BaseModel`], from a GGUF file or a Hugging Face directory) becomes a
+//! [`Llama`] whose forward pass is written with differentiable ops; an [`Adapter`] adds trainable
+//! A/B pairs to chosen projections; [`data`] turns chat / completion / text JSONL into token rows with
+//! loss masks using the model's own chat template; the [`Trainer`] runs AdamW with warmup and decay,
+//! gradient accumulation and clipping, writes `metrics.jsonl`, `events.jsonl` and atomic checkpoints,
+//! resumes on the same trajectory, and saves the adapter in Hugging Face peft's layout.
+//! [`generate`] decodes with base + adapter.
+//!
+//! This crate reads JSONL and model files only; it knows nothing of how the data was produced.
+
+mod base;
+mod config;
+pub mod data;
+mod error;
+pub mod generate;
+mod lora;
+mod model;
+pub mod ops;
+mod optim;
+mod rng;
+mod settings;
+mod tokenizer;
+mod trainer;
+
+pub use base::{BaseModel, hf_name, unpermute};
+pub use config::{EosIds, ModelConfig};
+pub use error::{Result, TrainError};
+pub use lora::{Adapter, LoraConfig, LoraPair, Target};
+pub use model::{Dropout, Inputs, KvCache, Llama, LossOut};
+pub use optim::{AdamW, Schedule};
+pub use rng::SplitMix64;
+pub use settings::{BatchSize, Settings};
+pub use tokenizer::{CHATML, ChatTemplate, GgufTokenizer, Message, byte_tokenizer_json, tokenizer_from_json};
+pub use trainer::{RunFiles, TrainReport, Trainer};
+
+/// Picks the compute device: CUDA device 0 when `cuda` is asked for (and compiled in), else the CPU.
+///
+/// # Errors
+/// [`TrainError::NotCompiled`] when CUDA is asked for in a build without the `cuda` feature.
+pub fn device(cuda: bool) -> Result<candle_core::Device> {
+    if !cuda {
+        return Ok(candle_core::Device::Cpu);
+    }
+    if !candle_core::utils::cuda_is_available() {
+        return Err(TrainError::NotCompiled("cuda"));
+    }
+    Ok(candle_core::Device::new_cuda(0)?)
+}
