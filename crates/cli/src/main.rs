@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod qa;
 mod raft;
 mod search;
+mod train;
 
 /// docraft turns your documents (PDF, Markdown, text) into training data and better models,
 /// on your own machine.
@@ -78,6 +79,25 @@ enum Command {
     /// and format (OUT_NAME.train.chat.jsonl, ...), split by source document. Killed at any
     /// moment, the same command continues where it stopped.
     Raft(Box<raft::RaftArgs>),
+    /// Fine-tune a LoRA adapter on a chat / completion / text JSONL dataset (candle, CPU or CUDA).
+    ///
+    /// Reads the base from a GGUF file (the same one llama.cpp runs) or a Hugging Face
+    /// directory. Writes into the run directory: config.json (resolved settings),
+    /// metrics.jsonl (loss, validation loss and token accuracy, learning rate, tokens/s, peak
+    /// memory per step), events.jsonl, checkpoints/step-N (every --checkpoint-every steps,
+    /// written atomically, the newest kept) and adapter/ in Hugging Face peft's layout. Killed
+    /// at any moment, the same command with --resume continues on the same trajectory. Threads:
+    /// RAYON_NUM_THREADS (default: all cores).
+    Train(Box<train::TrainArgs>),
+    /// Write a GGUF model in Hugging Face layout (config.json, model.safetensors, tokenizer
+    /// files), dequantized to f32, for other tools (transformers, peft).
+    Convert(train::ConvertArgs),
+    /// Merge a LoRA adapter into its base (W + alpha/r·B·A) and write the model in Hugging Face
+    /// layout.
+    Merge(train::MergeArgs),
+    /// Talk to a base model, with or without an adapter: one message, or a conversation read
+    /// from standard input line by line. Answers stream as they are generated.
+    Chat(Box<train::ChatArgs>),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +177,10 @@ fn main() -> ExitCode {
         Command::Export(a) => qa::export_cmd(&a),
         Command::Validate(a) => qa::validate_cmd(&a),
         Command::Raft(a) => raft::raft(&a),
+        Command::Train(a) => train::train(&a),
+        Command::Convert(a) => train::convert(&a),
+        Command::Merge(a) => train::merge(&a),
+        Command::Chat(a) => train::chat(&a),
     };
     match result {
         Ok(code) => code,

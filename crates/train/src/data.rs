@@ -205,7 +205,8 @@ impl Encoder {
         }
     }
 
-    /// Tokenizes an example, marking its target tokens and cutting it at the length limit.
+    /// Tokenizes an example, marking its target tokens and cutting it at the length limit (the middle
+    /// of a long context before the targets, else the end).
     ///
     /// # Errors
     /// A message when the template or tokenizer fails, or nothing is left to learn after cutting.
@@ -218,8 +219,19 @@ impl Encoder {
         let total = ids.len();
         let truncated = total > self.max_len;
         if truncated {
-            ids.truncate(self.max_len);
-            target.truncate(self.max_len);
+            // Keep what is learned: when the targets sit after a long context (RAFT documents,
+            // a long conversation), cut the middle of the context and keep its beginning (the
+            // system prompt) and the end; otherwise cut the end.
+            let first = target.iter().position(|t| *t).unwrap_or(0);
+            let head = (self.max_len / 8).min(64);
+            if first > head {
+                let tail = self.max_len - head;
+                ids.drain(head..total - tail);
+                target.drain(head..total - tail);
+            } else {
+                ids.truncate(self.max_len);
+                target.truncate(self.max_len);
+            }
         }
         let out = Tokens { ids, target, truncated, line };
         if out.target_count() == 0 {

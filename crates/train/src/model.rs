@@ -368,14 +368,11 @@ impl Llama {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let s = k.dim(2)?;
         let rep = nh / nkv;
         // [b, nh, t, hd] -> [b, nkv, rep·t, hd]: query heads of one group share a key/value head.
         let q = q.reshape((b, nkv, rep * t, hd))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let scores = scores.reshape((b, nkv, rep, t, s))?.broadcast_add(mask)?;
-        let probs = ops::softmax_last(&scores)?.reshape((b, nkv, rep * t, s))?;
-        let att = probs.matmul(&v)?.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b * t, nh * hd))?;
+        let att = ops::attention(&q, &k, &v, mask, rep, 1.0 / (hd as f64).sqrt())?;
+        let att = att.reshape((b, nh, t, hd))?.transpose(1, 2)?.reshape((b * t, nh * hd))?;
         let x = (x + self.linear(&att, l, Target::O, adapter, dropout)?)?;
         let h = ops::rms_norm(&x, &block.mlp_norm, c.rms_norm_eps)?;
         let gate = self.linear(&h, l, Target::Gate, adapter, dropout)?;

@@ -3,9 +3,15 @@
 //! `frozen_linear` is a custom op: candle's matmul backward always computes the weight gradient too,
 //! which a frozen base weight never needs (a third of the backward work and a weight-sized buffer per
 //! projection); this op only returns the input gradient.
+//!
+//! `attention` and `rms_norm` run candle's fused kernels (which have no backward of their own) on
+//! detached inputs and attach a hand-written backward pass that recomputes what it needs. The graph
+//! then holds one tensor per op instead of every intermediate of the composite: attention keeps
+//! q, k, v and its output, not the `[time × time]` scores, mask sums and softmax pieces of every
+//! head and layer.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, D, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp3, D, Layout, Shape, Storage, Tensor};
 
 use crate::error::Result;
 
@@ -70,14 +76,146 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
-/// RMS norm over the last dimension: `x / sqrt(mean(x²) + eps) · w`.
+/// A copy of a tensor computed outside the graph, as the forward result of a custom op.
+fn emit_cpu(out: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (s, l) = out.storage_and_layout();
+    match &*s {
+        Storage::Cpu(c) if l.is_contiguous() && l.start_offset() == 0 => Ok((c.try_clone(l)?, l.shape().clone())),
+        _ => candle_core::bail!("precomputed output must be a contiguous cpu tensor"),
+    }
+}
+
+fn emit_cuda(out: &Tensor) -> candle_core::Result<(CudaStorage, Shape)> {
+    let (s, l) = out.storage_and_layout();
+    match &*s {
+        Storage::Cuda(c) if l.is_contiguous() && l.start_offset() == 0 => Ok((c.try_clone(l)?, l.shape().clone())),
+        _ => candle_core::bail!("precomputed output must be a contiguous gpu tensor"),
+    }
+}
+
+fn rms_inv(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()
+}
+
+/// RMS norm over the last dimension: `x / sqrt(mean(x²) + eps) · w` (`w` frozen).
 ///
 /// # Errors
 /// Shape errors.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    let inv = (ms + eps)?.sqrt()?.recip()?;
-    Ok(x.broadcast_mul(&inv)?.broadcast_mul(w)?)
+    let plain = |x: &Tensor| -> candle_core::Result<Tensor> {
+        if x.is_contiguous() && x.dtype() != candle_core::DType::F64 {
+            candle_nn::ops::rms_norm(x, w, eps as f32)
+        } else {
+            x.broadcast_mul(&rms_inv(x, eps)?)?.broadcast_mul(w)
+        }
+    };
+    if !x.track_op() {
+        return Ok(plain(x)?);
+    }
+    let out = plain(&x.detach())?.contiguous()?;
+    Ok(x.apply_op1(RmsNormOp { out, w: w.clone(), eps })?)
+}
+
+struct RmsNormOp {
+    out: Tensor,
+    w: Tensor,
+    eps: f64,
+}
+
+impl CustomOp1 for RmsNormOp {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // y = x·r·w with r = (mean(x²)+eps)^-1/2:  dx = r·(g·w) − x·r³·mean((g·w)·x).
+        let x = x.detach();
+        let r = rms_inv(&x, self.eps)?;
+        let gw = g.broadcast_mul(&self.w)?;
+        let m = (&gw * &x)?.mean_keepdim(D::Minus1)?;
+        let dx = (gw.broadcast_mul(&r)? - x.broadcast_mul(&(r.powf(3.0)? * m)?)?)?;
+        Ok(Some(dx))
+    }
+}
+
+/// Attention probabilities for grouped queries: `q` `[b, kv, rep·t, d]`, `k` `[b, kv, s, d]`,
+/// additive `mask` `[b, 1, 1, t, s]`.
+fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, rep: usize, scale: f64) -> candle_core::Result<Tensor> {
+    let (b, kv, rt, _) = q.dims4()?;
+    let s = k.dim(2)?;
+    let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, kv, rep, rt / rep, s))?.broadcast_add(mask)?;
+    candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kv, rt, s))
+}
+
+/// `softmax(q·kᵀ·scale + mask)·v` with the shapes of [`attention_probs`]; the backward pass
+/// recomputes the probabilities instead of keeping them.
+///
+/// # Errors
+/// Shape errors.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, rep: usize, scale: f64) -> Result<Tensor> {
+    let plain = |q: &Tensor, k: &Tensor, v: &Tensor| attention_probs(q, k, mask, rep, scale)?.matmul(v);
+    if !(q.track_op() || k.track_op() || v.track_op()) {
+        return Ok(plain(q, k, v)?);
+    }
+    let out = plain(&q.detach(), &k.detach(), &v.detach())?.contiguous()?;
+    Ok(q.apply_op3(k, v, AttentionOp { out, mask: mask.clone(), rep, scale })?)
+}
+
+struct AttentionOp {
+    out: Tensor,
+    mask: Tensor,
+    rep: usize,
+    scale: f64,
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.detach(), k.detach(), v.detach());
+        let p = attention_probs(&q, &k, &self.mask, self.rep, self.scale)?;
+        let dv = p.t()?.matmul(g)?;
+        let dp = g.matmul(&v.t()?)?;
+        let ds = (&p * dp.broadcast_sub(&(&dp * &p)?.sum_keepdim(D::Minus1)?)?)?;
+        let dq = (ds.matmul(&k)? * self.scale)?;
+        let dk = (ds.t()?.matmul(&q)? * self.scale)?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
 }
 
 /// Rotate-half RoPE on `x` `[b, t, heads, d]` with `cos`/`sin` `[b, t, 1, d/2]`.
@@ -91,12 +229,4 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
     let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
     Ok(Tensor::cat(&[a, b], D::Minus1)?)
-}
-
-/// Softmax over the last dimension.
-///
-/// # Errors
-/// Shape errors.
-pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::softmax(x, D::Minus1)?)
 }

@@ -265,9 +265,24 @@ fn chat_loss_covers_exactly_the_assistant_turns() {
     let ids: Vec<u32> = t.ids.iter().zip(&t.target).filter(|(_, m)| **m).map(|(i, _)| *i).collect();
     assert_eq!(enc.tokenizer().decode(&ids, false).unwrap(), "4<|im_end|>");
     // Cutting at max_seq_len is counted; a cut that leaves nothing to learn is an error, not a silent drop.
-    let short = encoder(&base, 20);
-    let err = short.encode(&ex, 3).unwrap_err();
-    assert!(err.contains("max_seq_len 20"), "{err}");
+    // A long context before the answer loses its middle, not the answer.
+    let long = Example::from_json(&serde_json::json!({"messages": [
+        {"role": "user", "content": format!("{} ¿Dónde está Sevilla?", "contexto ".repeat(40))},
+        {"role": "assistant", "content": "En Andalucía."}]}))
+    .unwrap();
+    let short = encoder(&base, 96);
+    let t = short.encode(&long, 3).unwrap();
+    assert!(t.truncated && t.ids.len() == 96);
+    let kept = short.tokenizer().decode(&t.ids, false).unwrap();
+    assert!(
+        kept.starts_with("<|im_start|>user\ncont")
+            && kept.ends_with("¿Dónde está Sevilla?<|im_end|>\n<|im_start|>assistant\nEn Andalucía.<|im_end|>\n"),
+        "{kept}"
+    );
+    // Plain text longer than the limit keeps its beginning.
+    let text = Example::Text("abcdefghij".repeat(20));
+    let t = short.encode(&text, 4).unwrap();
+    assert_eq!(short.tokenizer().decode(&t.ids, false).unwrap(), "abcdefghij".repeat(20)[..96]);
 }
 
 #[test]
