@@ -33,7 +33,7 @@ pub use optim::{AdamW, Schedule};
 pub use rng::SplitMix64;
 pub use settings::{BatchSize, Settings};
 pub use tokenizer::{CHATML, ChatTemplate, GgufTokenizer, Message, byte_tokenizer_json, tokenizer_from_json};
-pub use trainer::{RunFiles, TrainReport, Trainer};
+pub use trainer::{RunFiles, StepInfo, TrainReport, Trainer, peak_rss_mib};
 
 /// Picks the compute device: CUDA device 0 when `cuda` is asked for (and compiled in), else the CPU.
 ///
