@@ -35,6 +35,7 @@ fn main() -> Result<()> {
     let rss_loaded = docraft_train::peak_rss_mib().unwrap_or(0.0);
     let mut times = Vec::new();
     let mut losses = Vec::new();
+    let mut forward_s = Vec::new();
     for step in 0..warm + steps {
         let t = Instant::now();
         let rows: Vec<Vec<u32>> =
@@ -53,7 +54,9 @@ fn main() -> Result<()> {
         let hidden = model.hidden(&inputs, Some(&adapter), Some(&drop))?;
         let out = model.loss(&hidden, &positions, &targets)?;
         let loss = (out.sum / out.tokens as f64)?;
+        let forward = t.elapsed().as_secs_f64();
         let grads = loss.backward()?;
+        forward_s.push(forward);
         let g: Vec<_> = vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
         opt.step(&refs, &g, 2e-4)?;
         times.push(t.elapsed().as_secs_f64());
@@ -68,6 +71,7 @@ fn main() -> Result<()> {
             "bench": "train_lora_candle", "threads": candle_core::utils::get_num_threads(), "bs": bs, "seq": seq,
             "rank": 16, "targets": "all", "dropout": dropout, "steps": steps,
             "trainable_params": adapter.parameter_count(),
+            "forward_s": forward_s.iter().map(|t| (t * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             "step_s": times.iter().map(|t| (t * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             "tokens_per_s": ((steps * bs * seq) as f64 / timed * 10.0).round() / 10.0,
             "median_step_tokens_per_s": ((bs * seq) as f64 / sorted[steps / 2] * 10.0).round() / 10.0,

@@ -121,9 +121,10 @@ impl Dropout {
         Self { p, seed, key, counter: Cell::new(0) }
     }
 
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// A fresh mask shaped like `x` (values 0 or 1/(1−p)), or `None` when p is 0.
+    fn mask(&self, x: &Tensor) -> Result<Option<Tensor>> {
         if self.p <= 0.0 {
-            return Ok(x.clone());
+            return Ok(None);
         }
         let n = self.counter.get();
         self.counter.set(n + 1);
@@ -140,8 +141,7 @@ impl Dropout {
                 mask.push(if (r >> 32) < threshold { scale } else { 0.0 });
             }
         }
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-        Ok((x * mask)?)
+        Ok(Some(Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?))
     }
 }
 
@@ -304,21 +304,28 @@ impl Llama {
     ) -> Result<Tensor> {
         let block = &self.layers[layer];
         let i = t.index();
-        let mut y = ops::frozen_linear(x, &block.w[i])?;
-        if let Some(b) = &block.bias[i] {
-            y = y.broadcast_add(b)?;
-        }
         if let Some((pair, scale)) =
             adapter.and_then(|a| a.layers.get(layer).and_then(|r| r[i].as_ref()).map(|p| (p, a.config.scale())))
         {
-            let xin = match dropout {
-                Some(d) => d.apply(x)?,
-                None => x.clone(),
+            let mask = match dropout {
+                Some(d) => d.mask(x)?,
+                None => None,
             };
-            let low = xin.matmul(&pair.a.as_tensor().t()?)?.matmul(&pair.b.as_tensor().t()?)?;
-            y = (y + (low * scale)?)?;
+            return ops::lora_linear(
+                x,
+                &block.w[i],
+                block.bias[i].as_ref(),
+                pair.a.as_tensor(),
+                pair.b.as_tensor(),
+                scale,
+                mask,
+            );
         }
-        Ok(y)
+        let y = ops::frozen_linear(x, &block.w[i])?;
+        Ok(match &block.bias[i] {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 
     /// Runs the decoder; returns the final-norm hidden states `[batch · seq, hidden]`.
@@ -377,7 +384,7 @@ impl Llama {
         let h = ops::rms_norm(&x, &block.mlp_norm, c.rms_norm_eps)?;
         let gate = self.linear(&h, l, Target::Gate, adapter, dropout)?;
         let up = self.linear(&h, l, Target::Up, adapter, dropout)?;
-        let act = (candle_nn::ops::silu(&gate)? * up)?;
+        let act = ops::swiglu(&gate, &up)?;
         Ok((x + self.linear(&act, l, Target::Down, adapter, dropout)?)?)
     }
 
@@ -402,9 +409,7 @@ impl Llama {
         // Half precision is too coarse for a log-softmax over the vocabulary.
         let logits =
             if matches!(logits.dtype(), DType::BF16 | DType::F16) { logits.to_dtype(DType::F32)? } else { logits };
-        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let picked = lsm.gather(&tgt.unsqueeze(1)?, 1)?;
-        let sum = picked.sum_all()?.neg()?;
+        let sum = ops::cross_entropy(&logits, &tgt)?.sum_all()?;
         let pred: Vec<u32> = logits.detach().argmax(D::Minus1)?.to_vec1()?;
         let correct = pred.iter().zip(targets).filter(|(a, b)| a == b).count();
         Ok(LossOut { sum, tokens: n, correct })

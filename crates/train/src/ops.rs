@@ -152,8 +152,9 @@ fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, rep: usize, scale: f64
     candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kv, rt, s))
 }
 
-/// `softmax(q·kᵀ·scale + mask)·v` with the shapes of [`attention_probs`]; the backward pass
-/// recomputes the probabilities instead of keeping them.
+/// `softmax(q·kᵀ·scale + mask)·v` for grouped queries: `q` `[b, kv, rep·t, d]`, `k` and `v`
+/// `[b, kv, s, d]`, additive `mask` `[b, 1, 1, t, s]`. The backward pass recomputes the
+/// probabilities instead of keeping them.
 ///
 /// # Errors
 /// Shape errors.
@@ -218,15 +219,241 @@ impl CustomOp3 for AttentionOp {
     }
 }
 
-/// Rotate-half RoPE on `x` `[b, t, heads, d]` with `cos`/`sin` `[b, t, 1, d/2]`.
+/// Rotate-half RoPE on `x` `[b, t, heads, d]` with `cos`/`sin` `[b, t, 1, d/2]`; the backward pass
+/// rotates the gradient back.
 ///
 /// # Errors
 /// Shape errors.
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        return Ok(rope_plain(x, cos, sin)?);
+    }
+    let out = rope_plain(&x.detach(), cos, sin)?.contiguous()?;
+    Ok(x.apply_op1(RopeOp { out, cos: cos.clone(), sin: sin.clone() })?)
+}
+
+fn rope_plain(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
     let d = x.dim(D::Minus1)?;
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
     let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-    Ok(Tensor::cat(&[a, b], D::Minus1)?)
+    Tensor::cat(&[a, b], D::Minus1)
+}
+
+struct RopeOp {
+    out: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // A rotation: its gradient is the rotation by the opposite angle.
+        Ok(Some(rope_plain(g, &self.cos, &self.sin.neg()?)?))
+    }
+}
+
+/// `silu(gate) · up`, the SwiGLU activation, with a fused backward pass.
+///
+/// # Errors
+/// Shape errors.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if !(gate.track_op() || up.track_op()) {
+        return Ok((gate.silu()? * up)?);
+    }
+    let out = (gate.detach().silu()? * up.detach())?.contiguous()?;
+    Ok(gate.apply_op2(up, SwigluOp { out })?)
+}
+
+struct SwigluOp {
+    out: Tensor,
+}
+
+impl candle_core::CustomOp2 for SwigluOp {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gate, up) = (gate.detach(), up.detach());
+        let s = candle_nn::ops::sigmoid(&gate)?;
+        let silu = (&gate * &s)?;
+        let d_up = (g * &silu)?;
+        // d silu / dx = s · (1 + x · (1 − s)) = s + silu · (1 − s)
+        let dsilu = (&s + (&silu * (1.0 - &s)?)?)?;
+        let d_gate = ((g * &up)? * dsilu)?;
+        Ok((Some(d_gate), Some(d_up)))
+    }
+}
+
+/// Per-row cross-entropy `logsumexp(logits) − logits[target]` of `logits` `[rows, vocab]`, with a
+/// fused backward (`softmax − one-hot`).
+///
+/// # Errors
+/// Shape errors.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let plain = |x: &Tensor| -> candle_core::Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?;
+        let lse = (x.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + max)?;
+        let picked = x.gather(&targets.unsqueeze(1)?, 1)?;
+        (lse - picked)?.squeeze(1)
+    };
+    if !logits.track_op() {
+        return Ok(plain(logits)?);
+    }
+    let out = plain(&logits.detach())?.contiguous()?;
+    Ok(logits.apply_op1(CrossEntropyOp { out, targets: targets.clone() })?)
+}
+
+struct CrossEntropyOp {
+    out: Tensor,
+    targets: Tensor,
+}
+
+impl CustomOp1 for CrossEntropyOp {
+    fn name(&self) -> &'static str {
+        "cross-entropy"
+    }
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let x = x.detach();
+        let p = if x.dtype() == candle_core::DType::F64 {
+            candle_nn::ops::softmax(&x, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&x.contiguous()?)?
+        };
+        let g = g.unsqueeze(1)?;
+        let scaled = p.broadcast_mul(&g)?;
+        Ok(Some(scaled.scatter_add(&self.targets.unsqueeze(1)?, &g.neg()?, 1)?))
+    }
+}
+
+/// `x·wᵀ (+ bias) + scale · ((x ⊙ mask)·aᵀ)·bᵀ`: a frozen projection with its LoRA pair, as one op
+/// whose backward pass returns the gradients of `x`, `a` and `b` (never of `w`). `mask` is the
+/// dropout mask of the LoRA path (values 0 or 1/(1−p)), if any.
+///
+/// # Errors
+/// Shape errors.
+pub fn lora_linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    mask: Option<Tensor>,
+) -> Result<Tensor> {
+    let forward = |x: &Tensor, a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
+        let mut y = x.matmul(&w.t()?)?;
+        if let Some(bias) = bias {
+            y = y.broadcast_add(bias)?;
+        }
+        let xl = match &mask {
+            Some(m) => (x * m)?,
+            None => x.clone(),
+        };
+        y + (xl.matmul(&a.t()?)?.matmul(&b.t()?)? * scale)?
+    };
+    if !(x.track_op() || a.track_op() || b.track_op()) {
+        return Ok(forward(x, a, b)?);
+    }
+    let out = forward(&x.detach(), &a.detach(), &b.detach())?.contiguous()?;
+    Ok(x.apply_op3(a, b, LoraLinearOp { out, w: w.clone(), mask, scale })?)
+}
+
+struct LoraLinearOp {
+    out: Tensor,
+    w: Tensor,
+    mask: Option<Tensor>,
+    scale: f64,
+}
+
+impl CustomOp3 for LoraLinearOp {
+    fn name(&self) -> &'static str {
+        "lora-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        emit_cpu(&self.out)
+    }
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        emit_cuda(&self.out)
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let xl = match &self.mask {
+            Some(m) => (&x * m)?,
+            None => x,
+        };
+        let h = xl.matmul(&a.t()?)?; // [n, r]
+        let db = (g.t()?.matmul(&h)? * self.scale)?; // [out, r]
+        let dh = (g.matmul(&b)? * self.scale)?; // [n, r]
+        let da = dh.t()?.matmul(&xl)?; // [r, in]
+        let mut dxl = dh.matmul(&a)?; // [n, in]
+        if let Some(m) = &self.mask {
+            dxl = (dxl * m)?;
+        }
+        let dx = (g.matmul(&self.w)? + dxl)?;
+        Ok((Some(dx), Some(da), Some(db)))
+    }
 }

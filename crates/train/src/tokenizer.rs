@@ -207,10 +207,9 @@ pub fn tokenizer_from_json(json: &Value) -> Result<Tokenizer> {
     Tokenizer::from_bytes(bytes).map_err(|e| TrainError::Tokenizer(e.to_string()))
 }
 
-/// A byte-level tokenizer with no merges: 256 byte tokens plus `specials`; for tests and tiny models.
-///
-/// # Errors
-/// [`TrainError::Tokenizer`] if the tokenizers crate rejects it.
+/// A byte-level `tokenizer.json` with no merges: `specials` first, then the 256 byte tokens; for
+/// tests and tiny models.
+#[must_use]
 pub fn byte_tokenizer_json(specials: &[&str]) -> Value {
     let bytes = byte_alphabet();
     let mut vocab = serde_json::Map::new();
