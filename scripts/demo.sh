@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the fixtures: sets up what is missing (idempotent), builds docraft, and runs
-# the pipeline stages that exist so far (ingest, index, search, generate, export, validate, raft)
+# the pipeline stages that exist so far (ingest, index, search, generate, export, validate, raft,
+# a short LoRA run and a chat with its adapter)
 # over fixtures/ into OUT
 # (default out/demo).
 # Re-running resumes: documents already in the output are skipped.
@@ -52,3 +53,16 @@ head -n 1 "$OUT/raft.train.chat.jsonl" | cut -c1-600
 echo
 "$DOCRAFT" validate "$OUT/raft.train.chat.jsonl" --format openai-chat \
   || echo "(validate: see the report above; OpenAI needs at least 10 examples per file)"
+echo
+# LoRA: a short run on the RAFT chat records, on the same GGUF llama.cpp used (dequantized by
+# candle). Writes metrics, events, checkpoints and a peft-layout adapter; --resume continues a
+# killed run on the same trajectory.
+rm -rf "$OUT/train-run"
+env -u OMP_WAIT_POLICY "$DOCRAFT" train --base "$DOCRAFT_MODELS/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" --data "$OUT/raft.train.chat.jsonl" \
+  --valid "$OUT/raft.valid.chat.jsonl" -o "$OUT/train-run" --max-steps 3 --batch-size 2 \
+  --micro-batch-size 1 --max-seq-len 768 --learning-rate 2e-4 --lora-rank 8 --lora-alpha 16
+echo "metrics: $OUT/train-run/metrics.jsonl"; tail -n 1 "$OUT/train-run/metrics.jsonl"
+echo
+echo "\$ docraft chat --base SmolLM2 --adapter $OUT/train-run/adapter \"¿Cada cuánto se hacen las copias de seguridad?\""
+env -u OMP_WAIT_POLICY "$DOCRAFT" chat --base "$DOCRAFT_MODELS/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf" --adapter "$OUT/train-run/adapter" --max-tokens 60 \
+  "¿Cada cuánto se hacen las copias de seguridad?"
