@@ -76,6 +76,38 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// The forward methods of a custom op whose output was computed outside the graph (`self.out`).
+macro_rules! precomputed_forward {
+    (1) => {
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+            emit_cpu(&self.out)
+        }
+        fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+            emit_cuda(&self.out)
+        }
+    };
+    (2) => {
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+            emit_cpu(&self.out)
+        }
+        fn cuda_fwd(&self, _: &CudaStorage, _: &Layout, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+            emit_cuda(&self.out)
+        }
+    };
+    (3) => {
+        #[rustfmt::skip]
+        fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout)
+            -> candle_core::Result<(CpuStorage, Shape)> {
+            emit_cpu(&self.out)
+        }
+        #[rustfmt::skip]
+        fn cuda_fwd(&self, _: &CudaStorage, _: &Layout, _: &CudaStorage, _: &Layout, _: &CudaStorage, _: &Layout)
+            -> candle_core::Result<(CudaStorage, Shape)> {
+            emit_cuda(&self.out)
+        }
+    };
+}
+
 /// A copy of a tensor computed outside the graph, as the forward result of a custom op.
 fn emit_cpu(out: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
     let (s, l) = out.storage_and_layout();
@@ -126,12 +158,7 @@ impl CustomOp1 for RmsNormOp {
     fn name(&self) -> &'static str {
         "rms-norm"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(1);
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         // y = x·r·w with r = (mean(x²)+eps)^-1/2:  dx = r·(g·w) − x·r³·mean((g·w)·x).
         let x = x.detach();
@@ -178,28 +205,7 @@ impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "attention"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(
-        &self,
-        _: &CudaStorage,
-        _: &Layout,
-        _: &CudaStorage,
-        _: &Layout,
-        _: &CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(3);
     fn bwd(
         &self,
         q: &Tensor,
@@ -251,12 +257,7 @@ impl CustomOp1 for RopeOp {
     fn name(&self) -> &'static str {
         "rope"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(1);
     fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         // A rotation: its gradient is the rotation by the opposite angle.
         Ok(Some(rope_plain(g, &self.cos, &self.sin.neg()?)?))
@@ -283,24 +284,7 @@ impl candle_core::CustomOp2 for SwigluOp {
     fn name(&self) -> &'static str {
         "swiglu"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(
-        &self,
-        _: &CudaStorage,
-        _: &Layout,
-        _: &CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(2);
     fn bwd(
         &self,
         gate: &Tensor,
@@ -347,12 +331,7 @@ impl CustomOp1 for CrossEntropyOp {
     fn name(&self) -> &'static str {
         "cross-entropy"
     }
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(1);
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let x = x.detach();
         let p = if x.dtype() == candle_core::DType::F64 {
@@ -410,28 +389,7 @@ impl CustomOp3 for LoraLinearOp {
     fn name(&self) -> &'static str {
         "lora-linear"
     }
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        emit_cpu(&self.out)
-    }
-    fn cuda_fwd(
-        &self,
-        _: &CudaStorage,
-        _: &Layout,
-        _: &CudaStorage,
-        _: &Layout,
-        _: &CudaStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        emit_cuda(&self.out)
-    }
+    precomputed_forward!(3);
     fn bwd(
         &self,
         x: &Tensor,

@@ -33,6 +33,13 @@ fn adapter_values(dir: &std::path::Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap()
 }
 
+/// Gives every B a random value (B starts at zero, which hides bugs in A's path).
+fn randomize_b(adapter: &Adapter, std: f64) {
+    for pair in adapter.layers.iter().flat_map(|row| row.iter().flatten()) {
+        pair.b.set(&pair.b.as_tensor().randn_like(0.0, std).unwrap()).unwrap();
+    }
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
@@ -45,12 +52,7 @@ fn lora_gradients_match_finite_differences() {
     let cfg = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
     let adapter = Adapter::new(model.config(), cfg, 7, DType::F64, &Device::Cpu).unwrap();
     // Non-zero B so that A's gradient is not trivially zero.
-    for row in &adapter.layers {
-        for pair in row.iter().flatten() {
-            let noise = (pair.b.as_tensor().randn_like(0.0, 0.05).unwrap()).to_dtype(DType::F64).unwrap();
-            pair.b.set(&noise).unwrap();
-        }
-    }
+    randomize_b(&adapter, 0.05);
     let ids: Vec<u32> = "Hola, mundo: 42".bytes().map(|b| u32::from(b) + 3).collect();
     let inputs = Inputs::single(&ids, DType::F64, &Device::Cpu).unwrap();
     let rows: Vec<u32> = (0..ids.len() as u32 - 1).collect();
@@ -187,11 +189,7 @@ fn merged_weights_give_the_logits_of_base_plus_adapter() {
     let model = Llama::new(&base, DType::F32, &Device::Cpu).unwrap();
     let cfg = LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
     let adapter = Adapter::new(model.config(), cfg, 9, DType::F32, &Device::Cpu).unwrap();
-    for row in &adapter.layers {
-        for pair in row.iter().flatten() {
-            pair.b.set(&pair.b.as_tensor().randn_like(0.0, 0.1).unwrap()).unwrap();
-        }
-    }
+    randomize_b(&adapter, 0.1);
     let ids: Vec<u32> = "merge me".bytes().map(|b| u32::from(b) + 3).collect();
     let inputs = Inputs::single(&ids, DType::F32, &Device::Cpu).unwrap();
     let with = model.logits(&model.hidden(&inputs, Some(&adapter), None).unwrap()).unwrap();
