@@ -26,8 +26,7 @@ impl BaseArgs {
     fn load(&self) -> Result<(BaseModel, Llama)> {
         let device = docraft_train::device(self.cuda)?;
         let base = BaseModel::load(&self.base, &device).with_context(|| format!("loading {}", self.base.display()))?;
-        let dtype = if device.is_cuda() { candle_core::DType::BF16 } else { candle_core::DType::F32 };
-        let model = Llama::new(&base, dtype, &device)?;
+        let model = Llama::new(&base, docraft_train::compute_dtype(&device), &device)?;
         Ok((base, model))
     }
 }

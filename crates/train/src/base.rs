@@ -257,11 +257,7 @@ impl BaseModel {
             &serde_json::to_value(&self.config).map_err(|e| TrainError::parse(dir, e))?,
         )?;
         let st = dir.join("model.safetensors");
-        let mut sorted: Vec<(&String, &Tensor)> = self.weights.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(b.0));
-        let owned: Vec<(String, Tensor)> = sorted.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        candle_core::safetensors::save(&owned.into_iter().collect::<HashMap<_, _>>(), &st)
-            .map_err(|e| TrainError::model(&st, e.to_string()))?;
+        candle_core::safetensors::save(&self.weights, &st).map_err(|e| TrainError::model(&st, e.to_string()))?;
         write_json(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         write_json(
             &dir.join("tokenizer_config.json"),

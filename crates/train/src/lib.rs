@@ -35,6 +35,13 @@ pub use settings::{BatchSize, Settings};
 pub use tokenizer::{CHATML, ChatTemplate, GgufTokenizer, Message, byte_tokenizer_json, tokenizer_from_json};
 pub use trainer::{RunFiles, StepInfo, TrainReport, Trainer, peak_rss_mib};
 
+/// The compute dtype for `device`: bf16 on CUDA, f32 on the CPU (adapters and optimizer state
+/// stay f32 either way).
+#[must_use]
+pub fn compute_dtype(device: &candle_core::Device) -> candle_core::DType {
+    if device.is_cuda() { candle_core::DType::BF16 } else { candle_core::DType::F32 }
+}
+
 /// Picks the compute device: CUDA device 0 when `cuda` is asked for (and compiled in), else the CPU.
 ///
 /// # Errors

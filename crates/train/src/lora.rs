@@ -153,9 +153,7 @@ impl Adapter {
             for &t in &config.targets {
                 let (i, o) = model.dims_of(t);
                 let mut rng = SplitMix64::keyed(seed, &[l as u64, t.index() as u64]);
-                let bound = 1.0 / (i as f64).sqrt();
-                let vals: Vec<f32> =
-                    (0..config.rank * i).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                let vals = rng.uniform(config.rank * i, 1.0 / (i as f64).sqrt());
                 let a = Tensor::from_vec(vals, (config.rank, i), device)?.to_dtype(dtype)?;
                 let b = Tensor::zeros((o, config.rank), dtype, device)?;
                 row[t.index()] = Some(LoraPair { a: Var::from_tensor(&a)?, b: Var::from_tensor(&b)? });

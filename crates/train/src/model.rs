@@ -311,15 +311,10 @@ impl Llama {
                 Some(d) => d.mask(x)?,
                 None => None,
             };
-            return ops::lora_linear(
-                x,
-                &block.w[i],
-                block.bias[i].as_ref(),
-                pair.a.as_tensor(),
-                pair.b.as_tensor(),
-                scale,
-                mask,
-            );
+            // The adapter keeps f32 master weights; a bf16 model computes with bf16 copies.
+            let a = pair.a.as_tensor().to_dtype(x.dtype())?;
+            let b = pair.b.as_tensor().to_dtype(x.dtype())?;
+            return ops::lora_linear(x, &block.w[i], block.bias[i].as_ref(), &a, &b, scale, mask);
         }
         let y = ops::frozen_linear(x, &block.w[i])?;
         Ok(match &block.bias[i] {
@@ -482,8 +477,7 @@ fn random_weights(c: &ModelConfig, seed: u64, device: &Device) -> Result<HashMap
     let mut rand = |rows: usize, cols: usize, var: f64| -> Result<Tensor> {
         n += 1;
         let mut rng = SplitMix64::keyed(seed, &[n]);
-        let bound = (3.0 * var).sqrt();
-        let v: Vec<f32> = (0..rows * cols).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+        let v = rng.uniform(rows * cols, (3.0 * var).sqrt());
         Ok(Tensor::from_vec(v, (rows, cols), device)?)
     };
     out.insert("model.embed_tokens.weight".into(), rand(c.vocab_size, c.hidden_size, 1.0)?);

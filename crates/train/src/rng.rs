@@ -36,6 +36,11 @@ impl SplitMix64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// `n` values uniform in [-bound, bound), for weight initialization.
+    pub fn uniform(&mut self, n: usize, bound: f64) -> Vec<f32> {
+        (0..n).map(|_| ((self.next_f64() * 2.0 - 1.0) * bound) as f32).collect()
+    }
+
     /// A uniform index below `n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize

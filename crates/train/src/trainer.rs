@@ -60,18 +60,25 @@ impl RunFiles {
         self.dir.join("adapter")
     }
 
+    /// Every `checkpoints/step-N` directory with its step, oldest first (complete or not).
+    #[must_use]
+    pub fn checkpoint_dirs(&self) -> Vec<(usize, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.checkpoints()) else { return Vec::new() };
+        let mut all: Vec<(usize, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_prefix("step-").and_then(|s| s.parse().ok()).map(|step| (step, e.path()))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
     /// The newest complete checkpoint (one with `state.json`), if any.
     #[must_use]
     pub fn latest_checkpoint(&self) -> Option<(usize, PathBuf)> {
-        let mut best = None;
-        for e in std::fs::read_dir(self.checkpoints()).ok()?.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<usize>().ok()) else { continue };
-            if e.path().join("state.json").exists() && best.as_ref().is_none_or(|(s, _)| step > *s) {
-                best = Some((step, e.path()));
-            }
-        }
-        best
+        self.checkpoint_dirs().into_iter().rev().find(|(_, p)| p.join("state.json").exists())
     }
 }
 
@@ -148,6 +155,15 @@ impl std::fmt::Debug for Trainer<'_> {
     }
 }
 
+/// Appends one line to `events.jsonl`: time, level (`info` or `error`), message, and `extra`'s fields.
+fn write_event(events: &mut JsonlWriter<Value>, level: &str, message: String, extra: Value) -> Result<()> {
+    let mut v = json!({"time": now_rfc3339(), "level": level, "message": message});
+    if let (Some(o), Value::Object(x)) = (v.as_object_mut(), extra) {
+        o.extend(x);
+    }
+    Ok(events.write(&v)?)
+}
+
 fn now_rfc3339() -> String {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -187,7 +203,8 @@ impl<'a> Trainer<'a> {
                 message: format!("no usable training examples ({} lines rejected)", train.rejected.len()),
             });
         }
-        let adapter = Adapter::new(model.config(), settings.lora()?, settings.seed, model.dtype(), model.device())?;
+        let adapter =
+            Adapter::new(model.config(), settings.lora()?, settings.seed, master_dtype(model.dtype()), model.device())?;
         let pad = model.config().eos_ids().first().copied().unwrap_or(0);
         Ok(Self {
             model,
@@ -259,14 +276,17 @@ impl<'a> Trainer<'a> {
         (bs, per_epoch, total)
     }
 
-    /// The examples of 0-based step `step`: a per-epoch shuffle keyed by the seed.
-    fn step_examples(&self, step: usize, bs: usize, per_epoch: usize) -> Vec<&Tokens> {
-        let n = self.train.examples.len();
-        let epoch = step / per_epoch;
-        let mut order: Vec<usize> = (0..n).collect();
+    /// The order of the training examples in `epoch` (0-based): a shuffle keyed by the seed, so a
+    /// resumed run sees the same batches.
+    fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.train.examples.len()).collect();
         SplitMix64::keyed(self.settings.seed, &[0x5EED, epoch as u64]).shuffle(&mut order);
-        let b = step % per_epoch;
-        order[b * bs..((b + 1) * bs).min(n)].iter().map(|&i| &self.train.examples[i]).collect()
+        order
+    }
+
+    /// The base model as recorded with [`Trainer::with_info`] (`base_model`), for adapter configs.
+    fn base_name(&self) -> &str {
+        self.info.get("base_model").and_then(Value::as_str).unwrap_or("")
     }
 
     fn fingerprint(&self) -> Result<String> {
@@ -291,7 +311,7 @@ impl<'a> Trainer<'a> {
         let (mut events, _) = JsonlWriter::<Value>::append(self.files.events())?;
         let result = self.run_inner(&mut events);
         if let Err(e) = &result {
-            events.write(&json!({"time": now_rfc3339(), "level": "error", "message": format!("failed: {e}")}))?;
+            write_event(&mut events, "error", format!("failed: {e}"), json!({}))?;
         }
         result
     }
@@ -305,13 +325,7 @@ impl<'a> Trainer<'a> {
         let s = self.settings.clone();
         let mut opt = AdamW::new(&var_refs, s.adam_beta1, s.adam_beta2, s.adam_epsilon, s.weight_decay)?;
         let warmup = s.warmup_steps.unwrap_or(total.div_ceil(20));
-        let mut event = |level: &str, message: String, extra: Value| -> Result<()> {
-            let mut v = json!({"time": now_rfc3339(), "level": level, "message": message});
-            if let (Some(o), Value::Object(x)) = (v.as_object_mut(), extra) {
-                o.extend(x);
-            }
-            Ok(events.write(&v)?)
-        };
+        let mut event = |level: &str, message: String, extra: Value| write_event(events, level, message, extra);
 
         // Start or resume.
         let mut start = 0;
@@ -326,9 +340,9 @@ impl<'a> Trainer<'a> {
                         message: "written with other settings or data; use a new run directory".into(),
                     });
                 }
-                let adapter_vals = load_st(&path.join("adapter_model.safetensors"), model_device(self.model))?;
+                let adapter_vals = load_st(&path.join("adapter_model.safetensors"), self.model.device())?;
                 self.adapter.assign(&adapter_vals)?;
-                let opt_vals = load_st(&path.join("optimizer.safetensors"), model_device(self.model))?;
+                let opt_vals = load_st(&path.join("optimizer.safetensors"), self.model.device())?;
                 opt.restore(&names, &opt_vals, state["optimizer_steps"].as_u64().unwrap_or(*step as u64) as usize)?;
                 elapsed_before = state["elapsed_s"].as_f64().unwrap_or(0.0);
                 start = *step;
@@ -345,9 +359,9 @@ impl<'a> Trainer<'a> {
                 });
             }
             (None, _) => {
-                if !self.resume {
-                    jsonl::retain::<Value, _>(self.files.metrics(), |_| false)?;
-                }
+                // Starting from step 0: lines of an earlier attempt killed before its first
+                // checkpoint would duplicate the steps about to be redone.
+                jsonl::retain::<Value, _>(self.files.metrics(), |_| false)?;
                 None
             }
         };
@@ -391,7 +405,12 @@ impl<'a> Trainer<'a> {
         let mut last_eval = (None, None);
         let stop = self.stop_after.unwrap_or(usize::MAX).min(total);
         let mut step = start;
+        let mut order = (usize::MAX, Vec::new());
         while step < stop {
+            let epoch = step / per_epoch;
+            if order.0 != epoch {
+                order = (epoch, self.epoch_order(epoch));
+            }
             if step % per_epoch == 0 {
                 event(
                     "info",
@@ -400,7 +419,9 @@ impl<'a> Trainer<'a> {
                 )?;
             }
             let ts = Instant::now();
-            let examples = self.step_examples(step, bs, per_epoch);
+            let b = step % per_epoch;
+            let examples: Vec<&Tokens> =
+                order.1[b * bs..((b + 1) * bs).min(order.1.len())].iter().map(|&i| &self.train.examples[i]).collect();
             let step_targets: usize = examples.iter().map(|e| e.target_count()).sum();
             let mbs = micro_batches(&examples, s.micro_batch_size, self.pad, s.packing, s.max_seq_len);
             let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
@@ -430,12 +451,12 @@ impl<'a> Trainer<'a> {
             opt.step(&var_refs, &grads, lr)?;
             step += 1;
             tokens_done += step_tokens;
-            let dt = ts.elapsed().as_secs_f64();
+            let tokens_per_s = step_tokens as f64 / ts.elapsed().as_secs_f64().max(1e-9);
             last_loss = Some(loss_sum);
             let mut m = json!({
                 "step": step, "epoch": step as f64 / per_epoch as f64, "train_loss": loss_sum,
                 "learning_rate": lr, "grad_norm": grad_norm, "tokens": step_tokens,
-                "tokens_per_s": step_tokens as f64 / dt.max(1e-9),
+                "tokens_per_s": tokens_per_s,
                 "elapsed_s": elapsed_before + t0.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(),
             });
             let eval_now = self.valid.is_some() && ((s.eval_every > 0 && step % s.eval_every == 0) || step == total);
@@ -452,13 +473,7 @@ impl<'a> Trainer<'a> {
             }
             metrics.write(&m)?;
             if let Some(cb) = self.on_step.as_mut() {
-                cb(&StepInfo {
-                    step,
-                    total,
-                    loss: loss_sum,
-                    tokens_per_s: step_tokens as f64 / dt.max(1e-9),
-                    learning_rate: lr,
-                });
+                cb(&StepInfo { step, total, loss: loss_sum, tokens_per_s, learning_rate: lr });
             }
             if step % per_epoch == 0 || step == total {
                 event(
@@ -480,8 +495,7 @@ impl<'a> Trainer<'a> {
         }
         let finished = step >= total;
         if finished {
-            let base = self.info.get("base_model").and_then(Value::as_str).unwrap_or("").to_string();
-            self.adapter.save_peft(&self.files.adapter(), &base)?;
+            self.adapter.save_peft(&self.files.adapter(), self.base_name())?;
             if resumed_from != Some(total) {
                 event(
                     "info",
@@ -548,7 +562,7 @@ impl<'a> Trainer<'a> {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         }
-        self.adapter.save_peft(&tmp, self.info.get("base_model").and_then(Value::as_str).unwrap_or(""))?;
+        self.adapter.save_peft(&tmp, self.base_name())?;
         let opt_path = tmp.join("optimizer.safetensors");
         let state: HashMap<String, Tensor> =
             opt.state(names).into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
@@ -567,15 +581,7 @@ impl<'a> Trainer<'a> {
         }
         std::fs::rename(&tmp, &final_dir).map_err(TrainError::io(&final_dir))?;
         // Keep the newest K.
-        let mut all: Vec<(usize, PathBuf)> = std::fs::read_dir(&root)
-            .map_err(TrainError::io(&root))?
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().to_string();
-                n.strip_prefix("step-").and_then(|s| s.parse().ok()).map(|s| (s, e.path()))
-            })
-            .collect();
-        all.sort();
+        let all = self.files.checkpoint_dirs();
         let excess = all.len().saturating_sub(self.settings.keep_checkpoints);
         for (_, p) in all.into_iter().take(excess) {
             std::fs::remove_dir_all(&p).map_err(TrainError::io(&p))?;
@@ -584,8 +590,9 @@ impl<'a> Trainer<'a> {
     }
 }
 
-fn model_device(m: &Llama) -> &candle_core::Device {
-    m.device()
+/// The dtype of trainable weights and optimizer state: at least f32, whatever the compute dtype.
+fn master_dtype(compute: DType) -> DType {
+    if compute == DType::F64 { DType::F64 } else { DType::F32 }
 }
 
 fn out_scalar(t: &Tensor) -> Result<f32> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use common::{FACTS, tiny_base, write_chat};
 use docraft_train::data::{Dataset, Encoder, Example};
-use docraft_train::{Adapter, BatchSize, Inputs, Llama, LoraConfig, Settings, Target, Trainer};
+use docraft_train::{Adapter, BatchSize, Inputs, Llama, LoraConfig, RunFiles, Settings, Target, Trainer};
 
 fn encoder(base: &docraft_train::BaseModel, max_len: usize) -> Encoder {
     Encoder::new(base.tokenizer().unwrap(), base.template().unwrap(), base.eos.clone(), max_len)
@@ -33,11 +33,16 @@ fn adapter_values(dir: &std::path::Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap()
 }
 
-/// Gives every B a random value (B starts at zero, which hides bugs in A's path).
-fn randomize_b(adapter: &Adapter, std: f64) {
+/// An adapter on all seven projections (alpha = 2·rank) in the model's dtype, with every B random
+/// (B starts at zero, which would hide bugs in A's path).
+fn random_adapter(model: &Llama, rank: usize, seed: u64, std: f64) -> Adapter {
+    let cfg =
+        LoraConfig { rank, alpha: 2.0 * rank as f64, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
+    let adapter = Adapter::new(model.config(), cfg, seed, model.dtype(), &Device::Cpu).unwrap();
     for pair in adapter.layers.iter().flat_map(|row| row.iter().flatten()) {
         pair.b.set(&pair.b.as_tensor().randn_like(0.0, std).unwrap()).unwrap();
     }
+    adapter
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -49,10 +54,8 @@ fn lora_gradients_match_finite_differences() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path(), 1);
     let model = Llama::new(&base, DType::F64, &Device::Cpu).unwrap();
-    let cfg = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
-    let adapter = Adapter::new(model.config(), cfg, 7, DType::F64, &Device::Cpu).unwrap();
     // Non-zero B so that A's gradient is not trivially zero.
-    randomize_b(&adapter, 0.05);
+    let adapter = random_adapter(&model, 4, 7, 0.05);
     let ids: Vec<u32> = "Hola, mundo: 42".bytes().map(|b| u32::from(b) + 3).collect();
     let inputs = Inputs::single(&ids, DType::F64, &Device::Cpu).unwrap();
     let rows: Vec<u32> = (0..ids.len() as u32 - 1).collect();
@@ -183,13 +186,40 @@ fn resumed_run_follows_the_same_trajectory() {
 }
 
 #[test]
+fn a_resumed_run_without_checkpoint_starts_over_without_duplicate_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(&tmp.path().join("base"), 3);
+    let model = Llama::new(&base, DType::F32, &Device::Cpu).unwrap();
+    let data = write_chat(&tmp.path().join("train.jsonl"), &FACTS, 3);
+    let enc = encoder(&base, 256);
+    let run = tmp.path().join("run");
+    // Killed (here: stopped) after 2 steps, before the first checkpoint at step 3.
+    let r = Trainer::new(&model, settings(), Dataset::load(&data, &enc).unwrap(), &run)
+        .unwrap()
+        .with_stop_after(2)
+        .run()
+        .unwrap();
+    assert!(r.stopped_early && RunFiles::new(&run).latest_checkpoint().is_none());
+    let r = Trainer::new(&model, settings(), Dataset::load(&data, &enc).unwrap(), &run)
+        .unwrap()
+        .with_resume(true)
+        .run()
+        .unwrap();
+    assert_eq!((r.resumed_from, r.steps), (None, 6));
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
 fn merged_weights_give_the_logits_of_base_plus_adapter() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tiny_base(tmp.path(), 4);
     let model = Llama::new(&base, DType::F32, &Device::Cpu).unwrap();
-    let cfg = LoraConfig { rank: 8, alpha: 16.0, dropout: 0.0, targets: Target::ALL.to_vec(), use_rslora: false };
-    let adapter = Adapter::new(model.config(), cfg, 9, DType::F32, &Device::Cpu).unwrap();
-    randomize_b(&adapter, 0.1);
+    let adapter = random_adapter(&model, 8, 9, 0.1);
     let ids: Vec<u32> = "merge me".bytes().map(|b| u32::from(b) + 3).collect();
     let inputs = Inputs::single(&ids, DType::F32, &Device::Cpu).unwrap();
     let with = model.logits(&model.hidden(&inputs, Some(&adapter), None).unwrap()).unwrap();
