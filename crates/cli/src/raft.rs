@@ -136,7 +136,8 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     }
     let ids: HashSet<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
     let (all_questions, _) = read_all::<QaPair>(&questions_path)?;
-    let questions: Vec<QaPair> = all_questions.into_iter().filter(|p| ids.contains(p.chunk_id.as_str())).collect();
+    let questions: Vec<QaPair> =
+        all_questions.into_iter().filter(|p| ids.contains(p.chunk.chunk_id.as_str())).collect();
 
     // 2. RAFT records.
     let opened = match &a.index {

@@ -23,9 +23,14 @@ pub struct BaseArgs {
 }
 
 impl BaseArgs {
-    fn load(&self) -> Result<(BaseModel, Llama)> {
+    fn load_base(&self) -> Result<(BaseModel, candle_core::Device)> {
         let device = docraft_train::device(self.cuda)?;
         let base = BaseModel::load(&self.base, &device).with_context(|| format!("loading {}", self.base.display()))?;
+        Ok((base, device))
+    }
+
+    fn load(&self) -> Result<(BaseModel, Llama)> {
+        let (base, device) = self.load_base()?;
         let model = Llama::new(&base, docraft_train::compute_dtype(&device), &device)?;
         Ok((base, model))
     }
@@ -220,8 +225,7 @@ pub struct MergeArgs {
 }
 
 pub fn merge(a: &MergeArgs) -> Result<ExitCode> {
-    let device = docraft_train::device(a.base.cuda)?;
-    let mut base = BaseModel::load(&a.base.base, &device)?;
+    let (mut base, device) = a.base.load_base()?;
     let adapter = Adapter::load_peft(&a.adapter, &base.config, candle_core::DType::F32, &device)?;
     adapter.merge_into(&mut base.weights)?;
     base.save_hf(&a.output)?;

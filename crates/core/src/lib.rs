@@ -47,7 +47,7 @@ pub use error::{Error, Result};
 pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Generator, Role, Sampling, Usage};
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
-pub use qa::QaPair;
+pub use qa::{ChunkRef, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
 pub use retrieve::{RetrieveError, Retriever, Scored};
 

@@ -2,17 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkId, DocId, PageRange, Span};
+use crate::{Chunk, ChunkId, DocId, PageRange, Span};
 
-/// A question about one chunk and its answer grounded in that chunk. One line of `qa.jsonl`.
-///
-/// Every pair carries its lineage: the chunk and document it came from (with pages and
-/// byte span for citations), and the model and prompt that wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QaPair {
-    /// Stable id: derived from the generation key and the pair's position in its answer.
-    pub id: String,
-    /// The chunk the pair is about.
+/// Where a record's text comes from: the chunk, its document and source path, pages and byte span
+/// (for citations) and heading path. Records flatten it, so its fields sit at their top level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// The chunk.
     pub chunk_id: ChunkId,
     /// The chunk's document.
     pub doc_id: DocId,
@@ -25,6 +21,34 @@ pub struct QaPair {
     /// Heading path of the chunk.
     #[serde(default)]
     pub headings: Vec<String>,
+}
+
+impl ChunkRef {
+    /// The reference to `chunk`.
+    #[must_use]
+    pub fn of(chunk: &Chunk) -> Self {
+        Self {
+            chunk_id: chunk.id.clone(),
+            doc_id: chunk.doc_id.clone(),
+            source: chunk.source.clone(),
+            pages: chunk.pages,
+            span: chunk.span,
+            headings: chunk.headings.clone(),
+        }
+    }
+}
+
+/// A question about one chunk and its answer grounded in that chunk. One line of `qa.jsonl`.
+///
+/// Every pair carries its lineage: the chunk and document it came from (with pages and
+/// byte span for citations), and the model and prompt that wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QaPair {
+    /// Stable id: derived from the generation key and the pair's position in its answer.
+    pub id: String,
+    /// The chunk the pair is about, with its document, pages, span and headings.
+    #[serde(flatten)]
+    pub chunk: ChunkRef,
     /// The question.
     pub question: String,
     /// The answer, grounded in the chunk.
@@ -38,4 +62,44 @@ pub struct QaPair {
     /// The generation key: chunk, prompt, model and settings hashed together. A resumed run
     /// skips chunks whose key is already done.
     pub gen_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn chunk_fields_stay_at_the_top_level_of_the_json() {
+        let doc_id = DocId::from_content(b"x");
+        let chunk = Chunk {
+            id: ChunkId::new(&doc_id, 0, 4),
+            doc_id,
+            source: "a.pdf".into(),
+            text: "Hola".into(),
+            span: Span::new(0, 4),
+            pages: Some(PageRange::new(2, 2)),
+            headings: vec!["Intro".into()],
+            chunk_index: 0,
+            chunk_count: 1,
+            metadata: Default::default(),
+        };
+        let pair = QaPair {
+            id: "p".into(),
+            chunk: ChunkRef::of(&chunk),
+            question: "q".into(),
+            answer: "a".into(),
+            lang: "es".into(),
+            model: "m".into(),
+            prompt: "p".into(),
+            gen_key: "k".into(),
+        };
+        let v = serde_json::to_value(&pair).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in ["chunk_id", "doc_id", "source", "pages", "span", "headings", "question"] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        assert!(!keys.contains(&"chunk"));
+        assert_eq!(serde_json::from_value::<QaPair>(v).unwrap(), pair);
+    }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChunkId, DocId, PageRange, Span};
+use crate::{ChunkId, ChunkRef, DocId, PageRange};
 
 /// The `context` column of the reference: one list of titles and one list of documents,
 /// each wrapped in an outer list (`{"title": [[...]], "sentences": [[...]]}`).
@@ -55,19 +55,9 @@ pub struct ContextDoc {
 pub struct RaftMeta {
     /// The question record this came from (a `QaPair` id).
     pub question_id: String,
-    /// The oracle chunk.
-    pub chunk_id: ChunkId,
-    /// The oracle's document.
-    pub doc_id: DocId,
-    /// The oracle's source path.
-    pub source: String,
-    /// The oracle's pages.
-    pub pages: Option<PageRange>,
-    /// The oracle's byte span in its document's text.
-    pub span: Span,
-    /// The oracle's heading path.
-    #[serde(default)]
-    pub headings: Vec<String>,
+    /// The oracle chunk, with its document, pages, span and headings.
+    #[serde(flatten)]
+    pub oracle: ChunkRef,
     /// Language of the question (ISO 639-1).
     pub lang: String,
     /// The split the oracle's document belongs to (`train`, `valid`, `test`).

@@ -164,7 +164,7 @@ pub fn export(input: &Path, out: &Path, options: &ExportOptions) -> Result<Expor
     for p in &pairs {
         let rec = options.format.record(&p.question, &p.answer, system);
         match valid_w.as_mut() {
-            Some(w) if valid_docs.contains(p.doc_id.as_str()) => {
+            Some(w) if valid_docs.contains(p.chunk.doc_id.as_str()) => {
                 w.write(&rec)?;
                 valid += 1;
             }
@@ -174,7 +174,7 @@ pub fn export(input: &Path, out: &Path, options: &ExportOptions) -> Result<Expor
             }
         }
     }
-    let all_docs: std::collections::BTreeSet<&str> = pairs.iter().map(|p| p.doc_id.as_str()).collect();
+    let all_docs: std::collections::BTreeSet<&str> = pairs.iter().map(|p| p.chunk.doc_id.as_str()).collect();
     Ok(ExportReport {
         train_path: out.to_path_buf(),
         train,
@@ -193,7 +193,7 @@ pub fn export(input: &Path, out: &Path, options: &ExportOptions) -> Result<Expor
 pub fn split_docs(pairs: &[QaPair], fraction: f64, seed: u64) -> std::collections::BTreeSet<String> {
     let mut per_doc: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pairs {
-        *per_doc.entry(p.doc_id.as_str()).or_default() += 1;
+        *per_doc.entry(p.chunk.doc_id.as_str()).or_default() += 1;
     }
     let docs: Vec<(String, usize)> = per_doc.into_iter().map(|(d, n)| (d.to_string(), n)).collect();
     docraft_core::split::assign_splits(&docs, &[1.0 - fraction, fraction], seed)

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use docraft_core::Chunk;
 use docraft_core::jsonl::{JsonlWriter, read_all, retain};
+use docraft_core::{Chunk, ChunkRef};
 use docraft_core::{
     ChunkId, DocId, Embedder, GenError, GenRequest, GenResponse, Generator, QaPair, Sampling, Usage, content_hash,
 };
@@ -561,12 +561,7 @@ impl<'a> Generation<'a> {
             }
             out.accepted.push(QaPair {
                 id: content_hash(format!("{key}:{i}").as_bytes())[..32].to_string(),
-                chunk_id: chunk.id.clone(),
-                doc_id: chunk.doc_id.clone(),
-                source: chunk.source.clone(),
-                pages: chunk.pages,
-                span: chunk.span,
-                headings: chunk.headings.clone(),
+                chunk: ChunkRef::of(chunk),
                 question: pair.question,
                 answer: pair.answer,
                 lang: lang.to_string(),

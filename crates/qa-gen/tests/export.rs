@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use docraft_core::jsonl::JsonlWriter;
-use docraft_core::{ChunkId, DocId, QaPair, Span};
+use docraft_core::{ChunkId, ChunkRef, DocId, QaPair, Span};
 use docraft_qa_gen::export::{ExportOptions, Format, export, split_docs};
 use docraft_qa_gen::validate::{TokenCounter, validate};
 use serde_json::Value;
@@ -14,12 +14,14 @@ fn pair(doc: usize, i: usize) -> QaPair {
     let doc_id = DocId::from_content(format!("doc{doc}").as_bytes());
     QaPair {
         id: format!("{doc}-{i}"),
-        chunk_id: ChunkId::new(&doc_id, i, i + 1),
-        doc_id,
-        source: format!("docs/doc{doc}.md"),
-        pages: None,
-        span: Span::new(i, i + 1),
-        headings: vec![],
+        chunk: ChunkRef {
+            chunk_id: ChunkId::new(&doc_id, i, i + 1),
+            doc_id,
+            source: format!("docs/doc{doc}.md"),
+            pages: None,
+            span: Span::new(i, i + 1),
+            headings: vec![],
+        },
         question: format!("What is item {i} of document {doc}?"),
         answer: format!("Item {i} of document {doc} is a valve."),
         lang: "en".into(),
@@ -73,7 +75,7 @@ fn split_is_by_document_deterministic_and_near_the_fraction() -> anyhow::Result<
     let valid_docs = split_docs(&pairs, 0.2, 1);
     let train_q: HashSet<String> = read(&out).iter().map(|v| v["text"].as_str().unwrap().to_string()).collect();
     for p in &pairs {
-        assert_eq!(train_q.contains(&p.question), !valid_docs.contains(p.doc_id.as_str()));
+        assert_eq!(train_q.contains(&p.question), !valid_docs.contains(p.chunk.doc_id.as_str()));
     }
     // Same seed, same split; another seed, another split.
     assert_eq!(split_docs(&pairs, 0.2, 1), valid_docs);
@@ -87,7 +89,7 @@ fn split_is_by_document_deterministic_and_near_the_fraction() -> anyhow::Result<
     for seed in 0..8 {
         let v = split_docs(&uneven, 0.2, seed);
         assert_eq!(v.len(), 1);
-        assert!(v.contains(uneven[4].doc_id.as_str()), "seed {seed}");
+        assert!(v.contains(uneven[4].chunk.doc_id.as_str()), "seed {seed}");
     }
     Ok(())
 }

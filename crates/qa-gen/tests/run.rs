@@ -104,7 +104,7 @@ fn counts_add_up_and_every_rejection_has_a_reason() -> anyhow::Result<()> {
     assert_eq!(raw.raw.as_deref(), Some("Sorry, I cannot help with that."), "the raw output is kept");
     let (pairs, _) = read_all::<QaPair>(&files.accepted)?;
     assert!(pairs.iter().all(|p| p.model == "scripted" && p.prompt.starts_with("qa-v1@") && p.lang == "en"));
-    assert_eq!(pairs[0].source, "docs/doc0.md");
+    assert_eq!(pairs[0].chunk.source, "docs/doc0.md");
     Ok(())
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use docraft_core::jsonl::{JsonlWriter, read_all, sibling};
 use docraft_core::split::assign_splits;
 use docraft_core::{
-    Chunk, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta, RaftRecord, Retriever, Sampling,
-    Usage, content_hash,
+    Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta, RaftRecord, Retriever,
+    Sampling, Usage, content_hash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -406,12 +406,12 @@ impl<'a> RaftBuilder<'a> {
 
     /// The context of one question, or its rejection when its chunk is unknown.
     fn prepare<'q>(&self, pool: &Pool<'_>, id: &str, q: &'q QaPair) -> Result<std::result::Result<Job<'q>, Rejected>> {
-        let Some(oracle) = pool.index_of(q.chunk_id.as_str()) else {
+        let Some(oracle) = pool.index_of(q.chunk.chunk_id.as_str()) else {
             return Ok(Err(self.rejected(
                 id,
                 q,
                 Problem::UnknownChunk,
-                format!("chunk {} is not in the chunks given", q.chunk_id.as_str()),
+                format!("chunk {} is not in the chunks given", q.chunk.chunk_id.as_str()),
                 String::new(),
                 0,
             )));
@@ -436,7 +436,7 @@ impl<'a> RaftBuilder<'a> {
             max_tokens: self.options.max_tokens,
             sampling: Sampling { seed, ..self.options.sampling },
             json_schema: self.prompt.schema(oracle),
-            tag: job.question.chunk_id.as_str().to_string(),
+            tag: job.question.chunk.chunk_id.as_str().to_string(),
         }
     }
 
@@ -503,8 +503,8 @@ impl<'a> RaftBuilder<'a> {
         Rejected {
             id: id.to_string(),
             question_id: q.id.clone(),
-            chunk_id: q.chunk_id.as_str().to_string(),
-            source: q.source.clone(),
+            chunk_id: q.chunk.chunk_id.as_str().to_string(),
+            source: q.chunk.source.clone(),
             question: q.question.clone(),
             reason,
             detail,
@@ -552,12 +552,7 @@ impl<'a> RaftBuilder<'a> {
             final_answer: v.final_answer,
             meta: RaftMeta {
                 question_id: job.question.id.clone(),
-                chunk_id: oracle.id.clone(),
-                doc_id: oracle.doc_id.clone(),
-                source: oracle.source.clone(),
-                pages: oracle.pages,
-                span: oracle.span,
-                headings: oracle.headings.clone(),
+                oracle: ChunkRef::of(oracle),
                 lang: job.question.lang.clone(),
                 split,
                 oracle_in_context: job.docs.iter().any(|c| c.role == docraft_core::DocRole::Oracle),

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use docraft_core::jsonl::read_all;
 use docraft_core::{
-    Chunk, ChunkId, DocId, DocRole, FinishReason, GenError, GenRequest, GenResponse, Generator, QaPair, RaftRecord,
-    RetrieveError, Retriever, Scored, Span, Usage,
+    Chunk, ChunkId, ChunkRef, DocId, DocRole, FinishReason, GenError, GenRequest, GenResponse, Generator, QaPair,
+    RaftRecord, RetrieveError, Retriever, Scored, Span, Usage,
 };
 use docraft_raft::cot::normalize;
 use docraft_raft::{
@@ -69,12 +69,7 @@ fn corpus() -> Vec<Chunk> {
 fn question(c: &Chunk, n: usize, text: &str) -> QaPair {
     QaPair {
         id: format!("q-{}-{n}", c.id.as_str()),
-        chunk_id: c.id.clone(),
-        doc_id: c.doc_id.clone(),
-        source: c.source.clone(),
-        pages: c.pages,
-        span: c.span,
-        headings: vec![],
+        chunk: ChunkRef { headings: vec![], ..ChunkRef::of(c) },
         question: text.to_string(),
         answer: String::new(),
         lang: "en".into(),
@@ -213,7 +208,7 @@ fn oracle_share_follows_p_and_distractors_are_never_the_oracle() {
     let by_id: HashMap<&str, &Chunk> = chunks.iter().map(|c| (c.id.as_str(), c)).collect();
     for r in &records {
         assert_eq!(r.meta.documents.len(), 4, "k distractors + oracle, or k + 1 distractors");
-        let oracle = by_id[r.meta.chunk_id.as_str()];
+        let oracle = by_id[r.meta.oracle.chunk_id.as_str()];
         let oracles = r.meta.documents.iter().filter(|d| d.role == DocRole::Oracle).count();
         assert_eq!(oracles, usize::from(r.meta.oracle_in_context));
         for d in r.meta.documents.iter().filter(|d| d.role != DocRole::Oracle) {
@@ -299,7 +294,7 @@ fn quotes_are_verified_failures_repaired_or_rejected_and_all_accounted_for() {
         q.question = format!("{word}: {}", q.question);
     }
     let mut missing = question(&chunks[11], 0, "A question about a chunk we do not have");
-    missing.chunk_id = ChunkId::from_string("not-a-chunk");
+    missing.chunk.chunk_id = ChunkId::from_string("not-a-chunk");
     qs.push(missing);
     for structured in [true, false] {
         let dir = tempfile::tempdir().unwrap();
@@ -396,9 +391,9 @@ fn splits_are_by_document_and_training_never_sees_held_out_text() {
     let s = build(&Scripted::default(), None, o, &chunks, &qs, &out);
     let (records, _) = read_all::<RaftRecord>(&out).unwrap();
     let split_of_doc: HashMap<&str, &str> =
-        records.iter().map(|r| (r.meta.doc_id.as_str(), r.meta.split.as_str())).collect();
+        records.iter().map(|r| (r.meta.oracle.doc_id.as_str(), r.meta.split.as_str())).collect();
     for r in &records {
-        assert_eq!(split_of_doc[r.meta.doc_id.as_str()], r.meta.split, "a document on two sides");
+        assert_eq!(split_of_doc[r.meta.oracle.doc_id.as_str()], r.meta.split, "a document on two sides");
         for d in &r.meta.documents {
             let other = split_of_doc[d.doc_id.as_str()];
             assert!(other == r.meta.split || other == "train", "{} record uses {other} text", r.meta.split);
