@@ -195,14 +195,20 @@ pub struct GenerateArgs {
     quiet: bool,
 }
 
-pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
-    let (mut chunks, torn) = read_all::<Chunk>(&a.chunks)?;
+/// The chunks of a chunks.jsonl (the first `limit`), warning about a torn last line.
+pub fn read_chunks(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Chunk>> {
+    let (mut chunks, torn) = read_all::<Chunk>(path)?;
     if let Some(t) = torn {
         eprintln!("warning: {t}");
     }
-    if let Some(n) = a.limit {
+    if let Some(n) = limit {
         chunks.truncate(n);
     }
+    Ok(chunks)
+}
+
+pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
+    let chunks = read_chunks(&a.chunks, a.limit)?;
     let generator = a.generator.build(RunFiles::new(&a.output).requests)?;
     let price = match (a.price_input, a.price_output) {
         (Some(i), Some(o)) => Some(Price { input_per_million: i, output_per_million: o }),

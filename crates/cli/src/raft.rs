@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use docraft_core::jsonl::read_all;
 use docraft_core::jsonl::sibling;
-use docraft_core::{Chunk, QaPair, Retriever};
+use docraft_core::{QaPair, Retriever};
 use docraft_index::IndexRetriever;
 use docraft_qa_gen::{Filters, GenerateOptions, Generation, RunFiles};
 use docraft_raft::{Format, FormatOptions, RaftBuilder, RaftFiles, RaftOptions, export, parse_splits};
@@ -91,13 +91,7 @@ pub struct RaftArgs {
 }
 
 pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
-    let (mut chunks, torn) = read_all::<Chunk>(&a.chunks)?;
-    if let Some(t) = torn {
-        eprintln!("warning: {t}");
-    }
-    if let Some(n) = a.limit {
-        chunks.truncate(n);
-    }
+    let chunks = crate::qa::read_chunks(&a.chunks, a.limit)?;
     let splits = parse_splits(&a.split)?;
     let hard_share = a.hard_share.unwrap_or(if a.distractor_mode == DistractorMode::Hard { 1.0 } else { 0.0 });
     if hard_share > 0.0 && a.index.is_none() {
