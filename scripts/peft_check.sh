@@ -5,20 +5,9 @@
 # Usage: scripts/peft_check.sh [ADAPTER_DIR]   (default: trains a 4-step adapter on the fixtures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CACHE=${DOCRAFT_CACHE:-$HOME/.cache/docraft}
-source "$CACHE/env.sh"
-VENV=$CACHE/venv-torch
-if ! "$VENV/bin/python" -c "import torch, transformers, peft" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q torch transformers peft safetensors
-fi
-cargo build --release -q -p docraft-cli
-cargo build --release -q -p docraft-train --example adapter_logits
-BIN=$CARGO_TARGET_DIR/release
-GGUF=$CACHE/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-WORK=${WORK:-$CACHE/peft-check}
-mkdir -p "$WORK"
-[ -f "$WORK/hf/model.safetensors" ] || "$BIN/docraft" convert "$GGUF" -o "$WORK/hf"
+EXAMPLE=adapter_logits WORK=${WORK:-${DOCRAFT_CACHE:-$HOME/.cache/docraft}/peft-check}
+# shellcheck source=scripts/torch-env.sh
+source scripts/torch-env.sh
 ADAPTER=${1:-}
 if [ -z "$ADAPTER" ]; then
   rm -rf "$WORK/run"
