@@ -14,8 +14,11 @@ use docraft_ingest::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod ask;
+mod eval;
 mod qa;
 mod raft;
+mod run;
 mod search;
 mod train;
 
@@ -33,6 +36,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline into one run directory: ingest, index, RAFT (and/or Q&A), LoRA
+    /// training, evaluation with a report.
+    ///
+    /// `docraft run DOCS... -o RUN_DIR --config docraft.toml`. The config has one table per
+    /// stage ([ingest], [index], [qa], [export], [raft], [train], [eval]) whose keys are the
+    /// long flags of that stage's own subcommand, plus [models] (generator, base, embedder);
+    /// `docraft run --print-config` prints a commented example. RUN_DIR/manifest.json records
+    /// each stage's command, the sha256 of its inputs, models, prompts and outputs. Running
+    /// the same command again skips unchanged stages, resumes an interrupted one (generation
+    /// continues after the last finished chunk, training from its last checkpoint) and redoes
+    /// those whose inputs or settings changed.
+    Run(Box<run::RunArgs>),
+    /// Ask a question over an index: the answer comes from the retrieved chunks only, with
+    /// [file, page] citations, streamed as it is written.
+    ///
+    /// When even the closest chunk is far from the question, it says it does not know (in the
+    /// question's language) instead of answering. With --chat, questions are read from
+    /// standard input and follow-ups are rewritten with the conversation before retrieval.
+    /// The model is any llama-family GGUF or Hugging Face directory, optionally with a LoRA
+    /// adapter (--adapter RUN_DIR/train/adapter).
+    Ask(Box<ask::AskArgs>),
+    /// Evaluate: retrieval recall@k and MRR; open-book QA of a base model and base + adapter
+    /// (exact match, token F1, answer contains gold, quotes found); loss curves.
+    ///
+    /// Writes report.md, report.json, SVG plots and each model's answers (qa.base.jsonl,
+    /// qa.adapter.jsonl) into the output directory.
+    Eval(Box<eval::EvalArgs>),
     /// Print a document's extracted text (pages separated by a form feed, as pdftotext does).
     Extract(ExtractArgs),
     /// Read documents, split them into chunks and append them to a JSONL file.
@@ -169,6 +199,9 @@ struct IngestArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(a) => run::run(&a),
+        Command::Ask(a) => ask::ask(&a),
+        Command::Eval(a) => eval::eval(&a),
         Command::Extract(a) => extract(&a),
         Command::Ingest(a) => ingest(&a),
         Command::Index(IndexCommand::Build(a)) => search::build(&a),

@@ -185,6 +185,17 @@ pub trait Generator: Send + Sync {
             .unwrap_or_else(|| Err(GenError::Permanent("the backend returned no result".to_string())))
     }
 
+    /// Generates one answer, handing its text to `on_text` piece by piece as it is written
+    /// (a streaming display). Backends that cannot stream hand it over whole at the end.
+    ///
+    /// # Errors
+    /// [`GenError`] as the backend reports it.
+    fn generate_stream(&self, request: &GenRequest, on_text: &mut dyn FnMut(&str)) -> Result<GenResponse, GenError> {
+        let r = self.generate(request)?;
+        on_text(&r.text);
+        Ok(r)
+    }
+
     /// A stable name of the model (part of resume keys and of every record's lineage).
     fn model_id(&self) -> String {
         "unknown".to_string()
@@ -209,6 +220,13 @@ macro_rules! forward_generator {
             }
             fn generate(&self, request: &GenRequest) -> Result<GenResponse, GenError> {
                 (**self).generate(request)
+            }
+            fn generate_stream(
+                &self,
+                request: &GenRequest,
+                on_text: &mut dyn FnMut(&str),
+            ) -> Result<GenResponse, GenError> {
+                (**self).generate_stream(request, on_text)
             }
             fn model_id(&self) -> String {
                 (**self).model_id()
@@ -262,6 +280,10 @@ mod tests {
         assert_eq!(out[1].as_ref().map_err(GenError::kind), Err("permanent"));
         assert_eq!(out[2].as_ref().map(|r| r.text.as_str()), Ok("c"));
         assert_eq!(g.generate(&req("z")).map(|r| r.text), Ok("z".to_string()));
+        let mut seen = String::new();
+        let r = g.generate_stream(&req("streamed"), &mut |t| seen.push_str(t));
+        assert_eq!(r.map(|r| r.text), Ok("streamed".to_string()));
+        assert_eq!(seen, "streamed");
     }
 
     #[test]

@@ -15,6 +15,14 @@ const USER_ES: &str = include_str!("../prompts/qa.user.es.txt");
 /// Name of the built-in prompt (part of every record's lineage).
 pub const PROMPT_NAME: &str = "qa-v1";
 
+/// Every prompt file by name, for lineage (the run manifest hashes them).
+pub const PROMPTS: &[(&str, &str)] = &[
+    ("qa-gen/qa.system.en.txt", SYSTEM_EN),
+    ("qa-gen/qa.user.en.txt", USER_EN),
+    ("qa-gen/qa.system.es.txt", SYSTEM_ES),
+    ("qa-gen/qa.user.es.txt", USER_ES),
+];
+
 /// Longest question and answer the JSON schema allows, in characters. A runaway small model
 /// is cut off by the grammar instead of writing until `max_tokens`.
 const MAX_QUESTION_CHARS: usize = 300;

@@ -42,4 +42,4 @@ pub use build::{Progress, RaftBuilder, RaftFiles, RaftOptions, Rejected, Split, 
 pub use cot::Problem;
 pub use error::{RaftError, Result};
 pub use format::{Exported, Format, FormatOptions, export};
-pub use prompt::{CotPrompt, PROMPT_NAME};
+pub use prompt::{CotPrompt, PROMPT_NAME, PROMPTS};

@@ -21,6 +21,16 @@ const JSON_ES: &str = include_str!("../prompts/cot.json.es.txt");
 /// Name of the built-in prompt (part of every record's lineage).
 pub const PROMPT_NAME: &str = "raft-cot-v1";
 
+/// Every prompt file by name, for lineage (the run manifest hashes them).
+pub const PROMPTS: &[(&str, &str)] = &[
+    ("raft/cot.system.en.txt", SYSTEM_EN),
+    ("raft/cot.system.es.txt", SYSTEM_ES),
+    ("raft/cot.user.en.txt", USER_EN),
+    ("raft/cot.user.es.txt", USER_ES),
+    ("raft/cot.json.en.txt", JSON_EN),
+    ("raft/cot.json.es.txt", JSON_ES),
+];
+
 /// Most reasoning steps, and the longest thought and answer, the JSON Schema allows.
 const MAX_STEPS: usize = 3;
 const MAX_THOUGHT_CHARS: usize = 300;

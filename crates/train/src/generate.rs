@@ -1,5 +1,6 @@
 //! Decoding with base + adapter: greedy or sampled, stopping at end of sequence, streaming text.
 
+use docraft_core::{FinishReason, GenError, GenRequest, GenResponse, Usage};
 use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
@@ -97,12 +98,16 @@ fn pick(logits: &[f32], opts: &GenOptions, rng: &mut SplitMix64) -> u32 {
 }
 
 /// A chat model: weights (adapter merged for speed), tokenizer, template and stop tokens.
+///
+/// It is also a [`docraft_core::Generator`], so the stages that take one (`ask`, evaluation)
+/// run base and base + adapter alike, with token streaming.
 #[derive(Debug)]
 pub struct ChatModel {
     model: Llama,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     stop: Vec<u32>,
+    name: String,
 }
 
 impl ChatModel {
@@ -121,7 +126,39 @@ impl ChatModel {
                 stop.push(id);
             }
         }
-        Ok(Self { model, tokenizer, template, stop })
+        Ok(Self { model, tokenizer, template, stop, name: "candle".into() })
+    }
+
+    /// Loads a base model (GGUF file or Hugging Face directory) and, when given, a peft adapter
+    /// directory, on `device`; the model id names both files.
+    ///
+    /// # Errors
+    /// [`TrainError`] when a file cannot be read or the adapter does not fit the base.
+    pub fn load(
+        base: &std::path::Path,
+        adapter: Option<&std::path::Path>,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let b = crate::BaseModel::load(base, device)?;
+        let model = Llama::new(&b, crate::compute_dtype(device), device)?;
+        let a = match adapter {
+            Some(dir) => Some(Adapter::load_peft(dir, &b.config, model.dtype(), model.device())?),
+            None => None,
+        };
+        let name = |p: &std::path::Path| p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut id = name(base);
+        if let Some(dir) = adapter {
+            let parent = dir.parent().map(name).unwrap_or_default();
+            id = format!("{id}+{parent}/{}", name(dir));
+        }
+        Ok(Self::new(&model, a.as_ref(), b.tokenizer()?, b.template()?)?.with_name(id))
+    }
+
+    /// Names the model (its [`docraft_core::Generator::model_id`]).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// The prompt ids for `messages`, ending where the assistant's turn begins.
@@ -138,7 +175,18 @@ impl ChatModel {
     ///
     /// # Errors
     /// Template, tokenizer or tensor errors.
-    pub fn reply(&self, messages: &[Message], opts: &GenOptions, mut on_text: impl FnMut(&str)) -> Result<String> {
+    pub fn reply(&self, messages: &[Message], opts: &GenOptions, on_text: impl FnMut(&str)) -> Result<String> {
+        Ok(self.reply_counted(messages, opts, on_text)?.0)
+    }
+
+    /// [`Self::reply`], also returning the prompt's and the answer's token counts and whether
+    /// the answer reached `max_tokens`.
+    fn reply_counted(
+        &self,
+        messages: &[Message],
+        opts: &GenOptions,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<(String, usize, usize, bool)> {
         let ids = self.prompt_ids(messages)?;
         let mut opts = opts.clone();
         opts.stop.extend(self.stop.iter().copied());
@@ -156,6 +204,49 @@ impl ChatModel {
             }
             true
         })?;
-        tok.decode(&out, true).map_err(|e| TrainError::Tokenizer(e.to_string()))
+        let text = tok.decode(&out, true).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+        Ok((text, ids.len(), out.len(), out.len() >= opts.max_tokens))
+    }
+}
+
+impl docraft_core::Generator for ChatModel {
+    fn generate_batch(&self, requests: &[GenRequest]) -> Vec<std::result::Result<GenResponse, GenError>> {
+        requests.iter().map(|r| self.generate_stream(r, &mut |_| {})).collect()
+    }
+
+    fn generate_stream(
+        &self,
+        request: &GenRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> std::result::Result<GenResponse, GenError> {
+        let messages: Vec<Message> =
+            request.messages.iter().map(|m| Message::new(m.role.as_str(), &m.content)).collect();
+        let opts = GenOptions {
+            max_tokens: request.max_tokens as usize,
+            temperature: f64::from(request.sampling.temperature),
+            top_p: f64::from(request.sampling.top_p),
+            seed: request.sampling.seed,
+            stop: Vec::new(),
+        };
+        let ids = self.prompt_ids(&messages).map_err(|e| GenError::Permanent(e.to_string()))?;
+        let limit = self.model.config().max_position_embeddings;
+        if ids.len() + opts.max_tokens.min(1) > limit {
+            return Err(GenError::ContextLengthExceeded { needed: ids.len() as u64 + 1, limit: limit as u64 });
+        }
+        let (text, prompt, completion, cut) =
+            self.reply_counted(&messages, &opts, |t| on_text(t)).map_err(|e| GenError::Permanent(e.to_string()))?;
+        Ok(GenResponse {
+            text,
+            finish: if cut { FinishReason::Length } else { FinishReason::Stop },
+            usage: Usage { prompt_tokens: prompt as u64, completion_tokens: completion as u64 },
+        })
+    }
+
+    fn model_id(&self) -> String {
+        self.name.clone()
+    }
+
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.tokenizer.encode(text, false).ok().map(|e| e.len())
     }
 }

@@ -2,7 +2,7 @@
 //! API only.
 //!
 //! ```text
-//! cargo run -p docraft-index --example index_and_search -- CHUNKS.jsonl "question" [MODEL_DIR]
+//! cargo run -p docraft-examples --example index_and_search -- CHUNKS.jsonl "question" [MODEL_DIR]
 //! ```
 //! (`docraft ingest fixtures/docs -o chunks.jsonl` makes a chunks file; the model directory
 //! defaults to `$DOCRAFT_MODELS/all-minilm-l6-v2`, which `scripts/setup.sh` fetches.)

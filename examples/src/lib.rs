@@ -1,0 +1,1 @@
+//! Examples of the docraft crates: see `examples/*.rs`.
