@@ -366,15 +366,13 @@ impl<'a> Asker<'a> {
         // The evidence: the sentence of the sources that best matches the question. When the
         // answer cites its source, the answer stands on its own; otherwise the sentence is
         // added, quoted and cited, so the reader sees what the documents say.
-        if o.quote_fallback {
-            if let Some((src, sentence)) = best_sentence(&query, &shown) {
-                if !answer.citations.iter().any(|c| c.number == src.number) {
-                    let added = format!("\n\n{}: «{sentence}» [{}]", prompts.phrase("from_sources"), src.label);
-                    on_text(&added);
-                    answer.text += &added;
-                    answer.citations.push(citation(src, Attribution::Quote, Some(sentence)));
-                }
-            }
+        if let Some((src, sentence)) = best_sentence(&query, &shown).filter(|_| o.quote_fallback)
+            && !answer.citations.iter().any(|c| c.number == src.number)
+        {
+            let added = format!("\n\n{}: «{sentence}» [{}]", prompts.phrase("from_sources"), src.label);
+            on_text(&added);
+            answer.text += &added;
+            answer.citations.push(citation(src, Attribution::Quote, Some(sentence)));
         }
         Ok(answer)
     }

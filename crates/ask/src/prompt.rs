@@ -20,7 +20,7 @@ pub const PROMPTS: &[(&str, &str)] = &[
 ];
 
 /// The prompts and phrases for one language: Spanish has its own, every other language the
-/// English ones with "answer in <language>".
+/// English ones with "answer in LANGUAGE".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompts {
     lang: String,

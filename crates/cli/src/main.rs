@@ -40,8 +40,8 @@ enum Command {
     /// training, evaluation with a report.
     ///
     /// `docraft run DOCS... -o RUN_DIR --config docraft.toml`. The config has one table per
-    /// stage ([ingest], [index], [qa], [export], [raft], [train], [eval]) whose keys are the
-    /// long flags of that stage's own subcommand, plus [models] (generator, base, embedder);
+    /// stage (`[ingest]`, `[index]`, `[qa]`, `[export]`, `[raft]`, `[train]`, `[eval]`) whose keys are the
+    /// long flags of that stage's own subcommand, plus `[models]` (generator, base, embedder);
     /// `docraft run --print-config` prints a commented example. RUN_DIR/manifest.json records
     /// each stage's command, the sha256 of its inputs, models, prompts and outputs. Running
     /// the same command again skips unchanged stages, resumes an interrupted one (generation

@@ -281,15 +281,16 @@ impl Runner {
             "inputs": inputs, "models": models, "prompts": prompts,
         }))?);
         let prev = self.manifest.stages.get(plan.name).cloned();
-        if let Some(p) = &prev {
-            if !self.force && p.status == "done" && p.fingerprint == fingerprint {
-                let now_out = self.hashes(&plan.outputs)?;
-                if now_out == p.outputs {
-                    println!("[{}] unchanged, skipped", plan.name);
-                    return Ok(false);
-                }
-                println!("[{}] outputs changed since the last run: redoing", plan.name);
+        if let Some(p) = &prev
+            && !self.force
+            && p.status == "done"
+            && p.fingerprint == fingerprint
+        {
+            if self.hashes(&plan.outputs)? == p.outputs {
+                println!("[{}] unchanged, skipped", plan.name);
+                return Ok(false);
             }
+            println!("[{}] outputs changed since the last run: redoing", plan.name);
         }
         let mode = match &prev {
             Some(p) if !self.force && p.status == "running" && p.fingerprint == fingerprint => {
@@ -385,10 +386,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let kept = dir.join("config.toml");
     let config_path = a.config.clone().or_else(|| kept.is_file().then(|| kept.clone()));
     let config = Config::load(config_path.as_deref())?;
-    if let Some(until) = &a.until {
-        if !STAGES.contains(&until.as_str()) {
-            bail!("--until {until}: not a stage ({})", STAGES.join(", "));
-        }
+    if let Some(until) = a.until.as_ref().filter(|u| !STAGES.contains(&u.as_str())) {
+        bail!("--until {until}: not a stage ({})", STAGES.join(", "));
     }
     check_config(&config)?;
     if std::fs::read_to_string(&kept).ok().as_deref() != Some(config.text.as_str()) {
