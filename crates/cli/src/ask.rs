@@ -60,15 +60,10 @@ pub struct AskArgs {
     cuda: bool,
 }
 
-/// The GGUF that setup fetches.
-pub fn default_model() -> PathBuf {
-    docraft_core::models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
-
 pub fn ask(a: &AskArgs) -> Result<ExitCode> {
     let (index, embedder) = crate::search::open_index(&a.index, None, None)?;
     let retriever = IndexRetriever::new(&index, embedder.as_ref()).with_filter(Filter::parse(&a.filter)?);
-    let model_path = a.model.clone().unwrap_or_else(default_model);
+    let model_path = a.model.clone().unwrap_or_else(docraft_qa_gen::default_gguf);
     let device = docraft_train::device(a.cuda)?;
     let model = ChatModel::load(&model_path, a.adapter.as_deref(), &device)
         .with_context(|| format!("loading the model {}", model_path.display()))?;

@@ -210,12 +210,14 @@ impl Config {
         self.section(name).get("enabled").and_then(toml::Value::as_bool).unwrap_or(default)
     }
 
-    /// A model path from `[models]`: absolute, or relative to $DOCRAFT_MODELS.
-    fn model(&self, key: &str, default: &str) -> PathBuf {
-        let rel = self.section("models").get(key).and_then(|v| v.as_str().map(str::to_string));
-        let rel = rel.unwrap_or_else(|| default.to_string());
-        let p = PathBuf::from(&rel);
-        if p.is_absolute() { p } else { docraft_core::models_dir().join(p) }
+    /// A model path from `[models]`: absolute, or relative to $DOCRAFT_MODELS; `default`
+    /// when the key is absent.
+    fn model(&self, key: &str, default: PathBuf) -> PathBuf {
+        match self.section("models").get(key).and_then(|v| v.as_str().map(PathBuf::from)) {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => docraft_core::models_dir().join(p),
+            None => default,
+        }
     }
 }
 
@@ -225,6 +227,9 @@ struct Runner {
     force: bool,
     quiet: bool,
     prompts: BTreeMap<String, String>,
+    /// Model files are read-only inputs shared by several stages (the GGUF generates, is
+    /// trained and is evaluated): hashed once per run.
+    model_hashes: BTreeMap<PathBuf, String>,
 }
 
 /// What a stage needs to know before it runs.
@@ -270,7 +275,15 @@ impl Runner {
     /// Runs `plan` through `work` unless it is unchanged; returns whether it ran.
     fn stage(&mut self, plan: Plan, work: impl FnOnce(&Mode) -> Result<()>) -> Result<bool> {
         let inputs = self.hashes(&plan.inputs)?;
-        let models = self.hashes(&plan.models)?;
+        let mut models = BTreeMap::new();
+        for m in plan.models.iter().filter(|m| m.exists()) {
+            let hash = match self.model_hashes.get(m) {
+                Some(h) => h.clone(),
+                None => hash_path(m)?,
+            };
+            self.model_hashes.insert(m.clone(), hash.clone());
+            models.insert(self.rel(m), hash);
+        }
         let prompts = if plan.prompts { self.prompts.clone() } else { BTreeMap::new() };
         let settings = serde_json::to_value(&plan.settings)?;
         // Output paths depend on the run directory only, so they stay out of the fingerprint:
@@ -414,7 +427,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     for (name, text) in docraft_qa_gen::prompt::PROMPTS.iter().chain(docraft_raft::PROMPTS) {
         prompts.insert((*name).to_string(), hash_str(text));
     }
-    let mut r = Runner { dir: dir.clone(), manifest, force: a.force, quiet: a.quiet, prompts };
+    let mut r =
+        Runner { dir: dir.clone(), manifest, force: a.force, quiet: a.quiet, prompts, model_hashes: BTreeMap::new() };
     r.save()?;
 
     let p = |name: &str| dir.join(name);
@@ -425,9 +439,9 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     };
     let last = a.until.clone().unwrap_or_else(|| "eval".into());
     let stop_after = |name: &str| name == last;
-    let generator = config.model("generator", "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let base = config.model("base", "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let embedder = config.model("embedder", "all-minilm-l6-v2");
+    let generator = config.model("generator", docraft_qa_gen::default_gguf());
+    let base = config.model("base", docraft_qa_gen::default_gguf());
+    let embedder = config.model("embedder", docraft_index::default_model_dir());
 
     // 1. ingest
     let chunks = p("chunks.jsonl");

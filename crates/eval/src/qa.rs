@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 
 use docraft_core::{ChatMessage, GenRequest, Generator, Role, Sampling};
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::metrics::{contains_gold, exact_match, final_answer, quotes, quotes_found, token_f1};
-use crate::retrieval::Skipped;
+use crate::retrieval::{Skipped, json_lines};
 
 /// One open-book question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,30 +27,23 @@ pub struct QaCase {
 /// # Errors
 /// [`EvalError::Io`] when the file cannot be read.
 pub fn load_cases(path: &Path) -> Result<(Vec<QaCase>, Vec<Skipped>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+    let (lines, mut skipped) = json_lines(path)?;
     let mut cases = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let skip = |reason: String| Skipped { path: path.to_path_buf(), line: i + 1, reason };
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                skipped.push(skip(format!("not JSON: {e}")));
-                continue;
-            }
-        };
+    for (line, v) in lines {
         let field = |names: &[&str]| names.iter().find_map(|n| v[*n].as_str()).map(str::to_string);
         match (field(&["question"]), field(&["context", "instruction"]), field(&["gold_final_answer", "final_answer"]))
         {
             (Some(question), Some(context), Some(gold)) if !gold.trim().is_empty() => {
                 cases.push(QaCase { question, context, gold });
             }
-            _ => skipped.push(skip("needs question, context (or instruction) and gold_final_answer".into())),
+            _ => skipped.push(Skipped {
+                path: path.to_path_buf(),
+                line,
+                reason: "needs question, context (or instruction) and gold_final_answer".into(),
+            }),
         }
     }
+    skipped.sort_by_key(|s| s.line);
     Ok((cases, skipped))
 }
 

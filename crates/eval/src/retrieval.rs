@@ -67,22 +67,11 @@ pub struct Skipped {
 /// # Errors
 /// [`EvalError::Io`] when the file cannot be read.
 pub fn load_cases(path: &Path) -> Result<(Vec<Case>, Vec<Skipped>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+    let (lines, mut skipped) = json_lines(path)?;
     let mut cases = Vec::new();
-    let mut skipped = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let skip = |reason: &str| Skipped { path: path.to_path_buf(), line: i + 1, reason: reason.to_string() };
-        let v: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                skipped.push(skip(&format!("not JSON: {e}")));
-                continue;
-            }
-        };
+    for (line, v) in lines {
+        let skip = |reason: &str| Skipped { path: path.to_path_buf(), line, reason: reason.to_string() };
         let Some(question) = v["question"].as_str().filter(|q| !q.trim().is_empty()) else {
             skipped.push(skip("no \"question\""));
             continue;
@@ -105,7 +94,26 @@ pub fn load_cases(path: &Path) -> Result<(Vec<Case>, Vec<Skipped>)> {
             cases.push(Case { question: question.to_string(), relevant });
         }
     }
+    skipped.sort_by_key(|s| s.line);
     Ok((cases, skipped))
+}
+
+/// Parsed lines with their 1-based numbers, and the lines that did not parse.
+pub(crate) type Lines = (Vec<(usize, Value)>, Vec<Skipped>);
+
+/// The non-blank lines of a JSONL file parsed as JSON, with their 1-based numbers; lines that
+/// are not JSON come back as skipped, with the parser's reason.
+pub(crate) fn json_lines(path: &Path) -> Result<Lines> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+    let mut values = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str(line) {
+            Ok(v) => values.push((i + 1, v)),
+            Err(e) => skipped.push(Skipped { path: path.to_path_buf(), line: i + 1, reason: format!("not JSON: {e}") }),
+        }
+    }
+    Ok((values, skipped))
 }
 
 /// Scores of a retrieval evaluation.
