@@ -25,7 +25,7 @@ pub struct QaCase {
 /// (`instruction`, `final_answer`) work too. Lines missing a field are returned as skipped.
 ///
 /// # Errors
-/// [`EvalError::Io`] when the file cannot be read.
+/// [`EvalError::Io`](crate::EvalError::Io) when the file cannot be read.
 pub fn load_cases(path: &Path) -> Result<(Vec<QaCase>, Vec<Skipped>)> {
     let (lines, mut skipped) = json_lines(path)?;
     let mut cases = Vec::new();
