@@ -4,20 +4,22 @@
 //! `docraft-ingest` and friends.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use docraft_ingest::{
-    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Loader, Progress, Report, Sizer,
-};
-use indicatif::{ProgressBar, ProgressStyle};
+use docraft_core::CancelToken;
+use docraft_ingest::{AutoLoader, Loader};
+use docraft_pipeline::settings::IngestSettings;
+use docraft_pipeline::stage::{self, Ctx};
+use docraft_pipeline::{Event, Stage};
 
 mod ask;
 mod eval;
 mod qa;
 mod raft;
+mod render;
 mod run;
 mod search;
 mod train;
@@ -196,6 +198,21 @@ struct IngestArgs {
     quiet: bool,
 }
 
+impl IngestArgs {
+    fn settings(&self) -> IngestSettings {
+        IngestSettings {
+            chunk_size: self.chunk_size.clone(),
+            overlap: self.overlap,
+            tokenizer: self.tokenizer.clone(),
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            strict: self.strict,
+            keep_page_furniture: self.keep_page_furniture,
+            threads: self.threads,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -249,150 +266,66 @@ fn extract(a: &ExtractArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses `N`, `A..B`, `A..=B` or `A-B` (both ends inclusive).
-fn parse_capacity(s: &str) -> Result<(usize, usize)> {
-    let s = s.trim();
-    let parts: Option<(&str, &str)> = s.split_once("..=").or_else(|| s.split_once("..")).or_else(|| s.split_once('-'));
-    let (a, b) = match parts {
-        Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
-        None => (s.parse::<usize>(), s.parse::<usize>()),
-    };
-    match (a, b) {
-        (Ok(a), Ok(b)) if a <= b && b > 0 => Ok((a, b)),
-        _ => bail!("--chunk-size {s:?}: expected N or MIN..MAX with 0 < MIN <= MAX"),
-    }
-}
-
-fn chunk_settings(a: &IngestArgs) -> Result<ChunkSettings> {
-    let (sizer, default_size, default_overlap) = match &a.tokenizer {
-        Some(t) => (Sizer::tokens_from_file(t)?, (200, 300), 30),
-        None => (Sizer::Characters, (800, 1200), 100),
-    };
-    let (min, max) = match &a.chunk_size {
-        Some(s) => parse_capacity(s)?,
-        None => default_size,
-    };
-    let overlap = a.overlap.unwrap_or(if min > default_overlap { default_overlap } else { 0 });
-    Ok(ChunkSettings::new(min..=max)?.with_overlap(overlap)?.with_sizer(sizer))
-}
-
-struct Bar {
-    bar: ProgressBar,
-    quiet: bool,
-}
-
-impl Progress for Bar {
-    fn start(&self, files: usize) {
-        self.bar.set_length(files as u64);
-    }
-
-    fn file_done(&self, r: &FileReport) {
-        self.bar.inc(1);
-        self.bar.set_message(short(&r.path));
-        if self.quiet {
-            return;
-        }
-        match r.status {
-            FileStatus::Failed => {
-                self.bar.println(format!("failed: {}", r.reason.as_deref().unwrap_or("unknown")));
-            }
-            FileStatus::Ok => {
-                for w in &r.warnings {
-                    self.bar.println(format!("warning: {}: {w}", r.path));
-                }
-            }
-            FileStatus::Skipped => {}
-        }
-    }
-}
-
-fn short(p: &str) -> String {
-    Path::new(p).file_name().map_or_else(|| p.to_string(), |n| n.to_string_lossy().into_owned())
-}
-
 fn ingest(a: &IngestArgs) -> Result<ExitCode> {
-    let settings = chunk_settings(a)?;
-    let filter = FileFilter::new(&a.include, &a.exclude)?;
-    if let Some(n) = a.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
-    }
-    let bar = progress_bar(a.quiet, 0, "files");
-    let progress = Bar { bar, quiet: a.quiet };
-    let describe = settings.describe();
-    let report = Ingest::new(settings)
-        .with_loader(AutoLoader::new().keep_page_furniture(a.keep_page_furniture))
-        .with_filter(filter)
-        .run(&a.paths, &a.output, &progress)?;
-    progress.bar.finish_and_clear();
-
-    if let Some(p) = &a.report {
-        write_report(p, &report)?;
-    }
-    print_summary(&report, &a.output, &describe);
-    let t = &report.totals;
+    let settings = a.settings();
+    let term = render::Terminal::new(a.quiet);
+    let sink = |e: &Event| term.event(e);
+    let ctx = Ctx::new(Stage::Ingest, &sink, CancelToken::new());
+    let o = stage::ingest::run(&settings, &a.paths, &a.output, a.report.as_deref(), &ctx)?;
+    term.event(&Event::Finished { stage: Stage::Ingest, seconds: 0.0, summary: stage::ingest::summary(&o, &a.output) });
+    let t = &o.report.totals;
     let failed_strict = a.strict && t.failed > 0;
     let nothing = t.ok == 0 && t.skipped == 0;
     Ok(if failed_strict || nothing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn write_report(path: &Path, report: &Report) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
-}
-
-fn print_summary(report: &Report, output: &Path, chunking: &str) {
-    let t = &report.totals;
-    if let Some(r) = &report.repaired {
-        eprintln!("repaired: {r}");
-    }
-    eprintln!(
-        "ingested {} of {} files ({} failed, {} skipped): {} pages, {} chunks ({} new) [{chunking}]",
-        t.ok, t.files, t.failed, t.skipped, t.pages, t.chunks, t.chunks_written
-    );
-    eprintln!(
-        "{:.1} MB in {:.2} s: {:.1} MB/s, {:.0} pages/s -> {}",
-        t.bytes as f64 / 1e6,
-        t.seconds,
-        t.mb_per_s,
-        t.pages_per_s,
-        output.display()
-    );
-    let failed: Vec<&FileReport> = report.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
-    if !failed.is_empty() {
-        eprintln!("failed files:");
-        for f in failed {
-            eprintln!("  {}", f.reason.as_deref().unwrap_or(&f.path));
-        }
-    }
-}
-
-/// The progress bar every command shows (hidden with --quiet): elapsed time, bar, count of
-/// `what`, rate, ETA and a message.
-pub(crate) fn progress_bar(quiet: bool, len: u64, what: &str) -> ProgressBar {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(len) };
-    let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}}) {{msg}}"
-    );
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar
-}
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
     use super::*;
 
+    /// The long flags of a subcommand, with `_` for `-`.
+    fn flags(path: &[&str]) -> BTreeSet<String> {
+        let mut cmd = Cli::command();
+        for p in path {
+            cmd = cmd.find_subcommand(p).cloned().unwrap_or_else(|| panic!("no subcommand {p}"));
+        }
+        cmd.get_arguments().filter_map(|a| a.get_long()).map(|l| l.replace('-', "_")).collect()
+    }
+
+    /// Flags that are paths, modes or output choices of the command line, not stage settings.
+    const CLI_ONLY: &[&str] = &[
+        "output", "quiet", "report", "help", "estimate_only", "config", "resume", "base", "data", "valid", "index",
+        "questions", "qa_set", "adapter", "train_run",
+    ];
+
     #[test]
-    fn capacities() {
-        assert_eq!(parse_capacity("500").unwrap(), (500, 500));
-        assert_eq!(parse_capacity("500..1000").unwrap(), (500, 1000));
-        assert_eq!(parse_capacity("500..=1000").unwrap(), (500, 1000));
-        assert_eq!(parse_capacity("500-1000").unwrap(), (500, 1000));
-        assert!(parse_capacity("1000..500").is_err());
-        assert!(parse_capacity("0").is_err());
-        assert!(parse_capacity("abc").is_err());
+    fn config_keys_are_the_subcommands_flags() {
+        let cases: [(&str, &[&str]); 7] = [
+            ("ingest", &["ingest"]),
+            ("index", &["index", "build"]),
+            ("qa", &["generate"]),
+            ("export", &["export"]),
+            ("raft", &["raft"]),
+            ("train", &["train"]),
+            ("eval", &["eval"]),
+        ];
+        for (section, path) in cases {
+            let keys = docraft_pipeline::settings::section_keys(section);
+            let flags: BTreeSet<String> =
+                flags(path).into_iter().filter(|f| !CLI_ONLY.contains(&f.as_str())).collect();
+            let missing: Vec<&String> = flags.iter().filter(|f| !keys.contains(*f)).collect();
+            assert!(missing.is_empty(), "[{section}] lacks the keys of flags {missing:?}");
+            if section != "train" {
+                // The trainer has advanced settings (scheduler, warmup_steps, ...) that only
+                // its config file sets; every other key is a flag.
+                let unflagged: Vec<&String> = keys.iter().filter(|k| *k != "enabled" && !flags.contains(*k)).collect();
+                assert!(unflagged.is_empty(), "`docraft {}` lacks flags for [{section}] {unflagged:?}", path.join(" "));
+            }
+        }
     }
 }

@@ -140,6 +140,10 @@ impl GeneratorArgs {
     }
 }
 
+fn q() -> QaSettings {
+    QaSettings::default()
+}
+
 #[derive(Args)]
 pub struct GenerateArgs {
     /// chunks.jsonl written by `docraft ingest`.
@@ -151,10 +155,10 @@ pub struct GenerateArgs {
     #[command(flatten)]
     generator: GeneratorArgs,
     /// Question/answer pairs asked for per chunk.
-    #[arg(short = 'n', long, default_value_t = 3)]
+    #[arg(short = 'n', long, default_value_t = q().questions_per_chunk)]
     questions_per_chunk: usize,
     /// Most tokens generated per chunk.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = q().max_tokens)]
     max_tokens: u32,
     /// Only the first N chunks.
     #[arg(long)]
@@ -178,14 +182,14 @@ pub struct GenerateArgs {
     #[arg(long)]
     estimate_only: bool,
     /// Least share of the answer's words found in the chunk (0 turns the check off).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = q().grounding)]
     grounding: f32,
     /// Turn off the language check.
     #[arg(long)]
     no_language_filter: bool,
     /// Near-duplicate threshold (0 turns the check off): trigram similarity, or cosine with
     /// --dedup-embeddings.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = q().dedup)]
     dedup: f32,
     /// Judge near-duplicates by embeddings (the local all-MiniLM-L6-v2 model).
     #[arg(long)]
@@ -195,111 +199,42 @@ pub struct GenerateArgs {
     quiet: bool,
 }
 
-/// The chunks of a chunks.jsonl (the first `limit`), warning about a torn last line.
-pub fn read_chunks(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Chunk>> {
-    let (mut chunks, torn) = read_all::<Chunk>(path)?;
-    if let Some(t) = torn {
-        eprintln!("warning: {t}");
+impl GenerateArgs {
+    fn settings(&self) -> QaSettings {
+        QaSettings {
+            enabled: true,
+            generator: self.generator.settings(),
+            questions_per_chunk: self.questions_per_chunk,
+            max_tokens: self.max_tokens,
+            limit: self.limit,
+            max_pairs: self.max_pairs,
+            max_tokens_total: self.max_tokens_total,
+            max_cost: self.max_cost,
+            price_input: self.price_input,
+            price_output: self.price_output,
+            grounding: self.grounding,
+            no_language_filter: self.no_language_filter,
+            dedup: self.dedup,
+            dedup_embeddings: self.dedup_embeddings,
+        }
     }
-    if let Some(n) = limit {
-        chunks.truncate(n);
-    }
-    Ok(chunks)
 }
 
 pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
-    let chunks = read_chunks(&a.chunks, a.limit)?;
-    let generator = a.generator.build(RunFiles::new(&a.output).requests)?;
-    let price = match (a.price_input, a.price_output) {
-        (Some(i), Some(o)) => Some(Price { input_per_million: i, output_per_million: o }),
-        _ => None,
-    };
-    let options = GenerateOptions {
-        questions_per_chunk: a.questions_per_chunk,
-        max_tokens: a.max_tokens,
-        sampling: a.generator.sampling(),
-        filters: Filters {
-            grounding: (a.grounding > 0.0).then_some(a.grounding),
-            language: !a.no_language_filter,
-            dedup: (a.dedup > 0.0).then_some(a.dedup),
-            ..Filters::default()
-        },
-        budget: Budget { max_pairs: a.max_pairs, max_tokens: a.max_tokens_total, max_cost: a.max_cost },
-        price,
-        batch: None,
-    };
-    let embedder: Option<Box<dyn Embedder>> = if a.dedup_embeddings {
-        let dir = docraft_index::default_model_dir();
-        Some(Box::new(
-            docraft_index::OnnxEmbedder::from_dir(&dir, docraft_index::EmbedOptions::default())
-                .with_context(|| format!("--dedup-embeddings needs the embedding model in {}", dir.display()))?,
-        ))
-    } else {
-        None
-    };
-    let mut run = Generation::new(generator.as_ref(), options)?;
-    if let Some(e) = embedder.as_deref() {
-        run = run.with_embedder(e);
-    }
-
-    let est = run.estimate(&chunks, &a.output)?;
-    let approx = if est.exact { "" } else { "about " };
-    eprint!(
-        "{} chunks to do ({} already done): {approx}{} prompt tokens + at most {} generated",
-        est.chunks,
-        chunks.len() - est.chunks,
-        est.prompt_tokens,
-        est.max_completion_tokens
-    );
-    match est.max_cost {
-        Some(c) => eprintln!(", at most {c:.4} in cost"),
-        None => eprintln!(),
-    }
+    let term = crate::render::Terminal::new(a.quiet);
+    let sink = |e: &Event| term.event(e);
+    let ctx = Ctx::new(Stage::Qa, &sink, CancelToken::new());
+    let paths = stage::qa::QaPaths { chunks: a.chunks.clone(), output: a.output.clone(), local_model: None, embedder: None };
+    let o = stage::qa::generate(&a.settings(), &paths, a.estimate_only, &ctx)?;
     if a.estimate_only {
         return Ok(ExitCode::SUCCESS);
     }
-
-    let bar = crate::progress_bar(a.quiet, est.chunks as u64, "chunks");
-    let summary = run.run(&chunks, &a.output, &mut |p| {
-        bar.set_position(p.done as u64);
-        let secs = p.elapsed.as_secs_f64().max(1e-9);
-        #[allow(clippy::cast_precision_loss)]
-        let rate = (p.accepted + p.rejected) as f64 / secs;
-        #[allow(clippy::cast_precision_loss)]
-        let tps = p.usage.completion_tokens as f64 / secs;
-        bar.set_message(format!("{} kept, {} rejected, {rate:.2} pairs/s, {tps:.0} tok/s", p.accepted, p.rejected));
-    })?;
-    bar.finish_and_clear();
-
-    let files = RunFiles::new(&a.output);
-    println!(
-        "chunks: {} ({} done before, {} now, {} left)",
-        summary.chunks, summary.resumed, summary.processed, summary.remaining
-    );
-    println!(
-        "pairs: {} generated = {} accepted + {} rejected",
-        summary.generated,
-        summary.accepted,
-        summary.rejected_total()
-    );
-    for (reason, n) in &summary.rejected {
-        println!("  rejected {reason}: {n}");
-    }
-    if summary.repaired > 0 {
-        println!("outputs repaired before parsing: {}", summary.repaired);
-    }
-    if summary.rolled_back > 0 {
-        println!("records of an interrupted chunk moved aside and redone: {}", summary.rolled_back);
-    }
-    println!(
-        "tokens this run: {} prompt + {} generated in {:.1} s",
-        summary.usage.prompt_tokens, summary.usage.completion_tokens, summary.seconds
-    );
-    if let Some(why) = &summary.stopped {
-        println!("stopped early: {why}; run the same command again to continue");
-    }
-    println!("dataset: {}\nrejected: {}", files.accepted.display(), files.rejected.display());
+    term.event(&Event::Finished { stage: Stage::Qa, seconds: 0.0, summary: stage::qa::summary(&o, &a.output) });
     Ok(ExitCode::SUCCESS)
+}
+
+fn e() -> ExportSettings {
+    ExportSettings::default()
 }
 
 #[derive(Args)]
@@ -316,24 +251,23 @@ pub struct ExportArgs {
     #[arg(long)]
     system_prompt: Option<String>,
     /// Share of pairs held out for validation, split by source document.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = e().valid_fraction)]
     valid_fraction: f64,
     /// Seed of the split.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = e().seed)]
     seed: u64,
 }
 
 pub fn export_cmd(a: &ExportArgs) -> Result<ExitCode> {
-    let options = ExportOptions {
+    let settings = ExportSettings {
         format: a.format,
         system_prompt: a.system_prompt.clone(),
         valid_fraction: a.valid_fraction,
         seed: a.seed,
     };
-    let r = export(&a.input, &a.output, &options)?;
-    println!("train: {} ({} examples from {} documents)", r.train_path.display(), r.train, r.train_docs);
-    if let Some(p) = &r.valid_path {
-        println!("valid: {} ({} examples from {} documents)", p.display(), r.valid, r.valid_docs);
+    let r = stage::qa::export_pairs(&settings, &a.input, &a.output)?;
+    for line in stage::qa::export_summary(&r) {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,18 +1,20 @@
 //! `docraft index build` and `docraft search`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
-use docraft_core::Chunk;
-use docraft_core::Embedder;
-use docraft_core::jsonl::JsonlReader;
-use docraft_index::{
-    CandleEmbedder, EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, Strategy, VectorIndex,
-    default_model_dir,
-};
+use docraft_core::CancelToken;
+use docraft_index::{Filter, SearchOptions, Strategy, default_model_dir};
+use docraft_pipeline::settings::{EmbedBackend, IndexSettings};
+use docraft_pipeline::stage::{self, Ctx};
+use docraft_pipeline::{Event, Stage};
+
+fn d() -> IndexSettings {
+    IndexSettings::default()
+}
 
 #[derive(Args)]
 pub struct IndexBuildArgs {
@@ -26,22 +28,22 @@ pub struct IndexBuildArgs {
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
     /// Embedding backend: ONNX Runtime, or candle (no ONNX Runtime needed; reads model.safetensors).
-    #[arg(long, value_enum, default_value_t = Backend::Onnx)]
+    #[arg(long, value_enum, default_value_t = d().backend.into())]
     backend: Backend,
     /// Texts per model call (texts are sorted by length first, so batches pad little).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = d().batch)]
     batch: usize,
     /// Threads for the model and the graph [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
     /// Longest input in tokens; longer chunks are truncated.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = d().max_tokens)]
     max_tokens: usize,
     /// HNSW links per node (M).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = d().max_connections)]
     max_connections: usize,
     /// HNSW candidate list while inserting (ef_construction).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = d().ef_construction)]
     ef_construction: usize,
     /// Build a new index even if the output holds one (the old one is replaced at the end).
     #[arg(long)]
@@ -49,6 +51,21 @@ pub struct IndexBuildArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+}
+
+impl IndexBuildArgs {
+    fn settings(&self) -> IndexSettings {
+        IndexSettings {
+            model: self.model.clone(),
+            backend: self.backend.into(),
+            batch: self.batch,
+            threads: self.threads,
+            max_tokens: self.max_tokens,
+            max_connections: self.max_connections,
+            ef_construction: self.ef_construction,
+            rebuild: self.rebuild,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -90,121 +107,37 @@ pub enum Backend {
     Candle,
 }
 
-fn embedder(backend: Backend, dir: &Path, options: EmbedOptions) -> Result<Box<dyn Embedder>> {
-    Ok(match backend {
-        Backend::Onnx => Box::new(OnnxEmbedder::from_dir(dir, options)?),
-        Backend::Candle => Box::new(CandleEmbedder::from_dir(dir, options)?),
-    })
-}
-
-/// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
-fn read_chunks(path: &Path) -> Result<Vec<Chunk>> {
-    let mut reader = JsonlReader::<Chunk>::open(path)?;
-    let mut chunks = Vec::new();
-    let mut bad = 0usize;
-    for record in reader.by_ref() {
-        match record {
-            Ok(c) => chunks.push(c),
-            Err(e) => {
-                bad += 1;
-                eprintln!("skipped: {e}");
-            }
+impl From<EmbedBackend> for Backend {
+    fn from(b: EmbedBackend) -> Self {
+        match b {
+            EmbedBackend::Onnx => Self::Onnx,
+            EmbedBackend::Candle => Self::Candle,
         }
     }
-    if let Some(t) = reader.torn() {
-        eprintln!(
-            "skipped: {}:{}: torn last line ({} bytes, an interrupted write); re-run ingest to complete it",
-            t.path.display(),
-            t.line,
-            t.bytes
-        );
+}
+
+impl From<Backend> for EmbedBackend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Onnx => Self::Onnx,
+            Backend::Candle => Self::Candle,
+        }
     }
-    if chunks.is_empty() {
-        bail!(
-            "{}: no chunks to index{}",
-            path.display(),
-            if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() }
-        );
-    }
-    Ok(chunks)
 }
 
 pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
-    if let Some(n) = a.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global().context("--threads")?;
-    }
-    let chunks = read_chunks(&a.chunks)?;
+    let settings = a.settings();
     let model_dir = a.model.clone().unwrap_or_else(default_model_dir);
-    let options = EmbedOptions { batch_size: a.batch.max(1), threads: a.threads, max_tokens: a.max_tokens.max(1) };
-    let embedder = embedder(a.backend, &model_dir, options)?;
-    let params =
-        HnswParams::default().with_max_connections(a.max_connections)?.with_ef_construction(a.ef_construction)?;
-    let model_id = embedder.model_id();
-    let fresh = || -> Result<VectorIndex> {
-        Ok(VectorIndex::new(model_id.clone(), params)?.with_model_dir(model_dir.display().to_string()))
-    };
-    let mut index = match VectorIndex::load(&a.output) {
-        Ok(old) if !a.rebuild && old.model_id() == model_id && old.params() == params => {
-            eprintln!("updating {} ({} chunks)", a.output.display(), old.len());
-            old.with_model_dir(model_dir.display().to_string())
-        }
-        Ok(old) => {
-            let why = if a.rebuild { "--rebuild" } else { "the model or graph settings changed" };
-            eprintln!("{why}: building a new index (the one of {} chunks is replaced when done)", old.len());
-            fresh()?
-        }
-        Err(e) if a.output.exists() => {
-            eprintln!("note: {e}; building a new index");
-            fresh()?
-        }
-        Err(_) => fresh()?,
-    };
-    let bar = crate::progress_bar(a.quiet, 0, "chunks embedded");
-    let started = std::time::Instant::now();
-    let report = index.sync(embedder.as_ref(), chunks, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    index.save(&a.output)?;
-    let rate = if report.embed_seconds > 0.0 { report.embedded as f64 / report.embed_seconds } else { 0.0 };
-    eprintln!(
-        "indexed {} chunks: {} added, {} removed, {} unchanged, {} duplicate ids ignored{}",
-        index.len(),
-        report.added,
-        report.removed,
-        report.unchanged,
-        report.duplicates,
-        if report.compacted { "; graph compacted" } else { "" }
-    );
-    eprintln!(
-        "embedded {} chunks in {:.2} s ({rate:.1} chunks/s), {} from cache; {:.2} s in all -> {}",
-        report.embedded,
-        report.embed_seconds,
-        report.from_cache,
-        started.elapsed().as_secs_f64(),
-        a.output.display()
-    );
+    let term = crate::render::Terminal::new(a.quiet);
+    let sink = |e: &Event| term.event(e);
+    let ctx = Ctx::new(Stage::Index, &sink, CancelToken::new());
+    let o = stage::index::build(&settings, &model_dir, &a.chunks, &a.output, &ctx)?;
+    term.event(&Event::Finished { stage: Stage::Index, seconds: o.seconds, summary: stage::index::summary(&o, &a.output) });
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads an index and the embedder it was built with (or the one named).
-pub fn open_index(
-    dir: &Path,
-    model: Option<PathBuf>,
-    backend: Option<Backend>,
-) -> Result<(VectorIndex, Box<dyn Embedder>)> {
-    let index = VectorIndex::load(dir).with_context(|| format!("loading the index {}", dir.display()))?;
-    let model_dir =
-        model.or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir())).unwrap_or_else(default_model_dir);
-    let backend =
-        backend.unwrap_or(if index.model_id().starts_with("candle:") { Backend::Candle } else { Backend::Onnx });
-    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
-    Ok((index, embedder))
-}
-
 pub fn search(a: &SearchArgs) -> Result<ExitCode> {
-    let (index, embedder) = open_index(&a.index, a.model.clone(), a.backend)?;
+    let (index, embedder) = stage::index::open(&a.index, a.model.clone(), a.backend.map(Into::into))?;
     let filter = Filter::parse(&a.filter)?;
     let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
     if let Some(ef) = a.ef {

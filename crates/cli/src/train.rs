@@ -1,14 +1,18 @@
 //! `docraft train`, `convert`, `merge` and `chat`: thin wrappers over docraft-train.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use docraft_train::data::{Dataset, Encoder};
+use docraft_core::CancelToken;
+use docraft_pipeline::settings::TrainSettings;
+use docraft_pipeline::stage::train::TrainPaths;
+use docraft_pipeline::stage::{self, Ctx};
+use docraft_pipeline::{Event, Stage};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings, Trainer};
+use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings};
 
 /// Where the base model comes from, and on which device it runs.
 #[derive(Args)]
@@ -30,10 +34,17 @@ impl BaseArgs {
     }
 
     fn load(&self) -> Result<(BaseModel, Llama)> {
-        let (base, device) = self.load_base()?;
-        let model = Llama::new(&base, docraft_train::compute_dtype(&device), &device)?;
-        Ok((base, model))
+        stage::train::load_base(&self.base, self.cuda).with_context(|| format!("loading {}", self.base.display()))
     }
+}
+
+/// A flag's help with the library's default.
+fn h(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}]")
+}
+
+fn d() -> Settings {
+    Settings::default()
 }
 
 #[derive(Args)]
@@ -56,44 +67,32 @@ pub struct TrainArgs {
     /// Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Passes over the data, 1-10 [default: 3].
-    #[arg(long)]
+    #[arg(long, help = h("Passes over the data, 1-10", d().epochs))]
     epochs: Option<usize>,
-    /// Peak learning rate, 1e-6 to 1e-3 [default: 5e-5].
-    #[arg(long)]
+    #[arg(long, help = h("Peak learning rate, 1e-6 to 1e-3", d().learning_rate))]
     learning_rate: Option<f64>,
-    /// Examples per optimizer step, 1-256 or `auto` [default: 32].
-    #[arg(long)]
+    #[arg(long, help = h("Examples per optimizer step, 1-256 or `auto`", batch(d().batch_size)))]
     batch_size: Option<String>,
-    /// Examples per forward pass (the batch is accumulated) [default: 4].
-    #[arg(long)]
+    #[arg(long, help = h("Examples per forward pass (the batch is accumulated)", d().micro_batch_size))]
     micro_batch_size: Option<usize>,
-    /// LoRA rank, 4-64 [default: 16].
-    #[arg(long)]
+    #[arg(long, help = h("LoRA rank, 4-64", d().lora_rank))]
     lora_rank: Option<usize>,
-    /// LoRA alpha, 8-64 [default: 32].
-    #[arg(long)]
+    #[arg(long, help = h("LoRA alpha, 8-64", d().lora_alpha))]
     lora_alpha: Option<f64>,
-    /// Dropout on the LoRA path, 0-0.5 [default: 0.1].
-    #[arg(long)]
+    #[arg(long, help = h("Dropout on the LoRA path, 0-0.5", d().lora_dropout))]
     lora_dropout: Option<f64>,
-    /// Adapted projections, comma-separated (q,k,v,o,gate,up,down) [default: all].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', help = h("Adapted projections, comma-separated", d().target_modules.join(",")))]
     target_modules: Option<Vec<String>>,
-    /// Longest example in tokens; longer ones are cut and counted [default: 1024].
-    #[arg(long)]
+    #[arg(long, help = h("Longest example in tokens; longer ones are cut and counted", d().max_seq_len))]
     max_seq_len: Option<usize>,
     /// Stop after this many optimizer steps.
     #[arg(long)]
     max_steps: Option<usize>,
-    /// Evaluate every N steps (and at the end) [default: 100].
-    #[arg(long)]
+    #[arg(long, help = h("Evaluate every N steps (and at the end)", d().eval_every))]
     eval_every: Option<usize>,
-    /// Checkpoint every N steps (and at the end) [default: 500].
-    #[arg(long)]
+    #[arg(long, help = h("Checkpoint every N steps (and at the end)", d().checkpoint_every))]
     checkpoint_every: Option<usize>,
-    /// Seed of every random choice [default: 42].
-    #[arg(long)]
+    #[arg(long, help = h("Seed of every random choice", d().seed))]
     seed: Option<u64>,
     /// Continue from the newest checkpoint in the run directory (after a crash or kill).
     #[arg(long)]
@@ -101,6 +100,13 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+}
+
+fn batch(b: BatchSize) -> String {
+    match b {
+        BatchSize::Auto => "auto".into(),
+        BatchSize::Fixed(n) => n.to_string(),
+    }
 }
 
 fn settings(a: &TrainArgs) -> Result<Settings> {
@@ -134,65 +140,16 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
     Ok(s)
 }
 
-fn load_data(path: &Path, enc: &Encoder, quiet: bool) -> Result<Dataset> {
-    let d = Dataset::load(path, enc)?;
-    for r in &d.rejected {
-        eprintln!("skipped: {r}");
-    }
-    if !quiet {
-        eprintln!(
-            "{}: {} examples ({} target tokens), {} rejected, {} cut at max_seq_len",
-            path.display(),
-            d.examples.len(),
-            d.target_tokens(),
-            d.rejected.len(),
-            d.truncated
-        );
-    }
-    Ok(d)
-}
-
 pub fn train(a: &TrainArgs) -> Result<ExitCode> {
-    let s = settings(a)?;
-    let (base, model) = a.base.load()?;
-    let enc = Encoder::new(base.tokenizer()?, base.template()?, base.eos.clone(), s.max_seq_len);
-    let train = load_data(&a.data, &enc, a.quiet)?;
-    let mut trainer = Trainer::new(&model, s, train, &a.output)?
-        .with_resume(a.resume)
-        .with_info("base_model", serde_json::json!(a.base.base.display().to_string()));
-    if let Some(v) = &a.valid {
-        trainer = trainer.with_valid(load_data(v, &enc, a.quiet)?);
-    }
-    let (bs, _, total) = trainer.plan();
-    let bar = crate::progress_bar(a.quiet, total as u64, "steps");
-    if !a.quiet {
-        eprintln!("training {} LoRA parameters, {total} steps of {bs} examples", trainer.adapter().parameter_count());
-    }
-    let bar2 = bar.clone();
-    let mut trainer = trainer.on_step(move |i| {
-        bar2.set_position(i.step as u64);
-        bar2.set_message(format!("loss {:.4}, {:.0} tok/s, lr {:.2e}", i.loss, i.tokens_per_s, i.learning_rate));
-    });
-    let report = trainer.run()?;
-    bar.finish_and_clear();
-    let mut line = format!(
-        "{} steps ({} this run{}), last train loss {}",
-        report.steps,
-        report.steps - report.resumed_from.unwrap_or(0),
-        report.resumed_from.map(|s| format!(", resumed from step {s}")).unwrap_or_default(),
-        report.last_train_loss.map_or("-".into(), |l| format!("{l:.4}")),
-    );
-    if let (Some(l), Some(acc)) = (report.valid_loss, report.valid_accuracy) {
-        line += &format!(", valid loss {l:.4}, token accuracy {acc:.3}");
-    }
-    println!("{line}; {:.0} tokens/s", report.tokens_per_s);
-    if report.rejected > 0 || report.truncated > 0 {
-        println!(
-            "{} lines rejected, {} examples cut at max_seq_len (see events.jsonl)",
-            report.rejected, report.truncated
-        );
-    }
-    println!("adapter: {}", report.adapter_dir.display());
+    let settings = TrainSettings { enabled: true, cuda: a.base.cuda, settings: settings(a)? };
+    let paths =
+        TrainPaths { base: a.base.base.clone(), data: a.data.clone(), valid: a.valid.clone(), output: a.output.clone() };
+    let term = crate::render::Terminal::new(a.quiet);
+    let sink = |e: &Event| term.event(e);
+    let ctx = Ctx::new(Stage::Train, &sink, CancelToken::new());
+    let report = stage::train::run(&settings, &paths, a.resume, &ctx)
+        .with_context(|| format!("training on {}", a.data.display()))?;
+    term.event(&Event::Finished { stage: Stage::Train, seconds: 0.0, summary: stage::train::summary(&report) });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -158,13 +158,29 @@ pub struct RaftFiles {
     pub records: PathBuf,
     /// Rejected questions (`OUT.rejected.jsonl`, the stem of OUT plus `.rejected.jsonl`).
     pub rejected: PathBuf,
+    /// The questions the records are built for (`OUT.questions.jsonl`, written by a
+    /// question generator such as qa-gen's, with its own side files).
+    pub questions: PathBuf,
+    /// Log of requests sent off this machine (`OUT.requests.jsonl`).
+    pub requests: PathBuf,
 }
 
 impl RaftFiles {
     /// The files for output path `out`.
     #[must_use]
     pub fn new(out: &Path) -> Self {
-        Self { records: out.to_path_buf(), rejected: sibling(out, "rejected") }
+        Self {
+            records: out.to_path_buf(),
+            rejected: sibling(out, "rejected"),
+            questions: sibling(out, "questions"),
+            requests: sibling(out, "requests"),
+        }
+    }
+
+    /// The export of one split in one format (`OUT_STEM.SPLIT.FORMAT.jsonl`).
+    #[must_use]
+    pub fn export(out: &Path, split: &str, format: crate::Format) -> PathBuf {
+        sibling(out, &format!("{split}.{}", format.name()))
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use docraft_core::RaftRecord;
-use docraft_core::jsonl::{JsonlWriter, sibling};
+use docraft_core::jsonl::JsonlWriter;
 use serde_json::{Value, json};
 
 use crate::error::{RaftError, Result, setting};
@@ -138,7 +138,7 @@ pub fn export(
     for (split, mut rs) in by_split {
         rs.sort_by(|a, b| a.id.cmp(&b.id));
         for &format in formats {
-            let path = sibling(out, &format!("{split}.{}", format.name()));
+            let path = crate::RaftFiles::export(out, split, format);
             let tmp = path.with_extension("jsonl.tmp");
             let mut w = JsonlWriter::<Value>::create(&tmp)?;
             let lines: Vec<Value> = rs.iter().map(|r| to_value(r, format, o)).collect();

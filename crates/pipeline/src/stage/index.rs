@@ -1,0 +1,164 @@
+//! Index: embed the chunks and build (or update) the vector index; open an index with the
+//! embedder it was built with.
+
+use std::path::{Path, PathBuf};
+
+use docraft_core::jsonl::JsonlReader;
+use docraft_core::{Chunk, Embedder};
+use docraft_index::{CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, SyncReport, VectorIndex};
+
+use super::Ctx;
+use crate::error::{PipelineError, Result};
+use crate::event::Stage;
+use crate::settings::{EmbedBackend, IndexSettings};
+
+/// Loads the embedding model in `dir` with `backend`.
+///
+/// # Errors
+/// The embedding error (missing files, no ONNX Runtime, a backend compiled out).
+pub fn embedder(backend: EmbedBackend, dir: &Path, options: EmbedOptions) -> Result<Box<dyn Embedder>> {
+    Ok(match backend {
+        EmbedBackend::Onnx => Box::new(OnnxEmbedder::from_dir(dir, options)?),
+        EmbedBackend::Candle => Box::new(CandleEmbedder::from_dir(dir, options)?),
+    })
+}
+
+/// The backend that minted `model_id` (the index records the id of the model that built it).
+#[must_use]
+pub fn backend_of(model_id: &str) -> EmbedBackend {
+    if model_id.starts_with(CandleEmbedder::ID_PREFIX) { EmbedBackend::Candle } else { EmbedBackend::Onnx }
+}
+
+/// Loads an index and the embedder it was built with (or the model directory and backend
+/// named).
+///
+/// # Errors
+/// The index error when the directory holds no index; the embedding error when its model
+/// cannot be loaded.
+pub fn open(dir: &Path, model: Option<PathBuf>, backend: Option<EmbedBackend>) -> Result<(VectorIndex, Box<dyn Embedder>)> {
+    let index = VectorIndex::load(dir)?;
+    let model_dir = model
+        .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
+        .unwrap_or_else(docraft_index::default_model_dir);
+    let backend = backend.unwrap_or_else(|| backend_of(index.model_id()));
+    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
+    Ok((index, embedder))
+}
+
+/// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
+///
+/// # Errors
+/// When the file cannot be read or holds no chunk.
+pub fn read_chunks(path: &Path, ctx: &Ctx) -> Result<Vec<Chunk>> {
+    let mut reader = JsonlReader::<Chunk>::open(path)?;
+    let mut chunks = Vec::new();
+    let mut bad = 0usize;
+    for record in reader.by_ref() {
+        match record {
+            Ok(c) => chunks.push(c),
+            Err(e) => {
+                bad += 1;
+                ctx.warn(format!("skipped: {e}"));
+            }
+        }
+    }
+    if let Some(t) = reader.torn() {
+        ctx.warn(format!(
+            "skipped: {}:{}: torn last line ({} bytes, an interrupted write); re-run ingest to complete it",
+            t.path.display(),
+            t.line,
+            t.bytes
+        ));
+    }
+    if chunks.is_empty() {
+        return Err(PipelineError::Needs {
+            stage: ctx.stage(),
+            reason: format!(
+                "{}: no chunks{}",
+                path.display(),
+                if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() }
+            ),
+        });
+    }
+    Ok(chunks)
+}
+
+/// What an index build did.
+#[derive(Debug, Clone)]
+pub struct IndexOutcome {
+    /// Added, removed, unchanged, embedded.
+    pub report: SyncReport,
+    /// Chunks in the index now.
+    pub chunks: usize,
+    /// How the build began (`updating ...`, `building a new index ...`).
+    pub how: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Embeds the chunks of `chunks` into the index at `output`, updating it when it was built
+/// with the same model and graph settings. The new index replaces the old one only when it
+/// is complete.
+///
+/// # Errors
+/// Reading the chunks, loading the model, embedding or saving.
+pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, ctx: &Ctx) -> Result<IndexOutcome> {
+    let started = std::time::Instant::now();
+    let chunks = read_chunks(chunks, ctx)?;
+    let options = EmbedOptions { batch_size: s.batch.max(1), threads: s.threads, max_tokens: s.max_tokens.max(1) };
+    let embedder = embedder(s.backend, model_dir, options)?;
+    let params = HnswParams::default().with_max_connections(s.max_connections)?.with_ef_construction(s.ef_construction)?;
+    let model_id = embedder.model_id();
+    let fresh = || -> Result<VectorIndex> {
+        Ok(VectorIndex::new(model_id.clone(), params)?.with_model_dir(model_dir.display().to_string()))
+    };
+    let (mut index, how) = match VectorIndex::load(output) {
+        Ok(old) if !s.rebuild && old.model_id() == model_id && old.params() == params => {
+            let how = format!("updating {} ({} chunks)", output.display(), old.len());
+            (old.with_model_dir(model_dir.display().to_string()), how)
+        }
+        Ok(old) => {
+            let why = if s.rebuild { "rebuild asked" } else { "the model or graph settings changed" };
+            (fresh()?, format!("{why}: building a new index (the one of {} chunks is replaced when done)", old.len()))
+        }
+        Err(e) if output.exists() => (fresh()?, format!("note: {e}; building a new index")),
+        Err(_) => (fresh()?, format!("building {}", output.display())),
+    };
+    ctx.info(how.clone());
+    let report = super::with_threads(s.threads, ctx.stage(), || {
+        Ok(index.sync(embedder.as_ref(), chunks, |done, total| {
+            ctx.progress(done as u64, total as u64, "chunks embedded", String::new());
+        })?)
+    })?;
+    if ctx.is_cancelled() {
+        return Err(PipelineError::Cancelled { stage: Stage::Index });
+    }
+    index.save(output)?;
+    Ok(IndexOutcome { report, chunks: index.len(), how, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The summary lines of an index build.
+#[must_use]
+pub fn summary(o: &IndexOutcome, output: &Path) -> Vec<String> {
+    let r = &o.report;
+    let rate = if r.embed_seconds > 0.0 { r.embedded as f64 / r.embed_seconds } else { 0.0 };
+    vec![
+        format!(
+            "indexed {} chunks: {} added, {} removed, {} unchanged, {} duplicate ids ignored{}",
+            o.chunks,
+            r.added,
+            r.removed,
+            r.unchanged,
+            r.duplicates,
+            if r.compacted { "; graph compacted" } else { "" }
+        ),
+        format!(
+            "embedded {} chunks in {:.2} s ({rate:.1} chunks/s), {} from cache; {:.2} s in all -> {}",
+            r.embedded,
+            r.embed_seconds,
+            r.from_cache,
+            o.seconds,
+            output.display()
+        ),
+    ]
+}

@@ -1,0 +1,137 @@
+//! Ingest: documents to `chunks.jsonl` (appended to; documents already in it are skipped).
+
+use std::path::{Path, PathBuf};
+
+use docraft_ingest::{AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Report, Sizer};
+
+use super::Ctx;
+use crate::error::{PipelineError, Result};
+use crate::settings::{
+    DEFAULT_CHUNK_CHARS, DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_CHARS, DEFAULT_OVERLAP_TOKENS, IngestSettings,
+    parse_capacity,
+};
+
+/// What an ingest run did.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    /// Per file and in total.
+    pub report: Report,
+    /// The chunking, described (`800..=1200 characters, overlap 100`).
+    pub chunking: String,
+    /// Whether the run was cancelled before every file was read (rerun to continue).
+    pub cancelled: bool,
+}
+
+/// The chunking the settings ask for.
+///
+/// # Errors
+/// [`PipelineError::Setting`] for a bad size; the ingest error for an unreadable tokenizer.
+pub fn chunk_settings(s: &IngestSettings) -> Result<ChunkSettings> {
+    let (sizer, default_size, default_overlap) = match &s.tokenizer {
+        Some(t) => (Sizer::tokens_from_file(t)?, DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS),
+        None => (Sizer::Characters, DEFAULT_CHUNK_CHARS, DEFAULT_OVERLAP_CHARS),
+    };
+    let (min, max) = match &s.chunk_size {
+        Some(c) => parse_capacity(c)?,
+        None => default_size,
+    };
+    let overlap = s.overlap.unwrap_or(if min > default_overlap { default_overlap } else { 0 });
+    Ok(ChunkSettings::new(min..=max)?.with_overlap(overlap)?.with_sizer(sizer))
+}
+
+/// The include/exclude filter of the settings.
+///
+/// # Errors
+/// The ingest error for an invalid glob.
+pub fn file_filter(s: &IngestSettings) -> Result<FileFilter> {
+    Ok(FileFilter::new(&s.include, &s.exclude)?)
+}
+
+/// The documents ingest would read from `inputs` (ingest's own discovery, with the
+/// include/exclude globs), sorted.
+///
+/// # Errors
+/// The ingest error for a path that does not exist or an invalid glob.
+pub fn documents(s: &IngestSettings, inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    Ok(docraft_ingest::discover(inputs, &file_filter(s)?)?)
+}
+
+struct Report2Events<'a, 'b> {
+    ctx: &'a Ctx<'b>,
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl docraft_ingest::Progress for Report2Events<'_, '_> {
+    fn start(&self, files: usize) {
+        self.total.store(files as u64, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.progress(0, files as u64, "files", String::new());
+    }
+
+    fn file_done(&self, r: &FileReport) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = self.done.fetch_add(1, Relaxed) + 1;
+        let name = Path::new(&r.path).file_name().map_or_else(|| r.path.clone(), |n| n.to_string_lossy().into_owned());
+        self.ctx.progress(done, self.total.load(Relaxed), "files", name);
+        match r.status {
+            FileStatus::Failed => self.ctx.warn(format!("failed: {}", r.reason.as_deref().unwrap_or(&r.path))),
+            FileStatus::Ok => {
+                for w in &r.warnings {
+                    self.ctx.warn(format!("warning: {}: {w}", r.path));
+                }
+            }
+            FileStatus::Skipped => {}
+        }
+    }
+}
+
+/// Reads `inputs` (files and folders), chunks them and appends the chunks to `output`;
+/// writes the JSON report to `report` when given.
+///
+/// # Errors
+/// Settings, discovery or writing errors. A file that cannot be read is not an error: it is
+/// in the report with its reason, and the others go on.
+pub fn run(s: &IngestSettings, inputs: &[PathBuf], output: &Path, report: Option<&Path>, ctx: &Ctx) -> Result<IngestOutcome> {
+    let settings = chunk_settings(s)?;
+    let chunking = settings.describe();
+    let ingest = Ingest::new(settings)
+        .with_loader(AutoLoader::new().keep_page_furniture(s.keep_page_furniture))
+        .with_filter(file_filter(s)?);
+    let progress = Report2Events { ctx, total: 0.into(), done: 0.into() };
+    let result = super::with_threads(s.threads, ctx.stage(), || Ok(ingest.run(inputs, output, &progress)?))?;
+    if let Some(p) = report {
+        crate::manifest::write_json(p, &result)?;
+    }
+    let cancelled = ctx.is_cancelled();
+    Ok(IngestOutcome { report: result, chunking, cancelled })
+}
+
+/// The summary lines of an ingest run.
+#[must_use]
+pub fn summary(o: &IngestOutcome, output: &Path) -> Vec<String> {
+    let t = &o.report.totals;
+    let mut lines = Vec::new();
+    if let Some(r) = &o.report.repaired {
+        lines.push(format!("repaired: {r}"));
+    }
+    lines.push(format!(
+        "ingested {} of {} files ({} failed, {} skipped): {} pages, {} chunks ({} new) [{}]",
+        t.ok, t.files, t.failed, t.skipped, t.pages, t.chunks, t.chunks_written, o.chunking
+    ));
+    lines.push(format!(
+        "{:.1} MB in {:.2} s: {:.1} MB/s, {:.0} pages/s -> {}",
+        t.bytes as f64 / 1e6,
+        t.seconds,
+        t.mb_per_s,
+        t.pages_per_s,
+        output.display()
+    ));
+    let failed: Vec<&FileReport> = o.report.files.iter().filter(|f| f.status == FileStatus::Failed).collect();
+    if !failed.is_empty() {
+        lines.push("failed files:".into());
+        for f in failed {
+            lines.push(format!("  {}", f.reason.as_deref().unwrap_or(&f.path)));
+        }
+    }
+    lines
+}
