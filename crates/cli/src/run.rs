@@ -439,8 +439,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     };
     let last = a.until.clone().unwrap_or_else(|| "eval".into());
     let stop_after = |name: &str| name == last;
-    let generator = config.model("generator", docraft_qa_gen::default_gguf());
-    let base = config.model("base", docraft_qa_gen::default_gguf());
+    let generator = config.model("generator", docraft_llm::default_gguf());
+    let base = config.model("base", docraft_llm::default_gguf());
     let embedder = config.model("embedder", docraft_index::default_model_dir());
 
     // 1. ingest
