@@ -25,7 +25,7 @@ fn main() -> Result<()> {
     let index = VectorIndex::load(&index_dir)?;
     let embedder = OnnxEmbedder::from_dir(docraft_index::default_model_dir(), Default::default())?;
     let retriever = IndexRetriever::new(&index, &embedder);
-    let base = docraft_qa_gen::default_gguf();
+    let base = docraft_llm::default_gguf();
     let model = ChatModel::load(&base, adapter.as_deref(), &docraft_train::device(false)?)?;
     let lookup = |id: &ChunkId| -> Option<Chunk> { index.get(id).cloned() };
 

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use docraft_core::{Chunk, QaPair, jsonl};
 use docraft_index::{IndexRetriever, OnnxEmbedder, VectorIndex};
-use docraft_qa_gen::{Filters, GenerateOptions, Generation, LlamaConfig, LlamaGenerator, default_gguf};
+use docraft_llm::{LlamaConfig, LlamaGenerator, default_gguf};
+use docraft_qa_gen::{Filters, GenerateOptions, Generation};
 use docraft_raft::{Format, FormatOptions, RaftBuilder, RaftOptions, export, parse_splits};
 
 fn main() -> Result<()> {

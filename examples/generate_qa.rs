@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use docraft_core::{Chunk, jsonl};
-use docraft_qa_gen::{GenerateOptions, Generation, LlamaConfig, LlamaGenerator, default_gguf};
+use docraft_llm::{LlamaConfig, LlamaGenerator, default_gguf};
+use docraft_qa_gen::{GenerateOptions, Generation};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);

@@ -19,7 +19,7 @@ fn main() -> Result<()> {
     let usage = "usage: train_lora DATA.jsonl RUN_DIR [BASE]";
     let data = PathBuf::from(args.next().context(usage)?);
     let run_dir = PathBuf::from(args.next().context(usage)?);
-    let base_path = args.next().map_or_else(docraft_qa_gen::default_gguf, PathBuf::from);
+    let base_path = args.next().map_or_else(docraft_llm::default_gguf, PathBuf::from);
 
     let device = docraft_train::device(false)?;
     let base = BaseModel::load(&base_path, &device)?;

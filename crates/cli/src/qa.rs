@@ -2,31 +2,22 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use anyhow::{Context, Result};
+use clap::Args;
 use docraft_core::{Chunk, Embedder, Generator, Sampling, jsonl::read_all};
+use docraft_llm::{Backend, GeneratorSettings, JsonMode, build_generator};
 use docraft_qa_gen::export::{ExportOptions, Format, export};
 use docraft_qa_gen::validate::{TokenCounter, validate};
-use docraft_qa_gen::{
-    Budget, Filters, GenerateOptions, Generation, JsonMode, LlamaConfig, LlamaGenerator, OpenAiConfig, OpenAiGenerator,
-    Price, RunFiles, default_gguf,
-};
+use docraft_qa_gen::{Budget, Filters, GenerateOptions, Generation, Price, RunFiles};
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Backend {
-    /// llama.cpp in process, any GGUF file.
-    Llama,
-    /// An OpenAI-compatible HTTP endpoint.
-    Openai,
-}
-
-/// The generator options `generate` and `raft` share.
-#[derive(Args)]
+/// The generator options `generate` and `raft` share: the fields of [`GeneratorSettings`],
+/// whose `Default` gives every default shown in `--help`.
+#[derive(Args, Debug)]
 pub struct GeneratorArgs {
-    /// Which generator.
-    #[arg(long, value_enum, default_value = "llama")]
+    /// Which generator: llama (llama.cpp in process, any GGUF file) or openai (an
+    /// OpenAI-compatible HTTP endpoint).
+    #[arg(long, default_value_t = GeneratorSettings::default().backend)]
     backend: Backend,
     /// llama: the GGUF file (default: the SmolLM2 model setup.sh fetches); openai: the model
     /// name.
@@ -36,7 +27,7 @@ pub struct GeneratorArgs {
     #[arg(long)]
     base_url: Option<String>,
     /// openai: environment variable holding the API key.
-    #[arg(long, default_value = "OPENAI_API_KEY")]
+    #[arg(long, default_value_t = GeneratorSettings::default().api_key_env)]
     api_key_env: String,
     /// openai: allow an endpoint that is not on this machine. Requests that leave it are
     /// logged to --request-log.
@@ -46,47 +37,72 @@ pub struct GeneratorArgs {
     #[arg(long)]
     request_log: Option<PathBuf>,
     /// openai: how JSON output is requested: off, object, schema.
-    #[arg(long, default_value = "object")]
+    #[arg(long, default_value_t = GeneratorSettings::default().json_mode)]
     json_mode: JsonMode,
     /// openai: requests in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = GeneratorSettings::default().concurrency)]
     concurrency: usize,
     /// openai: seconds before a request times out.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = GeneratorSettings::default().timeout)]
     timeout: f64,
     /// openai: retries after 429, 5xx, timeouts.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = GeneratorSettings::default().retries)]
     retries: u32,
     /// llama: sequences decoded together.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = GeneratorSettings::default().parallel)]
     parallel: u32,
     /// llama: CPU threads (default: all).
     #[arg(long)]
     threads: Option<u32>,
     /// llama: context per sequence, in tokens.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = GeneratorSettings::default().context)]
     context: u32,
     /// llama: chat template name when the GGUF has none (e.g. gemma, chatml).
     #[arg(long)]
     chat_template: Option<String>,
     /// llama: layers offloaded to the GPU (builds with the `cuda` feature).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = GeneratorSettings::default().gpu_layers)]
     gpu_layers: u32,
     /// llama: do not constrain output with a JSON grammar.
     #[arg(long)]
     no_grammar: bool,
     /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = GeneratorSettings::default().temperature)]
     temperature: f32,
     /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = GeneratorSettings::default().top_p)]
     top_p: f32,
     /// Seed: the same chunks, model, settings and seed give the same dataset (llama).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = GeneratorSettings::default().seed)]
     seed: u64,
 }
 
 impl GeneratorArgs {
+    /// The settings the flags give.
+    pub fn settings(&self) -> GeneratorSettings {
+        GeneratorSettings {
+            backend: self.backend,
+            model: self.model.clone(),
+            base_url: self.base_url.clone(),
+            api_key_env: self.api_key_env.clone(),
+            allow_remote: self.allow_remote,
+            request_log: self.request_log.clone(),
+            json_mode: self.json_mode,
+            concurrency: self.concurrency,
+            timeout: self.timeout,
+            retries: self.retries,
+            parallel: self.parallel,
+            threads: self.threads,
+            context: self.context,
+            chat_template: self.chat_template.clone(),
+            gpu_layers: self.gpu_layers,
+            no_grammar: self.no_grammar,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+        }
+    }
+
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -94,49 +110,18 @@ impl GeneratorArgs {
 
     /// Sampling settings from the flags.
     pub fn sampling(&self) -> Sampling {
-        Sampling { temperature: self.temperature, top_p: self.top_p, seed: self.seed, ..Sampling::default() }
+        self.settings().sampling()
     }
 
     /// Loads the model or connects to the endpoint; remote requests are logged to
-    /// --request-log, else `default_log`.
+    /// --request-log, else `default_log` (a note says so).
     pub fn build(&self, default_log: PathBuf) -> Result<Box<dyn Generator>> {
-        let a = self;
-        Ok(match a.backend {
-            Backend::Llama => {
-                let model = a.model.as_ref().map_or_else(default_gguf, PathBuf::from);
-                let mut cfg = LlamaConfig::new(model)
-                    .with_context(a.context)?
-                    .with_parallel(a.parallel)?
-                    .with_gpu_layers(a.gpu_layers)
-                    .with_grammar(!a.no_grammar);
-                if let Some(t) = a.threads {
-                    cfg = cfg.with_threads(t)?;
-                }
-                if let Some(name) = &a.chat_template {
-                    cfg = cfg.with_chat_template(name);
-                }
-                Box::new(LlamaGenerator::load(cfg)?)
-            }
-            Backend::Openai => {
-                let Some(url) = &a.base_url else {
-                    bail!("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
-                };
-                let Some(model) = &a.model else { bail!("--backend openai needs --model NAME") };
-                let log = a.request_log.clone().unwrap_or_else(|| default_log.clone());
-                let mut cfg = OpenAiConfig::new(url, model)
-                    .with_concurrency(a.concurrency)?
-                    .with_timeout(Duration::from_secs_f64(a.timeout.max(0.001)))?
-                    .with_retries(a.retries, Duration::from_secs(1))
-                    .with_remote(a.allow_remote, Some(log.clone()))
-                    .with_json_mode(a.json_mode);
-                cfg.api_key_env.clone_from(&a.api_key_env);
-                let g = OpenAiGenerator::new(cfg)?;
-                if g.is_remote() {
-                    eprintln!("note: {url} is not on this machine; every request is logged to {}", log.display());
-                }
-                Box::new(g)
-            }
-        })
+        let settings = self.settings();
+        let generator = build_generator(&settings, &default_log)?;
+        if let (Some(log), Some(url)) = (settings.remote_log(&default_log), &settings.base_url) {
+            eprintln!("note: {url} is not on this machine; every request is logged to {}", log.display());
+        }
+        Ok(generator)
     }
 }
 
@@ -331,4 +316,74 @@ pub fn validate_cmd(a: &ValidateArgs) -> Result<ExitCode> {
         }
     }
     Ok(if r.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["docraft"]).unwrap();
+        assert_eq!(cli.generator.settings(), GeneratorSettings::default());
+    }
+
+    #[test]
+    fn every_flag_reaches_its_setting() {
+        let cli = Cli::try_parse_from([
+            "docraft",
+            "--backend=openai",
+            "--model=m",
+            "--base-url=http://127.0.0.1:1/v1",
+            "--api-key-env=KEY",
+            "--allow-remote",
+            "--request-log=r.jsonl",
+            "--json-mode=schema",
+            "--concurrency=7",
+            "--timeout=2.5",
+            "--retries=1",
+            "--parallel=3",
+            "--threads=2",
+            "--context=512",
+            "--chat-template=chatml",
+            "--gpu-layers=5",
+            "--no-grammar",
+            "--temperature=0",
+            "--top-p=0.5",
+            "--seed=9",
+        ])
+        .unwrap();
+        let expected = GeneratorSettings {
+            backend: Backend::Openai,
+            model: Some("m".into()),
+            base_url: Some("http://127.0.0.1:1/v1".into()),
+            api_key_env: "KEY".into(),
+            allow_remote: true,
+            request_log: Some("r.jsonl".into()),
+            json_mode: JsonMode::Schema,
+            concurrency: 7,
+            timeout: 2.5,
+            retries: 1,
+            parallel: 3,
+            threads: Some(2),
+            context: 512,
+            chat_template: Some("chatml".into()),
+            gpu_layers: 5,
+            no_grammar: true,
+            temperature: 0.0,
+            top_p: 0.5,
+            seed: 9,
+        };
+        assert_eq!(cli.generator.settings(), expected);
+        assert!(Cli::try_parse_from(["docraft", "--backend=vllm"]).is_err());
+        assert!(Cli::try_parse_from(["docraft", "--json-mode=yaml"]).is_err());
+    }
 }

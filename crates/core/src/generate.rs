@@ -167,7 +167,8 @@ impl GenError {
     }
 }
 
-/// Writes the next assistant turn of chats. One required method.
+/// Writes the next assistant turn of chats. Two required methods:
+/// [`generate_batch`](Generator::generate_batch) and [`model_id`](Generator::model_id).
 ///
 /// Backends answer a whole batch at once so they can use the machine fully; each request
 /// gets its own result, in input order.
@@ -196,10 +197,10 @@ pub trait Generator: Send + Sync {
         Ok(r)
     }
 
-    /// A stable name of the model (part of resume keys and of every record's lineage).
-    fn model_id(&self) -> String {
-        "unknown".to_string()
-    }
+    /// A stable name of the model: part of resume keys and of every record's lineage, so
+    /// two different models (or backends) must never share one. Required: a default would
+    /// silently mix outputs of different models under one key.
+    fn model_id(&self) -> String;
 
     /// How many requests the backend wants per batch to keep the machine busy.
     fn preferred_batch(&self) -> usize {
@@ -260,6 +261,10 @@ mod tests {
                 })
                 .collect()
         }
+
+        fn model_id(&self) -> String {
+            "test:echo".to_string()
+        }
     }
 
     fn req(text: &str) -> GenRequest {
@@ -284,6 +289,8 @@ mod tests {
         let r = g.generate_stream(&req("streamed"), &mut |t| seen.push_str(t));
         assert_eq!(r.map(|r| r.text), Ok("streamed".to_string()));
         assert_eq!(seen, "streamed");
+        // Forwarded through the Box, not replaced by a default.
+        assert_eq!(g.model_id(), "test:echo");
     }
 
     #[test]

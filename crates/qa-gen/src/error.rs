@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
-/// Errors of question/answer generation, export and validation. Each names the file,
-/// setting or endpoint that failed.
+/// Errors of question/answer generation, export and validation. Each names the file or
+/// setting that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QaGenError {
@@ -17,7 +17,7 @@ pub enum QaGenError {
         #[source]
         source: std::io::Error,
     },
-    /// The model could not be loaded.
+    /// A model file (a tokenizer) could not be loaded.
     #[error("model {path}: {reason}")]
     Model {
         /// The model file.
@@ -33,34 +33,9 @@ pub enum QaGenError {
         /// Why it is invalid.
         reason: String,
     },
-    /// A non-loopback endpoint was given without allowing remote endpoints.
-    #[error(
-        "refusing to send documents to {url}: it is not on this machine. Pass --allow-remote \
-         (GeneratorConfig::allow_remote) to send chunks there; every request will be logged"
-    )]
-    RemoteRefused {
-        /// The endpoint.
-        url: String,
-    },
     /// The embedder used for near-duplicate detection failed.
     #[error("near-duplicate check: {0}")]
     Embed(#[from] docraft_core::EmbedError),
-    /// A backend failed as a whole (not one request).
-    #[error("{backend}: {reason}")]
-    Backend {
-        /// The backend.
-        backend: &'static str,
-        /// What failed.
-        reason: String,
-    },
-    /// The backend was compiled out of this build.
-    #[error("the {backend} generator is not compiled in: rebuild with `--features {feature}`")]
-    NotCompiled {
-        /// The backend's name.
-        backend: &'static str,
-        /// The cargo feature that enables it.
-        feature: &'static str,
-    },
     /// An input record cannot be exported or validated.
     #[error("{path}:{line}: {reason}")]
     Record {

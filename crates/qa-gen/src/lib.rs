@@ -4,10 +4,8 @@
 //! Data flow:
 //!
 //! 1. A [`Generator`](docraft_core::Generator) backend writes the next assistant turn of
-//!    chats in batches: [`LlamaGenerator`] runs any GGUF model in process with llama.cpp
-//!    (several sequences decoded together, JSON constrained by a grammar);
-//!    [`OpenAiGenerator`] talks to any OpenAI-compatible endpoint (refusing endpoints off this
-//!    machine unless allowed, logging every request that leaves it).
+//!    chats in batches. This crate runs any of them; the real ones (llama.cpp in process, any
+//!    OpenAI-compatible endpoint) live in `docraft-llm`.
 //! 2. [`QaPrompt`] renders the prompt files under `prompts/` for a chunk, in the chunk's
 //!    language.
 //! 3. [`parse_pairs`] turns output into pairs, repairing what small models break;
@@ -33,6 +31,9 @@
 //!             usage: Usage::default(),
 //!         })).collect()
 //!     }
+//!     fn model_id(&self) -> String {
+//!         "example:canned".into()
+//!     }
 //! }
 //!
 //! # fn main() -> anyhow::Result<()> {
@@ -57,8 +58,6 @@
 mod error;
 pub mod export;
 pub mod filter;
-mod llama;
-mod openai;
 pub mod parse;
 pub mod prompt;
 pub mod run;
@@ -66,8 +65,6 @@ pub mod validate;
 
 pub use error::{QaGenError, Result};
 pub use filter::{Deduper, Filters, Reason};
-pub use llama::{LlamaConfig, LlamaGenerator, default_gguf};
-pub use openai::{JsonMode, OpenAiConfig, OpenAiGenerator, RequestLogEntry, is_loopback};
 pub use parse::{Parsed, RawPair, parse_pairs};
 pub use prompt::QaPrompt;
 pub use run::{Budget, ChunkDone, Estimate, GenerateOptions, Generation, Price, Progress, Rejected, RunFiles, Summary};

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible backend against a local server speaking the protocol: the happy path
 //! through a whole generation run, and the error paths (429, 500, timeouts, malformed JSON,
 //! remote endpoints).
+#![cfg(feature = "openai")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,7 +10,10 @@ use std::time::Duration;
 
 use common::{MockServer, Reply, chunk, own_address};
 use docraft_core::{ChatMessage, GenError, GenRequest, Generator, Role, Sampling};
-use docraft_qa_gen::{GenerateOptions, Generation, OpenAiConfig, OpenAiGenerator, QaGenError, Reason, RequestLogEntry};
+use docraft_llm::{
+    Backend, GeneratorSettings, JsonMode, LlmError, OpenAiConfig, OpenAiGenerator, RequestLogEntry, build_generator,
+};
+use docraft_qa_gen::{GenerateOptions, Generation, Reason};
 
 fn request(tag: &str) -> GenRequest {
     GenRequest {
@@ -129,9 +133,9 @@ fn remote_endpoints_are_refused_unless_allowed_and_then_logged() -> anyhow::Resu
     let server = MockServer::start(|_, _| Reply::content("{}"));
     let remote = format!("http://{}:{}/v1", own_address(), server.port);
     let err = OpenAiGenerator::new(fast(&remote)).unwrap_err();
-    assert!(matches!(err, QaGenError::RemoteRefused { .. }), "{err:?}");
+    assert!(matches!(err, LlmError::RemoteRefused { .. }), "{err:?}");
     assert!(err.to_string().contains("--allow-remote"));
-    assert!(matches!(OpenAiGenerator::new(fast("https://api.openai.com/v1")), Err(QaGenError::RemoteRefused { .. })));
+    assert!(matches!(OpenAiGenerator::new(fast("https://api.openai.com/v1")), Err(LlmError::RemoteRefused { .. })));
     assert_eq!(server.count(), 0, "nothing was sent");
 
     let dir = tempfile::tempdir()?;
@@ -151,5 +155,36 @@ fn remote_endpoints_are_refused_unless_allowed_and_then_logged() -> anyhow::Resu
     let g = OpenAiGenerator::new(fast(&server.url()).with_remote(true, Some(local_log.clone())))?;
     g.generate(&request("x"))?;
     assert!(!local_log.exists());
+    Ok(())
+}
+
+#[test]
+fn settings_build_an_endpoint_generator_that_logs_remote_requests_to_the_default_log() -> anyhow::Result<()> {
+    let server = MockServer::start(|_, _| Reply::content("{}"));
+    let remote = format!("http://{}:{}/v1", own_address(), server.port);
+    let settings = GeneratorSettings {
+        backend: Backend::Openai,
+        base_url: Some(remote.clone()),
+        model: Some("mock-model".into()),
+        json_mode: JsonMode::Schema,
+        ..GeneratorSettings::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let default_log = dir.path().join("qa.requests.jsonl");
+    let err = build_generator(&settings, &default_log).map(|_| ()).unwrap_err();
+    assert!(matches!(err, LlmError::RemoteRefused { .. }), "{err:?}");
+
+    let settings = GeneratorSettings { allow_remote: true, ..settings };
+    assert_eq!(settings.remote_log(&default_log), Some(default_log.clone()));
+    let g = build_generator(&settings, &default_log)?;
+    assert_eq!(g.model_id(), format!("mock-model@{}", own_address()));
+    assert_eq!(g.preferred_batch(), 2 * settings.concurrency);
+    g.generate(&request("chunk-9"))?;
+    let (entries, _) = docraft_core::jsonl::read_all::<RequestLogEntry>(&default_log)?;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].chunk_ids, ["chunk-9"]);
+    // The settings reached the request: schema mode sends the request's schema.
+    let bodies = server.bodies.lock().unwrap();
+    assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
     Ok(())
 }

@@ -1,7 +1,7 @@
 use docraft_core::{GenError, GenRequest, GenResponse, Generator};
 
 use super::LlamaConfig;
-use crate::{QaGenError, Result};
+use crate::{LlmError, Result};
 
 /// The llama.cpp backend, compiled out of this build: loading fails with a typed error.
 #[derive(Debug)]
@@ -13,14 +13,18 @@ impl LlamaGenerator {
     /// Always fails: rebuild with the `llama` feature.
     ///
     /// # Errors
-    /// [`QaGenError::NotCompiled`].
+    /// [`LlmError::NotCompiled`].
     pub fn load(_config: LlamaConfig) -> Result<Self> {
-        Err(QaGenError::NotCompiled { backend: "llama.cpp", feature: "llama" })
+        Err(LlmError::NotCompiled { backend: "llama.cpp", feature: "llama" })
     }
 }
 
 impl Generator for LlamaGenerator {
     fn generate_batch(&self, requests: &[GenRequest]) -> Vec<Result<GenResponse, GenError>> {
         requests.iter().map(|_| Err(GenError::NotCompiled { backend: "llama.cpp", feature: "llama" })).collect()
+    }
+
+    fn model_id(&self) -> String {
+        "llama.cpp:not-compiled".to_string()
     }
 }

@@ -2,7 +2,7 @@
 //! sequences, on the same chunks, model, threads and seed.
 //!
 //! ```text
-//! cargo run --release -p docraft-qa-gen --example bench_generate -- CHUNKS.jsonl [N_CHUNKS] [THREADS] [PARALLEL...]
+//! cargo run --release -p docraft-llm --example bench_generate -- CHUNKS.jsonl [N_CHUNKS] [THREADS] [PARALLEL...]
 //! ```
 //! Prints one line per setting: chunks/hour, candidate pairs/hour, prompt and generated
 //! tokens per second, and the share of outputs that parsed. Run it on a quiet machine and
@@ -10,7 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use docraft_core::{Chunk, jsonl::read_all};
-use docraft_qa_gen::{Filters, GenerateOptions, Generation, LlamaConfig, LlamaGenerator, Reason, default_gguf};
+use docraft_llm::{LlamaConfig, LlamaGenerator, default_gguf};
+use docraft_qa_gen::{Filters, GenerateOptions, Generation, Reason};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -10,7 +10,7 @@ use docraft_core::{FinishReason, GenError, GenRequest, GenResponse, Generator, U
 use serde_json::{Value, json};
 
 use super::{JsonMode, OpenAiConfig, RequestLogEntry, is_loopback};
-use crate::{QaGenError, Result};
+use crate::{LlmError, Result};
 
 /// A chat-completions endpoint speaking OpenAI's protocol.
 ///
@@ -38,30 +38,26 @@ impl OpenAiGenerator {
     /// Connects (lazily) to the endpoint.
     ///
     /// # Errors
-    /// [`QaGenError::RemoteRefused`] for an endpoint off this machine without
-    /// `allow_remote`; [`QaGenError::Io`] if the request log cannot be opened;
-    /// [`QaGenError::Backend`] if the async runtime cannot start.
+    /// [`LlmError::Setting`] naming `base_url` when it is not an http(s) URL;
+    /// [`LlmError::RemoteRefused`] for an endpoint off this machine without
+    /// `allow_remote`; [`LlmError::Io`] if the request log cannot be opened;
+    /// [`LlmError::Backend`] if the async runtime cannot start.
     pub fn new(config: OpenAiConfig) -> Result<Self> {
-        if !config.base_url.starts_with("http://") && !config.base_url.starts_with("https://") {
-            return Err(QaGenError::Setting {
-                name: "base_url",
-                reason: format!("{:?} is not an http(s) URL", config.base_url),
-            });
-        }
+        super::check_base_url(&config.base_url)?;
         let remote = !is_loopback(&config.base_url);
         if remote && !config.allow_remote {
-            return Err(QaGenError::RemoteRefused { url: config.base_url.clone() });
+            return Err(LlmError::RemoteRefused { url: config.base_url.clone() });
         }
         let log = match (&config.request_log, remote) {
             (Some(path), true) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| QaGenError::io(dir, e))?;
+                    std::fs::create_dir_all(dir).map_err(|e| LlmError::io(dir, e))?;
                 }
                 let f = std::fs::OpenOptions::new()
                     .append(true)
                     .create(true)
                     .open(path)
-                    .map_err(|e| QaGenError::io(path, e))?;
+                    .map_err(|e| LlmError::io(path, e))?;
                 Some(Mutex::new(f))
             }
             _ => None,
@@ -72,7 +68,7 @@ impl OpenAiGenerator {
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| QaGenError::Backend { backend: "openai", reason: format!("async runtime: {e}") })?;
+            .map_err(|e| LlmError::Backend { backend: "openai", reason: format!("async runtime: {e}") })?;
         // async-openai's default transport retries 429/5xx on its own, unseen: those requests
         // would leave the machine without a log line and multiply our retries. The plain
         // service sends each request once; the retry policy here is the only one.
@@ -86,6 +82,12 @@ impl OpenAiGenerator {
             prompt_tokens: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
         })
+    }
+
+    /// The settings it was made with.
+    #[must_use]
+    pub fn config(&self) -> &OpenAiConfig {
+        &self.config
     }
 
     /// Tokens the endpoint reported so far.

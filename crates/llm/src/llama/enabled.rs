@@ -17,7 +17,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::vocab::LlamaVocab;
 
 use super::LlamaConfig;
-use crate::{QaGenError, Result};
+use crate::{LlmError, Result};
 
 /// llama.cpp allows one backend per process; every generator shares it.
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
@@ -32,7 +32,7 @@ fn backend() -> Result<&'static LlamaBackend> {
             Ok(b)
         })
         .as_ref()
-        .map_err(|e| QaGenError::Backend { backend: "llama.cpp", reason: e.clone() })
+        .map_err(|e| LlmError::Backend { backend: "llama.cpp", reason: e.clone() })
 }
 
 /// A GGUF model run in process by llama.cpp.
@@ -65,11 +65,11 @@ impl LlamaGenerator {
     /// Loads the GGUF file and its chat template.
     ///
     /// # Errors
-    /// [`QaGenError::Model`] when the file is missing or not a model llama.cpp can load, or
+    /// [`LlmError::Model`] when the file is missing or not a model llama.cpp can load, or
     /// when it has no chat template and none was named.
     pub fn load(config: LlamaConfig) -> Result<Self> {
         let path = config.model.clone();
-        let model_err = |reason: String| QaGenError::Model { path: path.clone(), reason };
+        let model_err = |reason: String| LlmError::Model { path: path.clone(), reason };
         if !path.is_file() {
             return Err(model_err("no such file (run scripts/setup.sh to fetch the default model)".into()));
         }

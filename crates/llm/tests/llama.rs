@@ -1,12 +1,17 @@
 //! The llama.cpp backend on the real SmolLM2-135M-Instruct GGUF that `scripts/setup.sh`
 //! fetches. One thread per generator: the test binaries run side by side.
+//!
+//! Every test that loads the model is ignored by default (`scripts/test.sh` runs them with
+//! `--include-ignored`); the ones that need no model file run always.
+#![cfg(feature = "llama")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::chunk;
 use docraft_core::{GenError, GenRequest, Generator, Sampling};
-use docraft_qa_gen::{LlamaConfig, LlamaGenerator, QaGenError, QaPrompt, default_gguf, parse_pairs};
+use docraft_llm::{GeneratorSettings, LlamaConfig, LlamaGenerator, LlmError, build_generator, default_gguf};
+use docraft_qa_gen::{QaPrompt, parse_pairs};
 
 fn load(parallel: u32) -> LlamaGenerator {
     let cfg = LlamaConfig::new(default_gguf()).with_parallel(parallel).unwrap().with_threads(1).unwrap();
@@ -32,6 +37,7 @@ const TEXTS: [&str; 3] = [
 ];
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn batched_grammar_constrained_output_always_parses() {
     let g = load(3);
     let reqs: Vec<GenRequest> = TEXTS.iter().map(|t| request(t, 1)).collect();
@@ -55,6 +61,7 @@ fn batched_grammar_constrained_output_always_parses() {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn same_seed_same_text_other_seed_other_text() {
     let g = load(1);
     let a = g.generate(&request(TEXTS[0], 7)).unwrap();
@@ -66,6 +73,7 @@ fn same_seed_same_text_other_seed_other_text() {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn chat_template_comes_from_the_file_and_model_id_from_its_bytes() {
     let g = load(1);
     let text = g.render(&request("Hello there, this is a short passage.", 0)).unwrap();
@@ -75,6 +83,7 @@ fn chat_template_comes_from_the_file_and_model_id_from_its_bytes() {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn prompts_too_long_for_the_context_are_refused_per_request() {
     let cfg = LlamaConfig::new(default_gguf()).with_context(512).unwrap().with_threads(1).unwrap();
     let g = LlamaGenerator::load(cfg).unwrap();
@@ -87,11 +96,32 @@ fn prompts_too_long_for_the_context_are_refused_per_request() {
 #[test]
 fn missing_or_invalid_model_files_are_typed_errors() {
     let err = LlamaGenerator::load(LlamaConfig::new("/nonexistent/model.gguf")).unwrap_err();
-    assert!(matches!(err, QaGenError::Model { .. }) && err.to_string().contains("/nonexistent/model.gguf"), "{err}");
+    assert!(matches!(err, LlmError::Model { .. }) && err.to_string().contains("/nonexistent/model.gguf"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.gguf");
     std::fs::write(&junk, b"not a model").unwrap();
     let err = LlamaGenerator::load(LlamaConfig::new(&junk)).unwrap_err();
     assert!(err.to_string().contains("junk.gguf"), "{err}");
     assert!(LlamaConfig::new("x").with_parallel(0).is_err());
+}
+
+#[test]
+fn settings_name_the_missing_model_file() {
+    let settings = GeneratorSettings { model: Some("/nonexistent/other.gguf".into()), ..GeneratorSettings::default() };
+    let err = build_generator(&settings, std::path::Path::new("unused.jsonl")).map(|_| ()).unwrap_err();
+    assert!(matches!(err, LlmError::Model { .. }) && err.to_string().contains("/nonexistent/other.gguf"), "{err}");
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn settings_build_the_default_model_with_their_values() {
+    let settings = GeneratorSettings { parallel: 3, threads: Some(1), ..GeneratorSettings::default() };
+    assert_eq!(settings.local_model(), Some(default_gguf()));
+    let g = build_generator(&settings, std::path::Path::new("unused.jsonl")).unwrap();
+    assert_eq!(g.preferred_batch(), 3, "parallel reached the backend");
+    // The same file gives the same id as loading it directly; the id is the file's, not "unknown".
+    assert_eq!(g.model_id(), load(1).model_id());
+    assert!(g.model_id().starts_with("SmolLM2-135M-Instruct.Q4_1.gguf#"));
+    let out = g.generate(&request(TEXTS[1], 3)).unwrap();
+    assert!(parse_pairs(&out.text).is_ok(), "the grammar is on by default: {}", out.text);
 }
