@@ -61,7 +61,7 @@ pub struct AskArgs {
 }
 
 pub fn ask(a: &AskArgs) -> Result<ExitCode> {
-    let (index, embedder) = crate::search::open_index(&a.index, None, None)?;
+    let (index, embedder) = docraft_pipeline::stage::index::open(&a.index, None, None)?;
     let retriever = IndexRetriever::new(&index, embedder.as_ref()).with_filter(Filter::parse(&a.filter)?);
     let model_path = a.model.clone().unwrap_or_else(docraft_llm::default_gguf);
     let device = docraft_train::device(a.cuda)?;

@@ -16,10 +16,6 @@ fn d() -> EvalSettings {
     EvalSettings::default()
 }
 
-fn ks() -> String {
-    d().k.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-}
-
 #[derive(Args)]
 pub struct EvalArgs {
     /// The directory for report.md, report.json, the plots (SVG) and each model's answers.
@@ -34,7 +30,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE.jsonl", requires = "index")]
     questions: Option<PathBuf>,
     /// Retrieval: the cut-offs k of recall@k.
-    #[arg(long, value_delimiter = ',', default_value = ks())]
+    #[arg(long, value_delimiter = ',', default_values_t = d().k)]
     k: Vec<usize>,
     /// Open-book QA: RAFT `eval` records (RAFT_NAME.test.eval.jsonl): question, oracle among
     /// distractors, gold final answer.

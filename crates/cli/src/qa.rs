@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use docraft_core::{Chunk, Embedder, Generator, Sampling, jsonl::read_all};
-use docraft_llm::{Backend, GeneratorSettings, JsonMode, build_generator};
-use docraft_qa_gen::export::{ExportOptions, Format, export};
+use docraft_core::CancelToken;
+use docraft_llm::{Backend, GeneratorSettings, JsonMode};
+use docraft_pipeline::settings::{ExportSettings, QaSettings};
+use docraft_pipeline::stage::{self, Ctx};
+use docraft_pipeline::{Event, Stage};
+use docraft_qa_gen::export::Format;
 use docraft_qa_gen::validate::{TokenCounter, validate};
-use docraft_qa_gen::{Budget, Filters, GenerateOptions, Generation, Price, RunFiles};
 
 /// The generator options `generate` and `raft` share: the fields of [`GeneratorSettings`],
 /// whose `Default` gives every default shown in `--help`.
@@ -101,27 +103,6 @@ impl GeneratorArgs {
             top_p: self.top_p,
             seed: self.seed,
         }
-    }
-
-    /// The seed.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
-    /// Sampling settings from the flags.
-    pub fn sampling(&self) -> Sampling {
-        self.settings().sampling()
-    }
-
-    /// Loads the model or connects to the endpoint; remote requests are logged to
-    /// --request-log, else `default_log` (a note says so).
-    pub fn build(&self, default_log: PathBuf) -> Result<Box<dyn Generator>> {
-        let settings = self.settings();
-        let generator = build_generator(&settings, &default_log)?;
-        if let (Some(log), Some(url)) = (settings.remote_log(&default_log), &settings.base_url) {
-            eprintln!("note: {url} is not on this machine; every request is logged to {}", log.display());
-        }
-        Ok(generator)
     }
 }
 

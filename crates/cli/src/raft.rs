@@ -44,7 +44,7 @@ pub struct RaftArgs {
     #[arg(long)]
     hard_share: Option<f32>,
     /// Formats to write: any of hf, completion, chat, eval (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = formats())]
+    #[arg(long, value_delimiter = ',', default_values_t = d().format)]
     format: Vec<docraft_raft::Format>,
     /// Splits by source document, the first taking what the others leave.
     #[arg(long, default_value_t = d().split)]
@@ -79,10 +79,6 @@ pub struct RaftArgs {
     /// Hide the progress bars.
     #[arg(short, long)]
     quiet: bool,
-}
-
-fn formats() -> String {
-    d().format.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
 }
 
 /// How distractors are chosen (the flag's values).

@@ -27,6 +27,7 @@
 //!
 //! It depends on serde, serde_json, sha2, thiserror and whatlang only, so every crate can use it.
 
+mod cancel;
 mod chunk;
 mod document;
 mod embed;
@@ -35,11 +36,13 @@ mod generate;
 mod id;
 pub mod jsonl;
 mod lang;
+mod progress;
 mod qa;
 mod raft;
 mod retrieve;
 pub mod split;
 
+pub use cancel::CancelToken;
 pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
 pub use embed::{EmbedError, Embedder};
@@ -47,6 +50,7 @@ pub use error::{Error, Result};
 pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Generator, Role, Sampling, Usage};
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
+pub use progress::{Count, NoProgress, Progress};
 pub use qa::{ChunkRef, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
 pub use retrieve::{RetrieveError, Retriever, Scored};

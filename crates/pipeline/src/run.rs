@@ -316,13 +316,13 @@ impl Pipeline {
 
         // 3. qa + export, optional
         if s.qa.enabled {
-            let local = s.qa.generator.local_model().is_some();
+            let local = local_model(&s.qa.generator, &generator);
             let qa_files = docraft_qa_gen::RunFiles::new(&l.qa());
             let plan = Plan {
                 stage: Stage::Qa,
                 settings: json(&s.qa),
                 inputs: vec![l.chunks()],
-                models: if local { vec![s.qa.generator.local_model().unwrap_or_else(|| generator.clone())] } else { vec![] },
+                models: local.into_iter().collect(),
                 prompts: true,
                 outputs: vec![qa_files.accepted.clone(), qa_files.rejected.clone()],
                 clean: vec![
@@ -365,12 +365,12 @@ impl Pipeline {
 
         // 4. raft
         if s.raft.enabled {
-            let local = s.raft.generator.local_model().is_some();
+            let local = local_model(&s.raft.generator, &generator);
             let plan = Plan {
                 stage: Stage::Raft,
                 settings: json(&s.raft),
                 inputs: vec![l.chunks(), l.index()],
-                models: if local { vec![s.raft.generator.local_model().unwrap_or_else(|| generator.clone())] } else { vec![] },
+                models: local.into_iter().collect(),
                 prompts: true,
                 outputs: stage::raft::output_files(&s.raft, &l.raft())?,
                 clean: stage::raft::existing_files(&l.raft()),
@@ -500,6 +500,12 @@ impl Pipeline {
         r.summary.report = Some(stage::eval::report_md(&l.report()));
         Ok(())
     }
+}
+
+/// The model file a stage's generator reads: its own `model`, else `[models] generator`;
+/// none for a remote backend.
+fn local_model(g: &docraft_llm::GeneratorSettings, generator: &Path) -> Option<PathBuf> {
+    g.local_model().map(|_| g.model.as_ref().map_or_else(|| generator.to_path_buf(), PathBuf::from))
 }
 
 fn torn(p: &Path) -> PathBuf {

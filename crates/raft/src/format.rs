@@ -47,6 +47,12 @@ impl Format {
     }
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for Format {
     type Err = RaftError;
     fn from_str(s: &str) -> Result<Self> {

@@ -34,6 +34,10 @@ fn runtime(e: impl std::fmt::Display) -> EmbedError {
 }
 
 impl CandleEmbedder {
+    /// How the ids of this backend's models begin (`candle:MODEL:...`): an index records the id
+    /// of the model that built it, so this tells which backend reads it.
+    pub const ID_PREFIX: &'static str = "candle:";
+
     /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from `dir`.
     ///
     /// # Errors
@@ -47,7 +51,8 @@ impl CandleEmbedder {
             .map_err(|e| model_err(&dir.join("config.json"), format!("not a BERT config: {e}")))?;
         let weights = read("model.safetensors")?;
         let id = format!(
-            "candle:{}:{}",
+            "{}{}:{}",
+            Self::ID_PREFIX,
             dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
             content_hash(&weights).get(..16).unwrap_or_default()
         );

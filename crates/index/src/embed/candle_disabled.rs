@@ -15,6 +15,10 @@ pub struct CandleEmbedder {
 }
 
 impl CandleEmbedder {
+    /// How the ids of this backend's models begin (`candle:MODEL:...`): an index records the id
+    /// of the model that built it, so this tells which backend reads it.
+    pub const ID_PREFIX: &'static str = "candle:";
+
     /// Always fails: this build has no `candle` feature.
     ///
     /// # Errors

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use docraft_ingest::{AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Report, Sizer};
 
 use super::Ctx;
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::settings::{
     DEFAULT_CHUNK_CHARS, DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_CHARS, DEFAULT_OVERLAP_TOKENS, IngestSettings,
     parse_capacity,

@@ -44,15 +44,15 @@ pub fn generator(
     {
         s.model = Some(m.display().to_string());
     }
-    let built = docraft_llm::build_generator(&s, default_log)?;
-    if let Some(log) = &built.remote_log {
+    let generator = docraft_llm::build_generator(&s, default_log)?;
+    if let Some(log) = s.remote_log(default_log) {
         ctx.warn(format!(
             "note: {} is not on this machine; every request is logged to {}",
             s.base_url.as_deref().unwrap_or("the endpoint"),
             log.display()
         ));
     }
-    Ok(built.generator)
+    Ok(generator)
 }
 
 /// The generation options of the settings.
