@@ -10,9 +10,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use docraft_core::{ChatMessage, Role};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings, Trainer};
+use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Settings, Trainer};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -42,7 +43,7 @@ fn main() -> Result<()> {
     let adapter = Adapter::load_peft(&report.adapter_dir, &base.config, model.dtype(), model.device())?;
     let chat = ChatModel::new(&model, Some(&adapter), base.tokenizer()?, base.template()?)?;
     let opts = GenOptions { max_tokens: 40, ..GenOptions::default() };
-    let reply = chat.reply(&[Message::new("user", "What is docraft?")], &opts, |_| {})?;
+    let reply = chat.reply(&[ChatMessage::new(Role::User, "What is docraft?")], &opts, |_| {})?;
     println!("base + adapter: {reply}");
     Ok(())
 }

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
+use docraft_core::text::{content_words, fold, stem, stems};
 use docraft_core::{ChatMessage, Chunk, ChunkId, GenRequest, Generator, Retriever, Role, Sampling, guess_language};
 use serde::Serialize;
 
-use crate::cite::{CitationStream, attribute, content_words, sentences, stems};
+use crate::cite::{CitationStream, attribute, sentences};
 use crate::error::{AskError, Result};
 use crate::prompt::Prompts;
 
@@ -235,12 +236,14 @@ impl<'a> Asker<'a> {
     /// question and the new one are searched together.
     ///
     /// # Errors
-    /// [`AskError::Generate`] when the generator fails.
+    /// [`AskError::Generate`] when the generator fails, [`AskError::Prompt`] for a broken
+    /// prompt file.
     pub fn rewrite(&self, question: &str, history: &[Turn]) -> Result<String> {
         let Some(last) = history.last() else {
             return Ok(question.to_string());
         };
-        let prompts = Prompts::new(&language_of(question));
+        let lang = language_of(question);
+        let prompts = Prompts::new(&lang);
         let (user, assistant) = (prompts.phrase("user"), prompts.phrase("assistant"));
         let from = history.len().saturating_sub(self.options.history_turns.max(1));
         let text: Vec<String> = history[from..]
@@ -248,7 +251,7 @@ impl<'a> Asker<'a> {
             .map(|t| format!("{user}: {}\n{assistant}: {}", t.question, first_chars(&t.answer, 300)))
             .collect();
         let request = GenRequest {
-            messages: vec![ChatMessage::new(Role::User, prompts.rewrite(&text.join("\n"), question))],
+            messages: vec![ChatMessage::new(Role::User, prompts.rewrite(&text.join("\n"), question)?)],
             max_tokens: 64,
             sampling: self.sampling(),
             json_schema: None,
@@ -260,8 +263,8 @@ impl<'a> Asker<'a> {
             .map_err(|source| AskError::Generate { question: first_chars(question, 80), source })?;
         let line = out.text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
         let line = line.trim_matches(|c: char| c == '"' || c == '«' || c == '»' || c == '*').trim();
-        let known: Vec<String> = content_words(&format!("{} {question}", last.question));
-        let shares_word = content_words(line).iter().any(|w| known.contains(w));
+        let known: Vec<String> = content_words(&format!("{} {question}", last.question), &lang);
+        let shares_word = content_words(line, &lang).iter().any(|w| known.contains(w));
         let fits =
             !line.is_empty() && line.chars().count() <= 3 * (question.chars().count() + last.question.chars().count());
         Ok(if fits && shares_word { line.to_string() } else { format!("{} {question}", last.question) })
@@ -272,7 +275,7 @@ impl<'a> Asker<'a> {
     ///
     /// # Errors
     /// [`AskError::Retrieve`] when the search fails, [`AskError::Generate`] when the generator
-    /// does.
+    /// does, [`AskError::Prompt`] for a broken prompt file.
     pub fn ask(&self, question: &str, history: &[Turn], on_text: &mut dyn FnMut(&str)) -> Result<Answer> {
         let o = &self.options;
         let lang = language_of(question);
@@ -305,7 +308,7 @@ impl<'a> Asker<'a> {
             sources,
             model: self.generator.model_id(),
         };
-        if let Some(reason) = self.unanswerable(&query, &answer.sources) {
+        if let Some(reason) = self.unanswerable(&query, &answer.sources, &lang) {
             answer.text = prompts.phrase("decline").to_string();
             on_text(&answer.text);
             answer.declined = true;
@@ -317,8 +320,8 @@ impl<'a> Asker<'a> {
             shown.iter().map(|s| format!("[{}] ({})\n{}", s.number, s.label, s.chunk.text.trim())).collect();
         let request = GenRequest {
             messages: vec![
-                ChatMessage::new(Role::System, prompts.answer_system()),
-                ChatMessage::new(Role::User, prompts.answer_user(&context.join("\n\n"), question)),
+                ChatMessage::new(Role::System, prompts.answer_system()?),
+                ChatMessage::new(Role::User, prompts.answer_user(&context.join("\n\n"), question)?),
             ],
             max_tokens: o.max_tokens,
             sampling: self.sampling(),
@@ -354,7 +357,7 @@ impl<'a> Asker<'a> {
         }
         let texts: Vec<&str> = shown.iter().map(|s| s.chunk.text.as_str()).collect();
         for sentence in sentences(&answer.text) {
-            if let Some((i, _)) = attribute(sentence, question, &texts, o.min_overlap) {
+            if let Some((i, _)) = attribute(sentence, question, &texts, o.min_overlap, &lang) {
                 let number = shown[i].number;
                 if !answer.citations.iter().any(|c| c.number == number) {
                     answer.citations.push(citation(shown[i], Attribution::Overlap, Some(sentence.to_string())));
@@ -366,7 +369,7 @@ impl<'a> Asker<'a> {
         // The evidence: the sentence of the sources that best matches the question. When the
         // answer cites its source, the answer stands on its own; otherwise the sentence is
         // added, quoted and cited, so the reader sees what the documents say.
-        if let Some((src, sentence)) = best_sentence(&query, &shown).filter(|_| o.quote_fallback)
+        if let Some((src, sentence)) = best_sentence(&query, &shown, &lang).filter(|_| o.quote_fallback)
             && !answer.citations.iter().any(|c| c.number == src.number)
         {
             let added = format!("\n\n{}: «{sentence}» [{}]", prompts.phrase("from_sources"), src.label);
@@ -377,8 +380,9 @@ impl<'a> Asker<'a> {
         Ok(answer)
     }
 
-    /// Why the sources cannot answer `query`, if they cannot.
-    fn unanswerable(&self, query: &str, sources: &[Source]) -> Option<String> {
+    /// Why the sources cannot answer `query`, if they cannot: too few of its content words
+    /// (by [`stem`], accents folded) appear in them.
+    fn unanswerable(&self, query: &str, sources: &[Source], lang: &str) -> Option<String> {
         let Some(best) = sources.first() else {
             return Some("the index returned no chunks".into());
         };
@@ -388,10 +392,9 @@ impl<'a> Asker<'a> {
                 best.score, self.options.min_score
             ));
         }
-        let words = content_words(query);
+        let words = content_words(query, lang);
         if !words.is_empty() {
-            let text: String = sources.iter().map(|s| s.chunk.text.to_lowercase()).collect::<Vec<_>>().join("\n");
-            let stem = |w: &str| -> String { w.chars().take(5).collect() };
+            let text: String = sources.iter().map(|s| fold(&s.chunk.text)).collect::<Vec<_>>().join("\n");
             let found = words.iter().filter(|w| text.contains(&stem(w))).count();
             #[allow(clippy::cast_precision_loss)]
             let coverage = found as f64 / words.len() as f64;
@@ -420,12 +423,12 @@ fn citation(s: &Source, how: Attribution, sentence: Option<String>) -> Citation 
 
 /// The sentence of the sources sharing the most content words with the query (ties: the
 /// better-ranked source), as a quote.
-fn best_sentence<'s>(query: &str, shown: &[&'s Source]) -> Option<(&'s Source, String)> {
-    let words = stems(query);
+fn best_sentence<'s>(query: &str, shown: &[&'s Source], lang: &str) -> Option<(&'s Source, String)> {
+    let words = stems(query, lang);
     let mut best: Option<(&Source, String, usize)> = None;
     for s in shown {
         for sentence in sentences(&s.chunk.text) {
-            let n = stems(sentence).intersection(&words).count();
+            let n = stems(sentence, lang).intersection(&words).count();
             if n > 0 && best.as_ref().is_none_or(|b| n > b.2) {
                 best = Some((s, first_chars(sentence, 400), n));
             }

@@ -1,7 +1,7 @@
 //! Citations: `[n]` markers rewritten while the text streams, and sentences attributed to the
 //! source whose words they use.
 
-use std::collections::HashSet;
+use docraft_core::text::stems;
 
 /// Rewrites `[1]`, `[1, 2]` and `[1][2]` markers to the sources' labels as text streams in.
 ///
@@ -110,54 +110,24 @@ pub fn sentences(text: &str) -> Vec<&str> {
     out
 }
 
-/// English and Spanish words of four letters or more that carry no topic.
-const STOPWORDS: &[&str] = &[
-    "what", "which", "where", "when", "whom", "whose", "that", "this", "these", "those", "there", "their", "they",
-    "them", "have", "does", "with", "from", "into", "about", "should", "would", "could", "will", "shall", "were",
-    "been", "being", "your", "yours", "than", "then", "also", "more", "most", "some", "such", "only", "other", "each",
-    "very", "just", "over", "under", "after", "before", "many", "much", "need", "needs", "must", "tell", "para",
-    "como", "cómo", "donde", "dónde", "cuál", "cuáles", "cuando", "cuándo", "cuánto", "cuánta", "cuántos", "cuántas",
-    "quién", "quien", "quiénes", "porque", "sobre", "entre", "desde", "hasta", "este", "esta", "estos", "estas",
-    "esto", "esos", "esas", "tiene", "tienen", "hace", "hacen", "puede", "pueden", "debe", "deben", "están", "está",
-    "todo", "todos", "toda", "todas", "otro", "otra", "otros", "otras", "pero", "según", "también", "cada", "unos",
-    "unas", "hay", "qué",
-];
-
-/// The words of `text` that carry meaning: lowercased, alphanumeric, at least four characters
-/// (common English and Spanish function words left out) or containing a digit (numbers
-/// matter: "45 N·m", "2024").
-#[must_use]
-pub fn content_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 4 || (w.chars().any(|c| c.is_ascii_digit()) && !w.is_empty()))
-        .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .collect()
-}
-
-/// The first five letters of each content word: "tightened" and "tighten", "conservan" and
-/// "conserva" meet.
-#[must_use]
-pub fn stems(text: &str) -> HashSet<String> {
-    content_words(text).into_iter().map(|w| w.chars().take(5).collect()).collect()
-}
-
 /// The source (index into `sources`) that supports `sentence`, with the share of support,
 /// when that share is at least `min_share`.
 ///
-/// Only what the sentence adds to the `question` counts: words (stems) already in the
-/// question prove nothing, since a model that restates the question uses them too. A sentence
-/// adding fewer than two such words is not attributed (too little to tell).
+/// Words are compared as [`docraft_core::text::stems`] of the content words of `lang`
+/// (accents folded, so a model that writes "informacion" still uses "información"). Only
+/// what the sentence adds to the `question` counts: words (stems) already in the question
+/// prove nothing, since a model that restates the question uses them too. A sentence adding
+/// fewer than two such words is not attributed (too little to tell).
 #[must_use]
-pub fn attribute(sentence: &str, question: &str, sources: &[&str], min_share: f64) -> Option<(usize, f64)> {
-    let asked = stems(question);
-    let new: Vec<String> = stems(sentence).into_iter().filter(|w| !asked.contains(w)).collect();
+pub fn attribute(sentence: &str, question: &str, sources: &[&str], min_share: f64, lang: &str) -> Option<(usize, f64)> {
+    let asked = stems(question, lang);
+    let new: Vec<String> = stems(sentence, lang).into_iter().filter(|w| !asked.contains(w)).collect();
     if new.len() < 2 {
         return None;
     }
     let mut best: Option<(usize, f64)> = None;
     for (i, text) in sources.iter().enumerate() {
-        let vocab = stems(text);
+        let vocab = stems(text, lang);
         #[allow(clippy::cast_precision_loss)]
         let share = new.iter().filter(|w| vocab.contains(*w)).count() as f64 / new.len() as f64;
         if share >= min_share && best.is_none_or(|b| share > b.1) {
@@ -207,10 +177,14 @@ mod tests {
     fn attribution_picks_the_source_with_the_words_the_question_lacks() {
         let sources = ["Las copias de seguridad se hacen cada noche a las 02:00.", "El café está en la cocina."];
         let q = "¿Cuándo se hacen las copias de seguridad?";
-        let got = attribute("Las copias de seguridad se hacen cada noche a las 02:00.", q, &sources, 0.5);
+        let got = attribute("Las copias de seguridad se hacen cada noche a las 02:00.", q, &sources, 0.5, "es");
         assert_eq!(got.map(|g| g.0), Some(0));
-        assert_eq!(attribute("Something entirely different happens here.", q, &sources, 0.5), None);
+        assert_eq!(attribute("Something entirely different happens here.", q, &sources, 0.5, "es"), None);
         // Restating the question is not support.
-        assert_eq!(attribute("Las copias de seguridad se hacen.", q, &sources, 0.0), None);
+        assert_eq!(attribute("Las copias de seguridad se hacen.", q, &sources, 0.0, "es"), None);
+        // Accents the model left out still attribute.
+        let sources = ["La información confidencial se guarda en el archivo.", "El café está en la cocina."];
+        let got = attribute("La informacion se guarda en el archivo.", "¿Dónde está?", &sources, 0.9, "es");
+        assert_eq!(got.map(|g| g.0), Some(0));
     }
 }

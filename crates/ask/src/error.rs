@@ -23,6 +23,9 @@ pub enum AskError {
         /// Why it is refused.
         message: String,
     },
+    /// A prompt template could not be rendered (names the template and the variable).
+    #[error(transparent)]
+    Prompt(#[from] docraft_core::prompt::PromptError),
 }
 
 /// Results of this crate.

@@ -32,6 +32,6 @@ mod error;
 mod prompt;
 
 pub use ask::{Answer, AskOptions, Asker, Attribution, Citation, Source, Turn};
-pub use cite::{CitationStream, attribute, content_words, sentences, stems};
+pub use cite::{CitationStream, attribute, sentences};
 pub use error::{AskError, Result};
 pub use prompt::{PROMPTS, Prompts};

@@ -1,4 +1,7 @@
-//! The prompt files and the phrases of each language.
+//! The prompt files and the phrases of each language. Templates are rendered by
+//! [`docraft_core::prompt::render`]: sources, questions and history are inserted verbatim.
+
+use docraft_core::prompt::{PromptError, render};
 
 const ANSWER_SYSTEM_EN: &str = include_str!("../prompts/answer.system.en.txt");
 const ANSWER_SYSTEM_ES: &str = include_str!("../prompts/answer.system.es.txt");
@@ -10,14 +13,21 @@ const PHRASES: &str = include_str!("../prompts/phrases.txt");
 
 /// Every prompt file by name, for lineage (the run manifest hashes them).
 pub const PROMPTS: &[(&str, &str)] = &[
-    ("ask/answer.system.en.txt", ANSWER_SYSTEM_EN),
-    ("ask/answer.system.es.txt", ANSWER_SYSTEM_ES),
-    ("ask/answer.user.en.txt", ANSWER_USER_EN),
-    ("ask/answer.user.es.txt", ANSWER_USER_ES),
-    ("ask/rewrite.en.txt", REWRITE_EN),
-    ("ask/rewrite.es.txt", REWRITE_ES),
+    FILE_ANSWER_SYSTEM_EN,
+    FILE_ANSWER_SYSTEM_ES,
+    FILE_ANSWER_USER_EN,
+    FILE_ANSWER_USER_ES,
+    FILE_REWRITE_EN,
+    FILE_REWRITE_ES,
     ("ask/phrases.txt", PHRASES),
 ];
+
+const FILE_ANSWER_SYSTEM_EN: (&str, &str) = ("ask/answer.system.en.txt", ANSWER_SYSTEM_EN);
+const FILE_ANSWER_SYSTEM_ES: (&str, &str) = ("ask/answer.system.es.txt", ANSWER_SYSTEM_ES);
+const FILE_ANSWER_USER_EN: (&str, &str) = ("ask/answer.user.en.txt", ANSWER_USER_EN);
+const FILE_ANSWER_USER_ES: (&str, &str) = ("ask/answer.user.es.txt", ANSWER_USER_ES);
+const FILE_REWRITE_EN: (&str, &str) = ("ask/rewrite.en.txt", REWRITE_EN);
+const FILE_REWRITE_ES: (&str, &str) = ("ask/rewrite.es.txt", REWRITE_ES);
 
 /// The prompts and phrases for one language: Spanish has its own, every other language the
 /// English ones with "answer in LANGUAGE".
@@ -38,27 +48,31 @@ impl Prompts {
     }
 
     /// The system message of an answer.
-    #[must_use]
-    pub fn answer_system(&self) -> String {
-        if self.spanish() {
-            ANSWER_SYSTEM_ES.trim_end().to_string()
-        } else {
-            ANSWER_SYSTEM_EN.trim_end().replace("{language}", &docraft_core::language_name(&self.lang))
-        }
+    ///
+    /// # Errors
+    /// [`PromptError`] when the template names a variable not given (a broken prompt file).
+    pub fn answer_system(&self) -> Result<String, PromptError> {
+        let (name, t) = if self.spanish() { FILE_ANSWER_SYSTEM_ES } else { FILE_ANSWER_SYSTEM_EN };
+        let language = docraft_core::language_name(&self.lang);
+        render(name, t.trim_end(), &[("language", language.as_str())])
     }
 
     /// The user message of an answer: the numbered sources, then the question.
-    #[must_use]
-    pub fn answer_user(&self, sources: &str, question: &str) -> String {
-        let t = if self.spanish() { ANSWER_USER_ES } else { ANSWER_USER_EN };
-        t.trim_end().replace("{sources}", sources).replace("{question}", question)
+    ///
+    /// # Errors
+    /// [`PromptError`] when the template names a variable not given (a broken prompt file).
+    pub fn answer_user(&self, sources: &str, question: &str) -> Result<String, PromptError> {
+        let (name, t) = if self.spanish() { FILE_ANSWER_USER_ES } else { FILE_ANSWER_USER_EN };
+        render(name, t.trim_end(), &[("sources", sources), ("question", question)])
     }
 
     /// The request to make a follow-up question standalone.
-    #[must_use]
-    pub fn rewrite(&self, history: &str, question: &str) -> String {
-        let t = if self.spanish() { REWRITE_ES } else { REWRITE_EN };
-        t.trim_end().replace("{history}", history).replace("{question}", question)
+    ///
+    /// # Errors
+    /// [`PromptError`] when the template names a variable not given (a broken prompt file).
+    pub fn rewrite(&self, history: &str, question: &str) -> Result<String, PromptError> {
+        let (name, t) = if self.spanish() { FILE_REWRITE_ES } else { FILE_REWRITE_EN };
+        render(name, t.trim_end(), &[("history", history), ("question", question)])
     }
 
     /// The phrases under `key` in this language (English where it has none).

@@ -229,12 +229,29 @@ fn rendered_prompts() {
     let fr = docraft_ask::Prompts::new("fr");
     insta::assert_snapshot!(
         "answer_en",
-        format!("{}\n---\n{}", en.answer_system(), en.answer_user("[1] (a.pdf, p. 2)\ntext", "Q?"))
+        format!("{}\n---\n{}", en.answer_system().unwrap(), en.answer_user("[1] (a.pdf, p. 2)\ntext", "Q?").unwrap())
     );
     insta::assert_snapshot!(
         "answer_es",
-        format!("{}\n---\n{}", es.answer_system(), es.answer_user("[1] (a.pdf, p. 2)\ntexto", "¿P?"))
+        format!("{}\n---\n{}", es.answer_system().unwrap(), es.answer_user("[1] (a.pdf, p. 2)\ntexto", "¿P?").unwrap())
     );
-    insta::assert_snapshot!("answer_fr_system", fr.answer_system());
-    insta::assert_snapshot!("rewrite_es", es.rewrite("Usuario: ¿A?\nAsistente: B.", "¿Y C?"));
+    insta::assert_snapshot!("answer_fr_system", fr.answer_system().unwrap());
+    insta::assert_snapshot!("rewrite_es", es.rewrite("Usuario: ¿A?\nAsistente: B.", "¿Y C?").unwrap());
+}
+
+#[test]
+fn sources_questions_and_history_are_inserted_verbatim() {
+    let sources = "[1] (a.pdf)\nThe form says {question}, {{question}}, {sources} and {{history}}.";
+    let question = "What is {{sources}} or {language}?";
+    for lang in ["en", "es", "fr"] {
+        let p = docraft_ask::Prompts::new(lang);
+        let user = p.answer_user(sources, question).unwrap();
+        assert_eq!(user.matches(sources).count(), 1, "{user}");
+        assert_eq!(user.matches(question).count(), 1, "{user}");
+        assert!(!user.replacen(sources, "", 1).replacen(question, "", 1).contains('{'), "{user}");
+        let rewrite = p.rewrite(sources, question).unwrap();
+        assert_eq!(rewrite.matches(sources).count(), 1, "{rewrite}");
+        assert_eq!(rewrite.matches(question).count(), 1, "{rewrite}");
+        assert!(!p.answer_system().unwrap().contains('{'));
+    }
 }

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use docraft_core::CancelToken;
+use docraft_core::{CancelToken, ChatMessage, Role};
 use docraft_pipeline::settings::TrainSettings;
 use docraft_pipeline::stage::train::TrainPaths;
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings};
+use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Settings};
 
 /// Where the base model comes from, and on which device it runs.
 #[derive(Args)]
@@ -223,16 +223,16 @@ pub fn chat(a: &ChatArgs) -> Result<ExitCode> {
     let chat = ChatModel::new(&model, adapter.as_ref(), base.tokenizer()?, base.template()?)?;
     let opts =
         GenOptions { max_tokens: a.max_tokens, temperature: a.temperature, seed: a.seed, ..GenOptions::default() };
-    let mut history: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
-    let answer = |history: &mut Vec<Message>, text: &str| -> Result<()> {
-        history.push(Message::new("user", text));
+    let mut history: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new(Role::System, s.as_str())).collect();
+    let answer = |history: &mut Vec<ChatMessage>, text: &str| -> Result<()> {
+        history.push(ChatMessage::new(Role::User, text));
         let mut out = std::io::stdout();
         let reply = chat.reply(history, &opts, |t| {
             let _ = write!(out, "{t}");
             let _ = out.flush();
         })?;
         println!();
-        history.push(Message::new("assistant", &reply));
+        history.push(ChatMessage::new(Role::Assistant, reply));
         Ok(())
     };
     if let Some(m) = &a.message {

@@ -15,7 +15,10 @@
 //! - train/valid/test assignment by source document ([`split::assign_splits`]);
 //! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
 //!   [`Generator`] (chats to text, batched, one result per request), and [`Retriever`]
-//!   (the chunks nearest a text).
+//!   (the chunks nearest a text);
+//! - what every stage shares for text and randomness: [`text`] (normalization, words,
+//!   stopwords per language, grounding), [`prompt`] (the single-pass prompt renderer) and
+//!   [`rng`] (the seeded generator behind every random choice).
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -25,7 +28,7 @@
 //! assert_eq!(doc.id.as_str().len(), 32);
 //! ```
 //!
-//! It depends on serde, serde_json, sha2, thiserror and whatlang only, so every crate can use it.
+//! It depends on serde, serde_json, sha2, thiserror, unicode-normalization and whatlang only, so every crate can use it.
 
 mod cancel;
 mod chunk;
@@ -37,10 +40,13 @@ mod id;
 pub mod jsonl;
 mod lang;
 mod progress;
+pub mod prompt;
 mod qa;
 mod raft;
 mod retrieve;
+pub mod rng;
 pub mod split;
+pub mod text;
 
 pub use cancel::CancelToken;
 pub use chunk::Chunk;

@@ -1,9 +1,7 @@
 //! Answer scores, SQuAD-style: answers are normalized (lowercase, punctuation and articles
-//! removed, English and Spanish) before comparing.
+//! removed, English and Spanish) before comparing, by [`docraft_core::text::answer_tokens`].
 
 use std::collections::HashMap;
-
-const ARTICLES: &[&str] = &["a", "an", "the", "el", "la", "los", "las", "un", "una", "unos", "unas", "lo"];
 
 /// Marks of a quote in a chain of thought.
 pub const BEGIN_QUOTE: &str = "##begin_quote##";
@@ -12,14 +10,10 @@ pub const END_QUOTE: &str = "##end_quote##";
 /// What precedes the final answer.
 pub const ANSWER_TAG: &str = "<ANSWER>:";
 
-/// The tokens of `text` after normalization.
+/// The tokens of `text` after normalization ([`docraft_core::text::answer_tokens`]).
 #[must_use]
 pub fn tokens(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .split(|c: char| c.is_whitespace() || (c.is_ascii_punctuation() && c != '·') || "¿¡«»“”‘’".contains(c))
-        .filter(|t| !t.is_empty() && !ARTICLES.contains(t))
-        .map(str::to_string)
-        .collect()
+    docraft_core::text::answer_tokens(text)
 }
 
 /// `prediction` and `gold` are the same after normalization.

@@ -22,7 +22,7 @@ fn request(text: &str, seed: u64) -> GenRequest {
     let c = chunk("doc.md", text);
     let prompt = QaPrompt::new(2);
     GenRequest {
-        messages: prompt.render(&c, &QaPrompt::language_of(&c)),
+        messages: prompt.render(&c, &QaPrompt::language_of(&c)).unwrap(),
         max_tokens: 160,
         sampling: Sampling { seed, ..Sampling::default() },
         json_schema: Some(prompt.schema()),

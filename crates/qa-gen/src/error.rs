@@ -46,6 +46,9 @@ pub enum QaGenError {
         /// What is wrong.
         reason: String,
     },
+    /// A prompt template could not be rendered (names the template and the variable).
+    #[error(transparent)]
+    Prompt(#[from] docraft_core::prompt::PromptError),
 }
 
 impl QaGenError {

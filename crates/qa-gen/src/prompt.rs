@@ -4,8 +4,11 @@
 //! Spanish chunks get the Spanish prompt; other languages get the English prompt with the
 //! language named, so a French chunk still asks for French questions.
 
+use docraft_core::prompt::render;
 use docraft_core::{ChatMessage, Chunk, Role, content_hash, guess_language, language_name};
 use serde_json::json;
+
+use crate::error::Result;
 
 const SYSTEM_EN: &str = include_str!("../prompts/qa.system.en.txt");
 const USER_EN: &str = include_str!("../prompts/qa.user.en.txt");
@@ -16,12 +19,12 @@ const USER_ES: &str = include_str!("../prompts/qa.user.es.txt");
 pub const PROMPT_NAME: &str = "qa-v1";
 
 /// Every prompt file by name, for lineage (the run manifest hashes them).
-pub const PROMPTS: &[(&str, &str)] = &[
-    ("qa-gen/qa.system.en.txt", SYSTEM_EN),
-    ("qa-gen/qa.user.en.txt", USER_EN),
-    ("qa-gen/qa.system.es.txt", SYSTEM_ES),
-    ("qa-gen/qa.user.es.txt", USER_ES),
-];
+pub const PROMPTS: &[(&str, &str)] = &[FILE_SYSTEM_EN, FILE_USER_EN, FILE_SYSTEM_ES, FILE_USER_ES];
+
+const FILE_SYSTEM_EN: (&str, &str) = ("qa-gen/qa.system.en.txt", SYSTEM_EN);
+const FILE_USER_EN: (&str, &str) = ("qa-gen/qa.user.en.txt", USER_EN);
+const FILE_SYSTEM_ES: (&str, &str) = ("qa-gen/qa.system.es.txt", SYSTEM_ES);
+const FILE_USER_ES: (&str, &str) = ("qa-gen/qa.user.es.txt", USER_ES);
 
 /// Longest question and answer the JSON schema allows, in characters. A runaway small model
 /// is cut off by the grammar instead of writing until `max_tokens`.
@@ -64,12 +67,16 @@ impl QaPrompt {
             .unwrap_or_else(|| "en".to_string())
     }
 
-    /// The chat for one chunk, in the chunk's language.
-    #[must_use]
-    pub fn render(&self, chunk: &Chunk, lang: &str) -> Vec<ChatMessage> {
-        let (system, user) = match lang {
-            "es" => (SYSTEM_ES, USER_ES),
-            _ => (SYSTEM_EN, USER_EN),
+    /// The chat for one chunk, in the chunk's language. The chunk's text and names are
+    /// inserted verbatim: placeholders they contain are not filled.
+    ///
+    /// # Errors
+    /// [`crate::QaGenError::Prompt`] when a template names a variable this prompt does not
+    /// give (a broken prompt file).
+    pub fn render(&self, chunk: &Chunk, lang: &str) -> Result<Vec<ChatMessage>> {
+        let ((system_name, system), (user_name, user)) = match lang {
+            "es" => (FILE_SYSTEM_ES, FILE_USER_ES),
+            _ => (FILE_SYSTEM_EN, FILE_USER_EN),
         };
         let headings = if chunk.headings.is_empty() {
             String::new()
@@ -78,13 +85,19 @@ impl QaPrompt {
             format!("{sep}\"{}\"", chunk.headings.join(" > "))
         };
         let source = chunk.source.rsplit(['/', '\\']).next().unwrap_or(&chunk.source);
-        let user = user
-            .replace("{{source}}", source)
-            .replace("{{headings}}", &headings)
-            .replace("{{n}}", &self.questions_per_chunk.to_string())
-            .replace("{{language}}", &language_name(lang))
-            .replace("{{text}}", chunk.text.trim());
-        vec![ChatMessage::new(Role::System, system.trim_end()), ChatMessage::new(Role::User, user.trim_end())]
+        let n = self.questions_per_chunk.to_string();
+        let language = language_name(lang);
+        let vars = [
+            ("source", source),
+            ("headings", headings.as_str()),
+            ("n", n.as_str()),
+            ("language", language.as_str()),
+            ("text", chunk.text.trim()),
+        ];
+        Ok(vec![
+            ChatMessage::new(Role::System, render(system_name, system, &vars)?.trim_end()),
+            ChatMessage::new(Role::User, render(user_name, user, &vars)?.trim_end()),
+        ])
     }
 
     /// The JSON Schema answers must follow: `{"pairs": [{"question", "answer"}, ..]}` with

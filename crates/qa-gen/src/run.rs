@@ -315,27 +315,28 @@ impl<'a> Generation<'a> {
         content_hash(key.to_string().as_bytes())[..32].to_string()
     }
 
-    fn request(&self, chunk: &Chunk, lang: &str) -> GenRequest {
+    fn request(&self, chunk: &Chunk, lang: &str) -> Result<GenRequest> {
         let seed_hex = content_hash(format!("{}:{}", self.options.sampling.seed, chunk.id).as_bytes());
         let seed = u64::from_str_radix(&seed_hex[..16], 16).unwrap_or(self.options.sampling.seed);
-        GenRequest {
-            messages: self.prompt.render(chunk, lang),
+        Ok(GenRequest {
+            messages: self.prompt.render(chunk, lang)?,
             max_tokens: self.options.max_tokens,
             sampling: Sampling { seed, ..self.options.sampling },
             json_schema: Some(self.schema.clone()),
             tag: chunk.id.to_string(),
-        }
+        })
     }
 
     /// Tokens and cost of the chunks not done yet in `out`.
     ///
     /// # Errors
-    /// [`QaGenError::Core`] if the progress file cannot be read.
+    /// [`QaGenError::Core`] if the progress file cannot be read; [`QaGenError::Prompt`] if a
+    /// prompt file names a variable the prompt does not give.
     pub fn estimate(&self, chunks: &[Chunk], out: &Path) -> Result<Estimate> {
         let done: HashSet<String> = markers(&RunFiles::new(out))?.into_iter().map(|d| d.gen_key).collect();
         let mut est = Estimate { chunks: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
         for chunk in chunks.iter().filter(|c| !done.contains(&self.gen_key(c))) {
-            let req = self.request(chunk, &QaPrompt::language_of(chunk));
+            let req = self.request(chunk, &QaPrompt::language_of(chunk))?;
             let text: String = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
             let tokens = match self.generator.count_tokens(&text) {
                 Some(n) => n as u64,
@@ -359,8 +360,8 @@ impl<'a> Generation<'a> {
     /// run finished. `on_progress` is called after every batch.
     ///
     /// # Errors
-    /// File errors and embedder errors stop the run (everything written so far is kept and a
-    /// rerun resumes); a failed request or bad output never does: it is a rejected record.
+    /// File errors, embedder errors and a broken prompt file stop the run (everything written
+    /// so far is kept and a rerun resumes); a failed request or bad output never does: it is a rejected record.
     pub fn run(&self, chunks: &[Chunk], out: &Path, on_progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
         let started = Instant::now();
         let files = RunFiles::new(out);
@@ -408,7 +409,8 @@ impl<'a> Generation<'a> {
                 break;
             }
             let langs: Vec<String> = group.iter().map(|(c, _)| QaPrompt::language_of(c)).collect();
-            let requests: Vec<GenRequest> = group.iter().zip(&langs).map(|((c, _), l)| self.request(c, l)).collect();
+            let requests: Vec<GenRequest> =
+                group.iter().zip(&langs).map(|((c, _), l)| self.request(c, l)).collect::<Result<_>>()?;
             let mut results = self.generator.generate_batch(&requests);
             results.resize_with(requests.len(), || Err(GenError::Permanent("the backend returned no result".into())));
             for (((chunk, key), lang), result) in group.iter().zip(&langs).zip(results) {

@@ -10,7 +10,7 @@ fn render(doc: &str, text: &str, headings: &[&str]) -> (String, String) {
     let mut c = chunk(doc, text);
     c.headings = headings.iter().map(|h| (*h).to_string()).collect();
     let lang = QaPrompt::language_of(&c);
-    let chat = QaPrompt::new(3).render(&c, &lang);
+    let chat = QaPrompt::new(3).render(&c, &lang).unwrap();
     let text = chat.iter().map(|m| format!("[{}]\n{}", m.role.as_str(), m.content)).collect::<Vec<_>>().join("\n\n");
     (lang, text)
 }
@@ -54,4 +54,23 @@ fn schema_and_id_are_stable() {
     insta::assert_snapshot!("schema", serde_json::to_string_pretty(&p.schema()).unwrap());
     assert_eq!(p.id(), QaPrompt::new(2).id());
     assert_ne!(p.id(), QaPrompt::new(3).id(), "the schema bounds the pair count, so it is part of the id");
+}
+
+#[test]
+fn chunk_text_and_names_are_inserted_verbatim() {
+    // Every placeholder syntax the prompt files use or used, plus the JSON braces.
+    let hostile = "Section {{text}} names {{source}}, {{headings}}, {{n}}, {{language}}, {text} and {\"pairs\": []}.";
+    for lang in ["en", "es"] {
+        let mut c = chunk("{{text}}.md", hostile);
+        c.headings = vec!["{{n}}".to_string()];
+        let chat = QaPrompt::new(3).render(&c, lang).unwrap();
+        let user = &chat[1].content;
+        assert_eq!(user.matches(hostile).count(), 1, "{user}");
+        assert!(user.contains("{{text}}.md"), "{user}");
+        assert!(user.contains("\"{{n}}\""), "{user}");
+        // The template's own placeholders were all filled: only the hostile ones remain.
+        let rendered_without_values =
+            user.replacen(hostile, "", 1).replacen("{{text}}.md", "", 1).replacen("{{n}}", "", 1);
+        assert!(!rendered_without_values.contains("{{"), "{rendered_without_values}");
+    }
 }

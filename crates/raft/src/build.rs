@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use docraft_core::jsonl::{JsonlWriter, read_all, sibling};
+use docraft_core::rng::{SplitMix64, derived_seed};
 use docraft_core::split::assign_splits;
 use docraft_core::{
-    Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta, RaftRecord, Retriever,
-    Sampling, Usage, content_hash,
+    ChatMessage, Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta,
+    RaftRecord, Retriever, Sampling, Usage, content_hash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +18,6 @@ use crate::cot::{Problem, to_cot_text, verify};
 use crate::distract::{Choice, Draw, Pool};
 use crate::error::{Result, setting};
 use crate::prompt::CotPrompt;
-use crate::rng::{Rng, derived_seed};
 
 /// One named share of the records (`train=0.8`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -323,7 +323,7 @@ impl<'a> RaftBuilder<'a> {
     ///
     /// # Errors
     /// [`crate::RaftError::Setting`] when hard distractors are asked for without a retriever;
-    /// file errors; retriever errors.
+    /// file errors; retriever errors; [`crate::RaftError::Prompt`] for a broken prompt file.
     pub fn run(
         &self,
         chunks: &[Chunk],
@@ -432,7 +432,7 @@ impl<'a> RaftBuilder<'a> {
                 0,
             )));
         };
-        let mut rng = Rng::keyed(self.options.seed, &["context", &q.id]);
+        let mut rng = SplitMix64::labelled(self.options.seed, &["context", &q.id]);
         let docs = pool.choose(
             q,
             oracle,
@@ -440,15 +440,16 @@ impl<'a> RaftBuilder<'a> {
             self.retriever,
             &mut rng,
         )?;
-        Ok(Ok(Job { id: id.to_string(), question: q, oracle, docs, attempts: 0, last_raw: String::new() }))
+        let lang = if q.lang.is_empty() { "en" } else { q.lang.as_str() };
+        let messages = self.prompt.render(&q.question, &pool.chunks()[oracle].text, lang)?;
+        Ok(Ok(Job { id: id.to_string(), question: q, oracle, docs, messages, attempts: 0, last_raw: String::new() }))
     }
 
     fn request(&self, pool: &Pool<'_>, job: &Job<'_>) -> GenRequest {
         let oracle = &pool.chunks()[job.oracle].text;
-        let lang = if job.question.lang.is_empty() { "en" } else { job.question.lang.as_str() };
         let seed = derived_seed(self.options.seed, &["cot", &job.question.id, &job.attempts.to_string()]);
         GenRequest {
-            messages: self.prompt.render(&job.question.question, oracle, lang),
+            messages: job.messages.clone(),
             max_tokens: self.options.max_tokens,
             sampling: Sampling { seed, ..self.options.sampling },
             json_schema: self.prompt.schema(oracle),
@@ -587,6 +588,8 @@ struct Job<'q> {
     question: &'q QaPair,
     oracle: usize,
     docs: Vec<Choice>,
+    /// The chat asking for its chain of thought (the same for every try).
+    messages: Vec<ChatMessage>,
     attempts: u32,
     /// The previous try's output, kept for the rejected record when the backend then fails.
     last_raw: String,

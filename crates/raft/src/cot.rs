@@ -2,7 +2,6 @@
 //! finding its quotes, checking each against the oracle, and extracting the final answer.
 
 use serde::Deserialize;
-use unicode_normalization::UnicodeNormalization;
 
 /// Opens a quote in a chain of thought.
 pub const BEGIN_QUOTE: &str = "##begin_quote##";
@@ -226,23 +225,10 @@ fn unbalanced(near: &str) -> Failure {
     Failure { problem: Problem::UnbalancedQuote, detail: near.chars().take(120).collect() }
 }
 
-/// Text compared for quotes: compatibility-normalized, lower case, typographic quotes and
-/// dashes as ASCII, every run of whitespace one space.
-#[must_use]
-pub fn normalize(text: &str) -> String {
-    let mapped: String = text
-        .nfkc()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{2032}' => '\'',
-            '\u{201c}' | '\u{201d}' | '\u{201e}' | '\u{00ab}' | '\u{00bb}' => '"',
-            '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
-            c if c.is_whitespace() => ' ',
-            c => c,
-        })
-        .collect();
-    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// Text compared for quotes: the pipeline's one comparison form (compatibility-normalized,
+/// lower case, typographic quotes and dashes as ASCII, every run of whitespace one space;
+/// accents kept, since a quote must be verbatim).
+pub use docraft_core::text::normalize;
 
 /// Whether `quote` is in `oracle` up to whitespace, case and the quote marks or end
 /// punctuation a model wraps around a quote. An elision (`...` or `…`) may join parts that

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use docraft_core::{Chunk, DocRole, QaPair, Retriever};
 
 use crate::cot::normalize;
-use crate::rng::Rng;
+use docraft_core::rng::SplitMix64;
 
 /// Word-trigram Jaccard similarity from which a chunk counts as a near-duplicate of the oracle.
 pub const NEAR_DUPLICATE: f64 = 0.5;
@@ -125,16 +125,16 @@ impl<'a> Pool<'a> {
         oracle: usize,
         draw: Draw,
         retriever: Option<&dyn Retriever>,
-        rng: &mut Rng,
+        rng: &mut SplitMix64,
     ) -> Result<Vec<Choice>, docraft_core::RetrieveError> {
         let Draw { k, p, hard_share } = draw;
-        let with_oracle = rng.unit() < p;
+        let with_oracle = rng.next_f64() < p;
         let want = k + usize::from(!with_oracle);
         let answer = normalize(&question.answer);
         let hard_wanted = f64::from(hard_share) * want as f64;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let mut n_hard = hard_wanted.floor() as usize;
-        if rng.unit() < hard_wanted.fract() {
+        if rng.next_f64() < hard_wanted.fract() {
             n_hard += 1;
         }
         let mut chosen: Vec<Choice> = Vec::with_capacity(want + 1);

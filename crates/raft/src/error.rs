@@ -27,6 +27,9 @@ pub enum RaftError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A prompt template could not be rendered (names the template and the variable).
+    #[error(transparent)]
+    Prompt(#[from] docraft_core::prompt::PromptError),
 }
 
 /// Result with [`RaftError`].

@@ -36,7 +36,6 @@ mod distract;
 mod error;
 pub mod format;
 mod prompt;
-mod rng;
 
 pub use build::{Progress, RaftBuilder, RaftFiles, RaftOptions, Rejected, Split, Summary, parse_splits};
 pub use cot::Problem;

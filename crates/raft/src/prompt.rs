@@ -6,6 +6,7 @@
 //! whose quotes a JSON Schema restricts to the oracle's own sentences, so a local model under
 //! a grammar can only quote verbatim. Both end as the same `cot_answer` text.
 
+use docraft_core::prompt::{PromptError, render};
 use docraft_core::{ChatMessage, Role, content_hash, language_name};
 use serde_json::{Value, json};
 
@@ -22,14 +23,15 @@ const JSON_ES: &str = include_str!("../prompts/cot.json.es.txt");
 pub const PROMPT_NAME: &str = "raft-cot-v1";
 
 /// Every prompt file by name, for lineage (the run manifest hashes them).
-pub const PROMPTS: &[(&str, &str)] = &[
-    ("raft/cot.system.en.txt", SYSTEM_EN),
-    ("raft/cot.system.es.txt", SYSTEM_ES),
-    ("raft/cot.user.en.txt", USER_EN),
-    ("raft/cot.user.es.txt", USER_ES),
-    ("raft/cot.json.en.txt", JSON_EN),
-    ("raft/cot.json.es.txt", JSON_ES),
-];
+pub const PROMPTS: &[(&str, &str)] =
+    &[FILE_SYSTEM_EN, FILE_SYSTEM_ES, FILE_USER_EN, FILE_USER_ES, FILE_JSON_EN, FILE_JSON_ES];
+
+const FILE_SYSTEM_EN: (&str, &str) = ("raft/cot.system.en.txt", SYSTEM_EN);
+const FILE_SYSTEM_ES: (&str, &str) = ("raft/cot.system.es.txt", SYSTEM_ES);
+const FILE_USER_EN: (&str, &str) = ("raft/cot.user.en.txt", USER_EN);
+const FILE_USER_ES: (&str, &str) = ("raft/cot.user.es.txt", USER_ES);
+const FILE_JSON_EN: (&str, &str) = ("raft/cot.json.en.txt", JSON_EN);
+const FILE_JSON_ES: (&str, &str) = ("raft/cot.json.es.txt", JSON_ES);
 
 /// Most reasoning steps, and the longest thought and answer, the JSON Schema allows.
 const MAX_STEPS: usize = 3;
@@ -71,19 +73,25 @@ impl CotPrompt {
 
     /// The chat asking for a chain of thought that answers `question` from `oracle`, in the
     /// language `lang` (Spanish gets the Spanish prompt; others the English one naming it).
-    #[must_use]
-    pub fn render(&self, question: &str, oracle: &str, lang: &str) -> Vec<ChatMessage> {
-        let (system, user) = match (lang, self.structured) {
-            ("es", false) => (SYSTEM_ES, USER_ES),
-            ("es", true) => (SYSTEM_ES, JSON_ES),
-            (_, false) => (SYSTEM_EN, USER_EN),
-            (_, true) => (SYSTEM_EN, JSON_EN),
+    /// The question and the oracle are inserted verbatim: placeholders they contain are not
+    /// filled.
+    ///
+    /// # Errors
+    /// [`PromptError`] when a template names a variable this prompt does not give (a broken
+    /// prompt file).
+    pub fn render(&self, question: &str, oracle: &str, lang: &str) -> Result<Vec<ChatMessage>, PromptError> {
+        let ((system_name, system), (user_name, user)) = match (lang, self.structured) {
+            ("es", false) => (FILE_SYSTEM_ES, FILE_USER_ES),
+            ("es", true) => (FILE_SYSTEM_ES, FILE_JSON_ES),
+            (_, false) => (FILE_SYSTEM_EN, FILE_USER_EN),
+            (_, true) => (FILE_SYSTEM_EN, FILE_JSON_EN),
         };
-        let user = user
-            .replace("{{language}}", &language_name(lang))
-            .replace("{{question}}", question.trim())
-            .replace("{{context}}", oracle.trim());
-        vec![ChatMessage::new(Role::System, system.trim_end()), ChatMessage::new(Role::User, user.trim_end())]
+        let language = language_name(lang);
+        let vars = [("language", language.as_str()), ("question", question.trim()), ("context", oracle.trim())];
+        Ok(vec![
+            ChatMessage::new(Role::System, render(system_name, system, &vars)?.trim_end()),
+            ChatMessage::new(Role::User, render(user_name, user, &vars)?.trim_end()),
+        ])
     }
 
     /// For the structured shape: the JSON Schema whose `quote` can only be one of the

@@ -10,7 +10,7 @@ const ORACLE_ES: &str =
     "Los documentos confidenciales se guardan en el armario B. Solo el responsable de archivo tiene la llave.";
 
 fn render(structured: bool, question: &str, oracle: &str, lang: &str) -> String {
-    let chat = CotPrompt::new(structured).render(question, oracle, lang);
+    let chat = CotPrompt::new(structured).render(question, oracle, lang).unwrap();
     chat.iter().map(|m| format!("[{}]\n{}", m.role.as_str(), m.content)).collect::<Vec<_>>().join("\n\n")
 }
 
@@ -37,4 +37,18 @@ fn structured_prompts_restrict_quotes_to_the_oracle_sentences() {
     assert_eq!(allowed.len(), 2);
     assert!(allowed.iter().all(|s| ORACLE_ES.contains(s.as_str().unwrap())));
     assert_ne!(CotPrompt::new(true).id(), CotPrompt::new(false).id());
+}
+
+#[test]
+fn question_and_oracle_are_inserted_verbatim() {
+    let question = "What does {{context}} mean in {{language}} and {question}?";
+    let oracle = "The manual writes {{question}} and {{context}} literally; see {\"answer\": 1}.";
+    for (structured, lang) in [(false, "en"), (false, "es"), (true, "en"), (true, "es")] {
+        let chat = CotPrompt::new(structured).render(question, oracle, lang).unwrap();
+        let user = &chat[1].content;
+        assert_eq!(user.matches(question).count(), 1, "{user}");
+        assert_eq!(user.matches(oracle).count(), 1, "{user}");
+        let rest = user.replacen(question, "", 1).replacen(oracle, "", 1);
+        assert!(!rest.contains("{{"), "every template placeholder filled: {rest}");
+    }
 }

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use docraft_core::{ChatMessage, Role};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
-use crate::tokenizer::{ChatTemplate, Message};
+use crate::tokenizer::ChatTemplate;
 
 /// One training example before tokenization.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +17,7 @@ pub enum Example {
     /// A conversation; loss on the assistant turns whose flag is true.
     Chat {
         /// The turns.
-        messages: Vec<Message>,
+        messages: Vec<ChatMessage>,
         /// Per turn: whether the loss covers it (assistant turns with OpenAI's `weight` not 0).
         train: Vec<bool>,
     },
@@ -56,17 +57,18 @@ impl Example {
                     .and_then(Value::as_str)
                     .ok_or(format!("turn {i} has no role"))?;
                 let role = match role {
-                    "human" => "user",
-                    "gpt" => "assistant",
-                    r => r,
+                    "system" => Role::System,
+                    "user" | "human" => Role::User,
+                    "assistant" | "gpt" => Role::Assistant,
+                    r => return Err(format!("turn {i} has role `{r}`; expected system, user or assistant")),
                 };
                 let content = t
                     .get("content")
                     .or_else(|| t.get("value"))
                     .and_then(text_of)
                     .ok_or(format!("turn {i} has no content"))?;
-                train.push(role == "assistant" && t.get("weight").and_then(Value::as_f64) != Some(0.0));
-                messages.push(Message::new(role, &content));
+                train.push(role == Role::Assistant && t.get("weight").and_then(Value::as_f64) != Some(0.0));
+                messages.push(ChatMessage::new(role, content));
             }
             if !train.iter().any(|t| *t) {
                 return Err("no assistant turn to learn from".into());
@@ -82,11 +84,11 @@ impl Example {
             let prompt = if input.is_empty() { instruction } else { format!("{instruction}\n\n{input}") };
             let mut messages = Vec::new();
             if let Some(system) = s("system") {
-                messages.push(Message::new("system", &system));
+                messages.push(ChatMessage::new(Role::System, system));
             }
-            messages.push(Message::new("user", &prompt));
-            messages.push(Message::new("assistant", &output));
-            let train = messages.iter().map(|m| m.role == "assistant").collect();
+            messages.push(ChatMessage::new(Role::User, prompt));
+            messages.push(ChatMessage::new(Role::Assistant, output));
+            let train = messages.iter().map(|m| m.role == Role::Assistant).collect();
             return Ok(Self::Chat { messages, train });
         }
         if let (Some(text), Some(label)) = (s("text"), s("label")) {
@@ -174,7 +176,7 @@ impl Encoder {
                 vec![(prompt.len(), prompt.len() + completion.len() + eos.len())],
             )),
             Example::Chat { messages, train } => {
-                let r = |m: &[Message], add: bool| self.template.render(m, add).map_err(|e| e.to_string());
+                let r = |m: &[ChatMessage], add: bool| self.template.render(m, add).map_err(|e| e.to_string());
                 let full = r(messages, false)?;
                 let mut spans = Vec::new();
                 let mut search_from = 0;
@@ -365,4 +367,30 @@ pub fn micro_batches(examples: &[&Tokens], micro: usize, pad: u32, packing: bool
             mb
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_roles_become_core_roles() {
+        let v = serde_json::json!({"conversations": [
+            {"from": "system", "value": "S"},
+            {"from": "human", "value": "Q"},
+            {"from": "gpt", "value": "A"},
+        ]});
+        let Ok(Example::Chat { messages, train }) = Example::from_json(&v) else {
+            panic!("a ShareGPT record is a chat");
+        };
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::System, Role::User, Role::Assistant]);
+        assert_eq!(train, [false, false, true]);
+        // The layout templates see is unchanged: {"role": "user", "content": ...}.
+        assert_eq!(serde_json::to_value(&messages[1]).ok(), Some(serde_json::json!({"role": "user", "content": "Q"})));
+        let tool =
+            serde_json::json!({"messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}]});
+        let err = Example::from_json(&tool).err().unwrap_or_default();
+        assert!(err.contains("turn 0") && err.contains("`tool`"), "{err}");
+    }
 }

@@ -1,13 +1,13 @@
 //! Decoding with base + adapter: greedy or sampled, stopping at end of sequence, streaming text.
 
-use docraft_core::{FinishReason, GenError, GenRequest, GenResponse, Usage};
+use docraft_core::rng::SplitMix64;
+use docraft_core::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Usage};
 use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
 use crate::lora::Adapter;
 use crate::model::{KvCache, Llama};
-use crate::rng::SplitMix64;
-use crate::tokenizer::{ChatTemplate, Message};
+use crate::tokenizer::ChatTemplate;
 
 /// How to pick tokens.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,7 +165,7 @@ impl ChatModel {
     ///
     /// # Errors
     /// Template or tokenizer errors.
-    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+    pub fn prompt_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         let text = self.template.render(messages, true)?;
         let enc = self.tokenizer.encode(text.as_str(), false).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
@@ -175,7 +175,7 @@ impl ChatModel {
     ///
     /// # Errors
     /// Template, tokenizer or tensor errors.
-    pub fn reply(&self, messages: &[Message], opts: &GenOptions, on_text: impl FnMut(&str)) -> Result<String> {
+    pub fn reply(&self, messages: &[ChatMessage], opts: &GenOptions, on_text: impl FnMut(&str)) -> Result<String> {
         Ok(self.reply_counted(messages, opts, on_text)?.0)
     }
 
@@ -183,7 +183,7 @@ impl ChatModel {
     /// the answer reached `max_tokens`.
     fn reply_counted(
         &self,
-        messages: &[Message],
+        messages: &[ChatMessage],
         opts: &GenOptions,
         mut on_text: impl FnMut(&str),
     ) -> Result<(String, usize, usize, bool)> {
@@ -219,8 +219,6 @@ impl docraft_core::Generator for ChatModel {
         request: &GenRequest,
         on_text: &mut dyn FnMut(&str),
     ) -> std::result::Result<GenResponse, GenError> {
-        let messages: Vec<Message> =
-            request.messages.iter().map(|m| Message::new(m.role.as_str(), &m.content)).collect();
         let opts = GenOptions {
             max_tokens: request.max_tokens as usize,
             temperature: f64::from(request.sampling.temperature),
@@ -228,13 +226,14 @@ impl docraft_core::Generator for ChatModel {
             seed: request.sampling.seed,
             stop: Vec::new(),
         };
-        let ids = self.prompt_ids(&messages).map_err(|e| GenError::Permanent(e.to_string()))?;
+        let ids = self.prompt_ids(&request.messages).map_err(|e| GenError::Permanent(e.to_string()))?;
         let limit = self.model.config().max_position_embeddings;
         if ids.len() + opts.max_tokens.min(1) > limit {
             return Err(GenError::ContextLengthExceeded { needed: ids.len() as u64 + 1, limit: limit as u64 });
         }
-        let (text, prompt, completion, cut) =
-            self.reply_counted(&messages, &opts, |t| on_text(t)).map_err(|e| GenError::Permanent(e.to_string()))?;
+        let (text, prompt, completion, cut) = self
+            .reply_counted(&request.messages, &opts, |t| on_text(t))
+            .map_err(|e| GenError::Permanent(e.to_string()))?;
         Ok(GenResponse {
             text,
             finish: if cut { FinishReason::Length } else { FinishReason::Stop },

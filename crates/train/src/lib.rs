@@ -19,7 +19,6 @@ mod lora;
 mod model;
 pub mod ops;
 mod optim;
-mod rng;
 mod settings;
 mod tokenizer;
 mod trainer;
@@ -30,9 +29,8 @@ pub use error::{Result, TrainError};
 pub use lora::{Adapter, LoraConfig, LoraPair, Target};
 pub use model::{Dropout, Inputs, KvCache, Llama, LossOut};
 pub use optim::{AdamW, Schedule};
-pub use rng::SplitMix64;
 pub use settings::{BatchSize, Settings};
-pub use tokenizer::{CHATML, ChatTemplate, GgufTokenizer, Message, byte_tokenizer_json, tokenizer_from_json};
+pub use tokenizer::{CHATML, ChatTemplate, GgufTokenizer, byte_tokenizer_json, tokenizer_from_json};
 pub use trainer::{RunFiles, StepInfo, TrainReport, Trainer, peak_rss_mib};
 
 /// The compute dtype for `device`: bf16 on CUDA, f32 on the CPU (adapters and optimizer state

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
+use docraft_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::ModelConfig;
 use crate::error::{Result, TrainError};
-use crate::rng::SplitMix64;
 
 /// A linear projection of a decoder block that LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -8,13 +8,13 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor};
+use docraft_core::rng::SplitMix64;
 
 use crate::base::BaseModel;
 use crate::config::ModelConfig;
 use crate::error::{Result, TrainError};
 use crate::lora::{Adapter, Target};
 use crate::ops;
-use crate::rng::SplitMix64;
 
 /// Weights of one decoder block.
 #[derive(Debug, Clone)]

@@ -3,29 +3,12 @@
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
+use docraft_core::ChatMessage;
 use minijinja::Environment;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
-
-/// One turn of a conversation, as chat templates see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// `system`, `user`, `assistant` (or whatever the template knows).
-    pub role: String,
-    /// The text of the turn.
-    pub content: String,
-}
-
-impl Message {
-    /// A turn with `role` and `content`.
-    #[must_use]
-    pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.to_string(), content: content.to_string() }
-    }
-}
 
 /// The ChatML template, used when a model ships none.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -62,11 +45,12 @@ impl ChatTemplate {
         &self.source
     }
 
-    /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's reply begins.
+    /// Renders `messages` (each seen by the template as `{role, content}`, the role in lower
+    /// case); with `add_generation_prompt` the text ends where the assistant's reply begins.
     ///
     /// # Errors
     /// [`TrainError::Template`] when rendering fails (templates may raise on role orders they reject).
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self.env.get_template("chat").map_err(|e| TrainError::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,

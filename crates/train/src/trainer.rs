@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use candle_core::{DType, Tensor, Var};
 use docraft_core::jsonl::{self, JsonlWriter};
+use docraft_core::rng::SplitMix64;
 use serde_json::{Value, json};
 
 use crate::data::{Dataset, MicroBatch, Tokens, micro_batches};
@@ -14,7 +15,6 @@ use crate::error::{Result, TrainError};
 use crate::lora::Adapter;
 use crate::model::{Dropout, Inputs, Llama};
 use crate::optim::{AdamW, clip_grad_norm};
-use crate::rng::SplitMix64;
 use crate::settings::Settings;
 
 /// The files of a run directory.

@@ -6,8 +6,9 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use docraft_core::{ChatMessage, Role};
 use docraft_train::data::{Dataset, Encoder};
-use docraft_train::{BaseModel, BatchSize, Inputs, Llama, Message, Settings, Trainer};
+use docraft_train::{BaseModel, BatchSize, Inputs, Llama, Settings, Trainer};
 
 fn gguf() -> PathBuf {
     let p = docraft_core::models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -16,7 +17,7 @@ fn gguf() -> PathBuf {
 }
 
 fn prompt(base: &BaseModel) -> String {
-    let msgs = [Message::new("user", "¿Cuál es la capital de Francia? Answer in one word.")];
+    let msgs = [ChatMessage::new(Role::User, "¿Cuál es la capital de Francia? Answer in one word.")];
     base.template().unwrap().render(&msgs, true).unwrap()
 }
 
