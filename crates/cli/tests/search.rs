@@ -290,7 +290,8 @@ fn without_setup_the_errors_name_the_places_searched_and_setup_sh() -> Result<()
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home)?;
     let models = home.join(".cache/docraft/models");
-    let args = ["index", "build", s(&chunks), "-o", s(&tmp.path().join("index")), "-q"];
+    let index = tmp.path().join("index");
+    let args = ["index", "build", s(&chunks), "-o", s(&index), "-q"];
 
     let out = docraft_at_home(&home, &args)?;
     let err = stderr(&out);
@@ -314,6 +315,6 @@ fn without_setup_the_errors_name_the_places_searched_and_setup_sh() -> Result<()
             && err.contains("scripts/setup.sh"),
         "{err}"
     );
-    assert!(!tmp.path().join("index").join("index.json").exists());
+    assert!(!index.join("index.json").exists());
     Ok(())
 }
