@@ -59,7 +59,7 @@ fn check_op(name: &str, inputs: &[(&str, &Var)], op: impl Fn(&[Tensor]) -> Tenso
     for (input, v) in inputs {
         let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient for {input}"));
         let n = v.as_tensor().elem_count();
-        checked += FD.check(&format!("{name} d/d{input}"), v, g, 0..n, &loss).unwrap();
+        checked += FD.check(&format!("{name} d/d{input}"), v, g, 0..n, loss).unwrap();
     }
     checked
 }

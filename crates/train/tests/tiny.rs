@@ -71,7 +71,7 @@ fn lora_gradients_match_finite_differences() {
     for (name, var) in adapter.named_vars().into_iter().step_by(3) {
         let g = grads.get(var.as_tensor()).expect("every LoRA tensor gets a gradient");
         let n = var.as_tensor().elem_count();
-        checked += fd.check(&name, &var, g, [0, n / 2, n - 1], || loss(&adapter)).unwrap();
+        checked += fd.check(&name, var, g, [0, n / 2, n - 1], || loss(&adapter)).unwrap();
     }
     assert!(checked >= 30, "checked {checked} entries");
 }
