@@ -92,7 +92,8 @@ fn candle_matches_the_reference_and_onnx() -> Result<()> {
         let c = cosine(a, b);
         assert!(c >= 0.999, "candle vs onnx: cosine {c} for {:?}", t.get(..40));
     }
-    let err = docraft_index::CandleEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err().to_string();
+    let err =
+        docraft_index::CandleEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err().to_string();
     assert!(err.contains("/no/such/model"), "{err}");
     Ok(())
 }
