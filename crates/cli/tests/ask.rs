@@ -41,7 +41,9 @@ fn cites(a: &Value, file: &str, page: Option<u64>) -> bool {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn ask_cites_known_answers_and_declines_the_rest() {
+    common::require_models();
     let tmp = tempfile::tempdir().unwrap();
     let index = index(tmp.path());
 
@@ -70,7 +72,9 @@ fn ask_cites_known_answers_and_declines_the_rest() {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn ask_streams_and_chat_rewrites_follow_ups() {
+    common::require_models();
     let tmp = tempfile::tempdir().unwrap();
     let index = index(tmp.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_docraft"))

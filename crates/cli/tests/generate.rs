@@ -28,7 +28,9 @@ fn chunks(dir: &Path) -> std::path::PathBuf {
 const FAST: [&str; 8] = ["--threads", "1", "--max-tokens", "128", "-n", "2", "--seed", "3"];
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn generate_counts_add_up_and_export_validates() -> anyhow::Result<()> {
+    common::require_models();
     let dir = tempfile::tempdir()?;
     let c = chunks(dir.path());
     let qa = dir.path().join("qa.jsonl");
@@ -80,7 +82,9 @@ fn generate_counts_add_up_and_export_validates() -> anyhow::Result<()> {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn kill_9_mid_run_then_rerun_covers_every_chunk_exactly_once() -> anyhow::Result<()> {
+    common::require_models();
     let dir = tempfile::tempdir()?;
     let c = chunks(dir.path());
     let qa = dir.path().join("qa.jsonl");

@@ -61,11 +61,12 @@ pub use qa::{ChunkRef, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
 pub use retrieve::{RetrieveError, Retriever, Scored};
 
-/// Where models live: `$DOCRAFT_MODELS`, else `~/.cache/docraft/models` (what
-/// `scripts/setup.sh` fills).
+/// Where models live, as `scripts/setup.sh` fills it: `$DOCRAFT_MODELS`, else
+/// `$DOCRAFT_CACHE/models`, else `~/.cache/docraft/models`. Empty variables count as unset.
 #[must_use]
 pub fn models_dir() -> std::path::PathBuf {
-    std::env::var_os("DOCRAFT_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default().join(".cache/docraft/models")
-    })
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    var("DOCRAFT_MODELS")
+        .or_else(|| var("DOCRAFT_CACHE").map(|cache| cache.join("models")))
+        .unwrap_or_else(|| var("HOME").unwrap_or_default().join(".cache/docraft/models"))
 }

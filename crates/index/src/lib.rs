@@ -7,7 +7,8 @@
 //!
 //! - [`OnnxEmbedder`] loads a BERT-style sentence-embedding model from a directory (an ONNX
 //!   file and its tokenizer files, e.g. all-MiniLM-L6-v2 as `scripts/setup.sh` fetches it)
-//!   and runs it with ONNX Runtime, loaded at run time from `ORT_DYLIB_PATH`. Texts are
+//!   and runs it with ONNX Runtime, loaded at run time from `ORT_DYLIB_PATH` or else the
+//!   newest `onnxruntime-*/libonnxruntime.so*` under [`docraft_core::models_dir`]. Texts are
 //!   embedded in batches of similar length and come back in input order, mean-pooled and
 //!   L2-normalized. A missing model file or runtime library is a typed
 //!   [`docraft_core::EmbedError`] that says how to fix it, never a panic. Built without the

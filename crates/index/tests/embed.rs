@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
 use docraft_core::{EmbedError, Embedder};
-use docraft_index::{CandleEmbedder, EmbedOptions, OnnxEmbedder};
+use docraft_index::{EmbedOptions, OnnxEmbedder};
 
 fn model_dir() -> Result<PathBuf> {
     let dir = docraft_index::default_model_dir();
@@ -23,6 +23,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn matches_the_independent_reference_in_input_order() -> Result<()> {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("data/minilm_reference.json")).context("reference file")?;
@@ -57,7 +58,7 @@ fn bad_model_directories_are_typed_errors() -> Result<()> {
 
     let dir = std::env::temp_dir().join(format!("docraft-incomplete-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(model_dir()?.join("tokenizer.json"), dir.join("tokenizer.json"))?;
+    std::fs::write(dir.join("tokenizer.json"), "{}")?;
     let err = OnnxEmbedder::from_dir(&dir, EmbedOptions::default()).unwrap_err().to_string();
     std::fs::remove_dir_all(&dir).ok();
     assert!(err.contains("missing model.onnx, config.json"), "{err}");
@@ -68,6 +69,7 @@ fn bad_model_directories_are_typed_errors() -> Result<()> {
 /// sentences and on long paragraphs in a batch with padding.
 #[cfg(feature = "candle")]
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn candle_matches_the_reference_and_onnx() -> Result<()> {
     let reference: serde_json::Value =
         serde_json::from_str(include_str!("data/minilm_reference.json")).context("reference file")?;
@@ -78,7 +80,7 @@ fn candle_matches_the_reference_and_onnx() -> Result<()> {
     texts.extend([guide, notes]);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = EmbedOptions { batch_size: 3, threads: Some(2), max_tokens: 256 };
-    let candle = CandleEmbedder::from_dir(model_dir()?, options.clone())?.embed(&refs)?;
+    let candle = docraft_index::CandleEmbedder::from_dir(model_dir()?, options.clone())?.embed(&refs)?;
     let onnx = OnnxEmbedder::from_dir(model_dir()?, options)?.embed(&refs)?;
     for (case, v) in cases.iter().zip(&candle) {
         let want: Vec<f32> =
@@ -90,7 +92,8 @@ fn candle_matches_the_reference_and_onnx() -> Result<()> {
         let c = cosine(a, b);
         assert!(c >= 0.999, "candle vs onnx: cosine {c} for {:?}", t.get(..40));
     }
-    let err = CandleEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err().to_string();
+    let err =
+        docraft_index::CandleEmbedder::from_dir("/no/such/model", EmbedOptions::default()).unwrap_err().to_string();
     assert!(err.contains("/no/such/model"), "{err}");
     Ok(())
 }

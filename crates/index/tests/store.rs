@@ -130,6 +130,7 @@ fn ids(hits: &[docraft_index::Hit<'_>]) -> Vec<ChunkId> {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn graph_recall_at_10_against_exact_search() -> Result<()> {
     let index = full_index();
     let c = corpus();
@@ -152,6 +153,7 @@ fn graph_recall_at_10_against_exact_search() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn filters_return_only_matching_chunks_from_inside_the_graph() -> Result<()> {
     let index = full_index();
     let c = corpus();
@@ -180,6 +182,7 @@ fn filters_return_only_matching_chunks_from_inside_the_graph() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn save_and_load_give_identical_results() -> Result<()> {
     let index = full_index();
     let c = corpus();
@@ -219,6 +222,7 @@ impl Embedder for Refuses {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn reindexing_removes_changed_documents_and_reuses_cached_vectors() -> Result<()> {
     let c = corpus();
     let (old, new) = (&c.chunks[..600], &c.chunks[300..900]);
@@ -260,6 +264,7 @@ fn reindexing_removes_changed_documents_and_reuses_cached_vectors() -> Result<()
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn bad_input_is_a_clear_error() -> Result<()> {
     let c = corpus();
     let tmp = tempfile::tempdir()?;

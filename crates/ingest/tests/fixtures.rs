@@ -288,12 +288,9 @@ fn token_chunking_clears_truncation_and_padding() -> Result<()> {
 
 /// The MiniLM tokenizer that setup fetches (the one the index will use), as a real-world check.
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn token_chunking_with_the_minilm_tokenizer() -> Result<()> {
-    let models = std::env::var_os("DOCRAFT_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        home.join(".cache/docraft/models")
-    });
-    let path = models.join("all-minilm-l6-v2/tokenizer.json");
+    let path = docraft_core::models_dir().join("all-minilm-l6-v2/tokenizer.json");
     ensure!(path.exists(), "{} is missing: run scripts/setup.sh first", path.display());
     let sizer = Sizer::tokens_from_file(&path)?;
     let doc = load("politica-es.pdf")?;

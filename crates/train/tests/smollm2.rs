@@ -22,6 +22,7 @@ fn prompt(base: &BaseModel) -> String {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn logits_match_candle_transformers_and_track_llama_cpp() {
     let dev = Device::Cpu;
     let base = BaseModel::load(&gguf(), &dev).unwrap();
@@ -89,6 +90,7 @@ fn pearson(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[test]
+#[ignore = "needs scripts/setup.sh"]
 fn a_few_steps_on_real_examples_lower_the_loss() {
     let dev = Device::Cpu;
     let base = BaseModel::load(&gguf(), &dev).unwrap();

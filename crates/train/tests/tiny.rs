@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{FACTS, tiny_base, write_chat};
+use common::{FACTS, FiniteDiff, tiny_base, write_chat};
 use docraft_train::data::{Dataset, Encoder, Example};
 use docraft_train::{Adapter, BatchSize, Inputs, Llama, LoraConfig, RunFiles, Settings, Target, Trainer};
 
@@ -66,32 +66,12 @@ fn lora_gradients_match_finite_differences() {
     };
     let h = model.hidden(&inputs, Some(&adapter), None).unwrap();
     let grads = model.loss(&h, &rows, &targets).unwrap().sum.backward().unwrap();
+    let fd = FiniteDiff { eps: 1e-5, rel: 1e-3, abs: 1e-7 };
     let mut checked = 0;
     for (name, var) in adapter.named_vars().into_iter().step_by(3) {
         let g = grads.get(var.as_tensor()).expect("every LoRA tensor gets a gradient");
-        let g: Vec<f64> = g.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
-        let orig = var.as_tensor().copy().unwrap();
-        let flat: Vec<f64> = orig.flatten_all().unwrap().to_vec1().unwrap();
-        for idx in [0, flat.len() / 2, flat.len() - 1] {
-            let eps = 1e-5;
-            let mut plus = flat.clone();
-            plus[idx] += eps;
-            var.set(&Tensor::from_vec(plus, orig.shape(), &Device::Cpu).unwrap()).unwrap();
-            let lp = loss(&adapter);
-            let mut minus = flat.clone();
-            minus[idx] -= eps;
-            var.set(&Tensor::from_vec(minus, orig.shape(), &Device::Cpu).unwrap()).unwrap();
-            let lm = loss(&adapter);
-            var.set(&orig).unwrap();
-            let fd = (lp - lm) / (2.0 * eps);
-            let err = (fd - g[idx]).abs() / (fd.abs() + g[idx].abs()).max(1e-6);
-            assert!(
-                err < 1e-3 || (fd - g[idx]).abs() < 1e-7,
-                "{name}[{idx}]: finite difference {fd} vs backprop {}",
-                g[idx]
-            );
-            checked += 1;
-        }
+        let n = var.as_tensor().elem_count();
+        checked += fd.check(&name, var, g, [0, n / 2, n - 1], || loss(&adapter)).unwrap();
     }
     assert!(checked >= 30, "checked {checked} entries");
 }

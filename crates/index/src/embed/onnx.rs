@@ -1,3 +1,4 @@
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -24,28 +25,93 @@ impl std::fmt::Debug for OnnxEmbedder {
     }
 }
 
-/// The ONNX Runtime library named by `ORT_DYLIB_PATH`, checked before fastembed touches it
-/// (fastembed panics when it is missing).
+/// How to get ONNX Runtime, for the errors that find none.
+const RUNTIME_HINT: &str = "scripts/setup.sh fetches ONNX Runtime 1.31.1 into the models folder, or install \
+                            onnxruntime >= 1.24 and point ORT_DYLIB_PATH at libonnxruntime.so";
+
+/// The ONNX Runtime library to load: `ORT_DYLIB_PATH` when set, else the newest
+/// `onnxruntime-*/libonnxruntime.so*` under [`docraft_core::models_dir`] (where
+/// `scripts/setup.sh` puts it). Checked before fastembed touches it (fastembed panics when it
+/// is missing).
 fn runtime_library() -> Result<PathBuf, EmbedError> {
-    check_runtime(std::env::var_os("ORT_DYLIB_PATH"))
+    find_runtime(std::env::var_os("ORT_DYLIB_PATH"), &docraft_core::models_dir())
 }
 
-fn check_runtime(var: Option<std::ffi::OsString>) -> Result<PathBuf, EmbedError> {
-    let hint = "scripts/setup.sh fetches ONNX Runtime 1.31.1 and writes ORT_DYLIB_PATH to ~/.cache/docraft/env.sh \
-                (source it), or install onnxruntime >= 1.24 and point ORT_DYLIB_PATH at libonnxruntime.so";
-    let Some(path) = var.map(PathBuf::from) else {
-        return Err(EmbedError::Runtime(format!("ORT_DYLIB_PATH is not set: {hint}")));
-    };
-    if !path.is_file() {
-        return Err(EmbedError::Runtime(format!("ORT_DYLIB_PATH={} does not exist: {hint}", path.display())));
+/// [`runtime_library`] with the variable and the models folder given.
+fn find_runtime(var: Option<OsString>, models: &Path) -> Result<PathBuf, EmbedError> {
+    if let Some(path) = var.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        if !path.is_file() {
+            return Err(EmbedError::Runtime(format!(
+                "ORT_DYLIB_PATH={} does not exist: {RUNTIME_HINT}",
+                path.display()
+            )));
+        }
+        return Ok(path);
     }
-    Ok(path)
+    newest_runtime(models).ok_or_else(|| {
+        EmbedError::Runtime(format!(
+            "ONNX Runtime not found: ORT_DYLIB_PATH is not set and {} holds no onnxruntime-*/{}onnxruntime.{}*: \
+             {RUNTIME_HINT}",
+            models.display(),
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX.trim_start_matches('.'),
+        ))
+    })
+}
+
+/// The library in the `onnxruntime-<version>` folder of `models` with the highest version that
+/// holds one.
+fn newest_runtime(models: &Path) -> Option<PathBuf> {
+    let mut found: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(models)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("onnxruntime-")?;
+            let version: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+            Some((version, library_in(&entry.path())?))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, path)| path)
+}
+
+/// `libonnxruntime.so*` (or the platform's name for it) in `dir`; the longest name when several
+/// (`libonnxruntime.so.1.31.1` over its `libonnxruntime.so` link).
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let prefix = format!("{}onnxruntime.", std::env::consts::DLL_PREFIX);
+    let suffix = std::env::consts::DLL_SUFFIX.trim_start_matches('.');
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.contains(suffix))
+        })
+        .max_by_key(|p| (p.as_os_str().len(), p.clone()))
+}
+
+/// Loads the ONNX Runtime library at `path` into ort (once per process; later calls are no-ops).
+fn load_runtime(path: &Path) -> Result<(), EmbedError> {
+    let loaded = std::panic::catch_unwind(|| ort::init_from(path).map(drop));
+    match loaded {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(EmbedError::Runtime(format!("ONNX Runtime could not be loaded: {e}: {RUNTIME_HINT}"))),
+        Err(p) => Err(EmbedError::Runtime(format!(
+            "ONNX Runtime could not be loaded from {}: {}",
+            path.display(),
+            panic_message(p.as_ref())
+        ))),
+    }
 }
 
 impl OnnxEmbedder {
     /// Loads the model in `dir`: `model.onnx` plus its tokenizer files (`tokenizer.json`,
     /// `config.json`, `special_tokens_map.json`, `tokenizer_config.json`). Any BERT-style
-    /// sentence-embedding ONNX with mean pooling works.
+    /// sentence-embedding ONNX with mean pooling works. ONNX Runtime is loaded from
+    /// `ORT_DYLIB_PATH` when set, else from the newest `onnxruntime-*/libonnxruntime.so*` under
+    /// [`docraft_core::models_dir`] (where `scripts/setup.sh` puts it).
     ///
     /// # Errors
     /// [`EmbedError::Model`] naming a missing or unreadable file, [`EmbedError::Runtime`] when
@@ -62,6 +128,7 @@ impl OnnxEmbedder {
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
         let runtime = runtime_library()?;
+        load_runtime(&runtime)?;
         let name = dir.file_name().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
         let id = format!("onnx:{name}:{}", content_hash(&onnx).get(..16).unwrap_or_default());
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
@@ -114,10 +181,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_runtime_says_how_to_fix_it() {
-        let unset = check_runtime(None).unwrap_err().to_string();
-        assert!(unset.contains("ORT_DYLIB_PATH is not set") && unset.contains("scripts/setup.sh"), "{unset}");
-        let gone = check_runtime(Some("/no/such/libonnxruntime.so".into())).unwrap_err().to_string();
+    fn missing_runtime_says_where_it_looked_and_how_to_fix_it() {
+        let empty = tempfile::tempdir().unwrap();
+        let unset = find_runtime(None, empty.path()).unwrap_err().to_string();
+        assert!(
+            unset.contains("ORT_DYLIB_PATH is not set")
+                && unset.contains(&empty.path().display().to_string())
+                && unset.contains("onnxruntime-*/libonnxruntime.so*")
+                && unset.contains("scripts/setup.sh"),
+            "{unset}"
+        );
+        let gone = find_runtime(Some("/no/such/libonnxruntime.so".into()), empty.path()).unwrap_err().to_string();
         assert!(gone.contains("/no/such/libonnxruntime.so") && gone.contains("does not exist"), "{gone}");
+    }
+
+    #[test]
+    fn the_variable_overrides_and_else_the_newest_version_in_the_models_folder_is_found() {
+        let models = tempfile::tempdir().unwrap();
+        let put = |dir: &str, file: &str| {
+            let d = models.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), b"").unwrap();
+            d.join(file)
+        };
+        put("onnxruntime-1.9.0", "libonnxruntime.so.1.9.0");
+        put("onnxruntime-1.24.2", "libonnxruntime_providers_shared.so");
+        let newest = put("onnxruntime-1.24.2", "libonnxruntime.so.1.24.2");
+        put("onnxruntime-1.24.2", "libonnxruntime.so");
+        put("onnxruntime-1.31.1", "README.txt");
+        put("all-minilm-l6-v2", "libonnxruntime.so.9.9.9");
+        // 1.31.1 holds no library, 1.24.2 beats 1.9.0 numerically, the versioned name wins.
+        assert_eq!(find_runtime(None, models.path()).unwrap(), newest);
+        assert_eq!(find_runtime(Some(OsString::new()), models.path()).unwrap(), newest, "empty means unset");
+        let other = put("elsewhere", "libonnxruntime.so");
+        assert_eq!(find_runtime(Some(other.clone().into()), models.path()).unwrap(), other);
     }
 }

@@ -1,10 +1,10 @@
 //! A tiny randomly initialized llama with a byte-level tokenizer and ChatML, written in Hugging Face
-//! layout, for fast tests.
+//! layout, for fast tests; and a finite-difference check of backpropagated gradients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor, Var};
 use docraft_train::{BaseModel, CHATML, EosIds, Llama, ModelConfig, byte_tokenizer_json};
 
 pub const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -51,3 +51,50 @@ pub const FACTS: [(&str, &str); 4] = [
     ("Two plus two?", "Four."),
     ("Who wrote Quijote?", "Cervantes."),
 ];
+
+/// Central finite differences in f64 against gradients from backprop.
+#[derive(Debug, Clone, Copy)]
+pub struct FiniteDiff {
+    /// The step: `(loss(v + eps) − loss(v − eps)) / 2·eps`.
+    pub eps: f64,
+    /// Largest relative error `|fd − g| / (|fd| + |g|)` accepted ...
+    pub rel: f64,
+    /// ... unless the absolute error is below this (entries whose gradient is about zero).
+    pub abs: f64,
+}
+
+impl FiniteDiff {
+    /// Compares `grad` (d loss / d `var`, from backprop) with central differences of `loss` at the
+    /// flat `indices` of `var` (an f64 variable, restored afterwards). Returns how many entries
+    /// were checked, or the first mismatch naming `name[index]`.
+    pub fn check(
+        &self,
+        name: &str,
+        var: &Var,
+        grad: &Tensor,
+        indices: impl IntoIterator<Item = usize>,
+        loss: impl Fn() -> f64,
+    ) -> Result<usize, String> {
+        let g: Vec<f64> = grad.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+        let orig = var.as_tensor().copy().unwrap();
+        let flat: Vec<f64> = orig.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(g.len(), flat.len(), "{name}: gradient shape {:?} for {:?}", grad.shape(), orig.shape());
+        let at = |idx: usize, delta: f64| {
+            let mut v = flat.clone();
+            v[idx] += delta;
+            var.set(&Tensor::from_vec(v, orig.shape(), orig.device()).unwrap()).unwrap();
+            loss()
+        };
+        let mut checked = 0;
+        for idx in indices {
+            let fd = (at(idx, self.eps) - at(idx, -self.eps)) / (2.0 * self.eps);
+            var.set(&orig).unwrap();
+            let diff = (fd - g[idx]).abs();
+            if diff / (fd.abs() + g[idx].abs()).max(f64::MIN_POSITIVE) >= self.rel && diff >= self.abs {
+                return Err(format!("{name}[{idx}]: finite difference {fd} vs backprop {}", g[idx]));
+            }
+            checked += 1;
+        }
+        Ok(checked)
+    }
+}
