@@ -396,7 +396,7 @@ impl Default for EvalSettings {
 }
 
 /// Every stage's settings: a whole `docraft.toml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// `[models]`.
@@ -415,21 +415,6 @@ pub struct Settings {
     pub train: TrainSettings,
     /// `[eval]`.
     pub eval: EvalSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            models: ModelSettings::default(),
-            ingest: IngestSettings::default(),
-            index: IndexSettings::default(),
-            qa: QaSettings::default(),
-            export: ExportSettings::default(),
-            raft: RaftSettings::default(),
-            train: TrainSettings::default(),
-            eval: EvalSettings::default(),
-        }
-    }
 }
 
 /// The sections of a config file, in order.
@@ -550,7 +535,7 @@ impl Settings {
             return Err(PipelineError::setting("raft", "p", format!("{} is not between 0 and 1", self.raft.p)));
         }
         self.train.settings.validate().map_err(|e| PipelineError::setting("train", "settings", e.to_string()))?;
-        if self.eval.k.iter().any(|&k| k == 0) {
+        if self.eval.k.contains(&0) {
             return Err(PipelineError::setting("eval", "k", "every k must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.export.valid_fraction) {
