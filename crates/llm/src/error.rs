@@ -59,6 +59,8 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    // Only the openai backend writes a file (its request log).
+    #[cfg_attr(not(feature = "openai"), allow(dead_code))]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
     }

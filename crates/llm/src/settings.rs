@@ -401,6 +401,20 @@ mod tests {
         assert_eq!(openai().local_model(), None);
     }
 
+    #[cfg(not(feature = "llama"))]
+    #[test]
+    fn a_compiled_out_llama_backend_is_a_typed_error() {
+        let err = build_generator(&GeneratorSettings::default(), Path::new("x"));
+        assert!(matches!(err, Err(LlmError::NotCompiled { feature: "llama", .. })));
+    }
+
+    #[cfg(not(feature = "openai"))]
+    #[test]
+    fn a_compiled_out_openai_backend_is_a_typed_error() {
+        let err = build_generator(&openai(), Path::new("x"));
+        assert!(matches!(err, Err(LlmError::NotCompiled { feature: "openai", .. })));
+    }
+
     #[test]
     fn build_refuses_bad_settings_before_touching_anything() {
         let err = build_generator(&GeneratorSettings { parallel: 0, ..GeneratorSettings::default() }, Path::new("x"));
