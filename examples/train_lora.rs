@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings, Trainer};
+use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Message, Settings, StepInfo, Trainer};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -34,9 +34,8 @@ fn main() -> Result<()> {
     };
     let encoder = Encoder::new(base.tokenizer()?, base.template()?, base.eos.clone(), settings.max_seq_len);
     let train = Dataset::load(&data, &encoder)?;
-    let mut trainer = Trainer::new(&model, settings, train, &run_dir)?
-        .on_step(|s| eprintln!("step {}/{}: loss {:.4}", s.step, s.total, s.loss));
-    let report = trainer.run()?;
+    let mut trainer = Trainer::new(&model, settings, train, &run_dir)?;
+    let report = trainer.run(&|s: &StepInfo| eprintln!("step {}/{}: loss {:.4}", s.step, s.total, s.loss))?;
     println!("adapter: {}", report.adapter_dir.display());
 
     let adapter = Adapter::load_peft(&report.adapter_dir, &base.config, model.dtype(), model.device())?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use docraft_core::{Chunk, ChunkId};
 use docraft_eval::qa::{self, QaOptions};
 use docraft_eval::report::{Losses, Report};
 use docraft_eval::retrieval;
@@ -82,8 +81,7 @@ pub fn evaluate(a: &EvalArgs) -> Result<PathBuf> {
             report.notes.push(format!("retrieval: no usable question in {}", path.display()));
         } else {
             let retriever = IndexRetriever::new(&index, embedder.as_ref());
-            let lookup = |id: &ChunkId| -> Option<Chunk> { index.get(id).cloned() };
-            let r = retrieval::evaluate(&retriever, &lookup, &cases, &a.k)?;
+            let r = retrieval::evaluate(&retriever, &cases, &a.k)?;
             let recall: Vec<String> = r.recall_at.iter().map(|(k, v)| format!("recall@{k} {v:.3}")).collect();
             println!("retrieval: {} questions, {}, MRR {:.3}", r.questions, recall.join(", "), r.mrr);
             report.retrieval = Some((path.display().to_string(), r));
@@ -109,7 +107,7 @@ pub fn evaluate(a: &EvalArgs) -> Result<PathBuf> {
                     .with_context(|| format!("loading {}", base.display()))?
                     .with_name(if adapter.is_some() { "base + adapter" } else { "base" });
                 let bar = crate::progress_bar(a.quiet, cases.len() as u64, &format!("{label} answers"));
-                let scores = qa::evaluate(&model, &cases, &options, &mut |_| bar.inc(1));
+                let scores = qa::evaluate(&model, &cases, &options, &|_: &qa::QaRow| bar.inc(1));
                 bar.finish_and_clear();
                 println!(
                     "open-book QA, {}: {} questions, exact match {:.3}, token F1 {:.3}, contains gold {:.3}, quotes found {}",

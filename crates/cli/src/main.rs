@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use docraft_ingest::{
-    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Loader, Progress, Report, Sizer,
+    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, IngestUpdate, Loader, Report, Sizer,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -281,11 +281,16 @@ struct Bar {
     quiet: bool,
 }
 
-impl Progress for Bar {
-    fn start(&self, files: usize) {
-        self.bar.set_length(files as u64);
+impl docraft_core::Progress<IngestUpdate> for Bar {
+    fn update(&self, update: &IngestUpdate) {
+        match update {
+            IngestUpdate::Started { files } => self.bar.set_length(*files as u64),
+            IngestUpdate::FileDone(r) => self.file_done(r),
+        }
     }
+}
 
+impl Bar {
     fn file_done(&self, r: &FileReport) {
         self.bar.inc(1);
         self.bar.set_message(short(&r.path));

@@ -260,7 +260,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     }
 
     let bar = crate::progress_bar(a.quiet, est.chunks as u64, "chunks");
-    let summary = run.run(&chunks, &a.output, &mut |p| {
+    let summary = run.run(&chunks, &a.output, &|p: &docraft_qa_gen::Progress| {
         bar.set_position(p.done as u64);
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         #[allow(clippy::cast_precision_loss)]

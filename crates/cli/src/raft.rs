@@ -113,7 +113,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     let est = questions_run.estimate(&chunks, &questions_path)?;
     eprintln!("questions: {} chunks to do ({} already done)", est.chunks, chunks.len() - est.chunks);
     let pb = crate::progress_bar(a.quiet, est.chunks as u64, "chunks");
-    let q = questions_run.run(&chunks, &questions_path, &mut |p| {
+    let q = questions_run.run(&chunks, &questions_path, &|p: &docraft_qa_gen::Progress| {
         pb.set_position(p.done as u64);
         pb.set_message(format!("{} questions kept, {} rejected", p.accepted, p.rejected));
     })?;
@@ -157,7 +157,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
         builder = builder.with_retriever(r as &dyn Retriever);
     }
     let pb = crate::progress_bar(a.quiet, questions.len() as u64, "questions");
-    let s = builder.run(&chunks, &questions, &a.output, &mut |p| {
+    let s = builder.run(&chunks, &questions, &a.output, &|p: &docraft_raft::Progress| {
         pb.set_length(p.total as u64);
         pb.set_position(p.done as u64);
         let secs = p.elapsed.as_secs_f64().max(1e-9);

@@ -161,10 +161,11 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     };
     let bar = crate::progress_bar(a.quiet, 0, "chunks embedded");
     let started = std::time::Instant::now();
-    let report = index.sync(embedder.as_ref(), chunks, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let show = |c: &docraft_core::Count| {
+        bar.set_length(c.total as u64);
+        bar.set_position(c.done as u64);
+    };
+    let report = index.sync(embedder.as_ref(), chunks, &docraft_index::SyncOptions::new().with_progress(&show))?;
     bar.finish_and_clear();
     index.save(&a.output)?;
     let rate = if report.embed_seconds > 0.0 { report.embedded as f64 / report.embed_seconds } else { 0.0 };

@@ -168,12 +168,12 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     if !a.quiet {
         eprintln!("training {} LoRA parameters, {total} steps of {bs} examples", trainer.adapter().parameter_count());
     }
-    let bar2 = bar.clone();
-    let mut trainer = trainer.on_step(move |i| {
-        bar2.set_position(i.step as u64);
-        bar2.set_message(format!("loss {:.4}, {:.0} tok/s, lr {:.2e}", i.loss, i.tokens_per_s, i.learning_rate));
-    });
-    let report = trainer.run()?;
+    let show = |i: &docraft_train::StepInfo| {
+        bar.set_position(i.step as u64);
+        bar.set_message(format!("loss {:.4}, {:.0} tok/s, lr {:.2e}", i.loss, i.tokens_per_s, i.learning_rate));
+    };
+    let mut trainer = trainer;
+    let report = trainer.run(&show)?;
     bar.finish_and_clear();
     let mut line = format!(
         "{} steps ({} this run{}), last train loss {}",

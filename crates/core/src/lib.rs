@@ -15,7 +15,11 @@
 //! - train/valid/test assignment by source document ([`split::assign_splits`]);
 //! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
 //!   [`Generator`] (chats to text, batched, one result per request), and [`Retriever`]
-//!   (the chunks nearest a text).
+//!   (the chunks nearest a text, with their scores);
+//! - one progress idiom ([`Progress`], any `Fn(&U) + Sync` closure) and one cooperative
+//!   cancellation token ([`CancelToken`]) that every stage's runner takes;
+//! - the records of a training run ([`train::MetricRecord`], [`train::CheckpointState`],
+//!   [`train::TrainEvent`]), written by the trainer and read by evaluation.
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -27,6 +31,7 @@
 //!
 //! It depends on serde, serde_json, sha2, thiserror and whatlang only, so every crate can use it.
 
+mod cancel;
 mod chunk;
 mod document;
 mod embed;
@@ -35,11 +40,14 @@ mod generate;
 mod id;
 pub mod jsonl;
 mod lang;
+mod progress;
 mod qa;
 mod raft;
 mod retrieve;
 pub mod split;
+pub mod train;
 
+pub use cancel::CancelToken;
 pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
 pub use embed::{EmbedError, Embedder};
@@ -47,8 +55,9 @@ pub use error::{Error, Result};
 pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Generator, Role, Sampling, Usage};
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
+pub use progress::{Count, NoProgress, Progress};
 pub use qa::{ChunkRef, QaPair};
-pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
+pub use raft::{ContextDoc, DocRole, RaftContext, RaftEvalRecord, RaftMeta, RaftRecord};
 pub use retrieve::{RetrieveError, Retriever, Scored};
 
 /// Where models live: `$DOCRAFT_MODELS`, else `~/.cache/docraft/models` (what

@@ -18,6 +18,10 @@ impl OnnxEmbedder {
     pub fn from_dir(_dir: impl AsRef<Path>, _options: EmbedOptions) -> Result<Self, EmbedError> {
         Err(EmbedError::NotCompiled { backend: "ONNX (fastembed)", feature: "fastembed" })
     }
+
+    fn model_id(&self) -> String {
+        "onnx:not-compiled".to_string()
+    }
 }
 
 impl Embedder for OnnxEmbedder {
