@@ -22,14 +22,14 @@ impl CandleEmbedder {
     pub fn from_dir(_dir: impl AsRef<Path>, _options: EmbedOptions) -> Result<Self, EmbedError> {
         Err(not_compiled())
     }
-
-    fn model_id(&self) -> String {
-        "candle:not-compiled".to_string()
-    }
 }
 
 impl Embedder for CandleEmbedder {
     fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Err(not_compiled())
+    }
+
+    fn model_id(&self) -> String {
+        "candle:not-compiled".to_string()
     }
 }

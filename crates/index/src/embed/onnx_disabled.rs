@@ -18,14 +18,14 @@ impl OnnxEmbedder {
     pub fn from_dir(_dir: impl AsRef<Path>, _options: EmbedOptions) -> Result<Self, EmbedError> {
         Err(EmbedError::NotCompiled { backend: "ONNX (fastembed)", feature: "fastembed" })
     }
-
-    fn model_id(&self) -> String {
-        "onnx:not-compiled".to_string()
-    }
 }
 
 impl Embedder for OnnxEmbedder {
     fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Err(EmbedError::NotCompiled { backend: "ONNX (fastembed)", feature: "fastembed" })
+    }
+
+    fn model_id(&self) -> String {
+        "onnx:not-compiled".to_string()
     }
 }
