@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use docraft_ask::Asker;
-use docraft_core::{Chunk, ChunkId};
 use docraft_index::{IndexRetriever, OnnxEmbedder, VectorIndex};
 use docraft_train::generate::ChatModel;
 
@@ -27,9 +26,8 @@ fn main() -> Result<()> {
     let retriever = IndexRetriever::new(&index, &embedder);
     let base = docraft_llm::default_gguf();
     let model = ChatModel::load(&base, adapter.as_deref(), &docraft_train::device(false)?)?;
-    let lookup = |id: &ChunkId| -> Option<Chunk> { index.get(id).cloned() };
 
-    let asker = Asker::new(&retriever, &lookup, &model);
+    let asker = Asker::new(&retriever, &model);
     let answer = asker.ask(&question, &[], &mut |text| {
         print!("{text}");
         let _ = std::io::stdout().flush();

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use docraft_core::{Chunk, QaPair, jsonl};
+use docraft_core::{Chunk, NoProgress, QaPair, jsonl};
 use docraft_index::{IndexRetriever, OnnxEmbedder, VectorIndex};
 use docraft_llm::{LlamaConfig, LlamaGenerator, default_gguf};
 use docraft_qa_gen::{Filters, GenerateOptions, Generation};
@@ -36,14 +36,14 @@ fn main() -> Result<()> {
         filters: Filters { grounding: None, ..Filters::default() },
         ..GenerateOptions::default()
     };
-    Generation::new(&generator, options)?.run(&chunks, &questions_file, &mut |_| {})?;
+    Generation::new(&generator, options)?.run(&chunks, &questions_file, &NoProgress)?;
     let (questions, _): (Vec<QaPair>, _) = jsonl::read_all(&questions_file)?;
 
     // 2. Records: oracle + 3 nearest distractors, verified chains of thought.
     let splits = parse_splits("train=0.8,valid=0.1,test=0.1")?;
     let options = RaftOptions { hard_share: 1.0, splits: splits.clone(), seed: 1, ..RaftOptions::default() };
     let builder = RaftBuilder::new(&generator, options)?.with_retriever(&retriever);
-    let summary = builder.run(&chunks, &questions, &out, &mut |_| {})?;
+    let summary = builder.run(&chunks, &questions, &out, &NoProgress)?;
     println!("{} questions = {} accepted + {} rejected", summary.questions, summary.accepted, summary.rejected_total());
 
     // 3. One file per split in OpenAI chat format.

@@ -25,7 +25,7 @@ fn main() -> Result<()> {
     let generator = LlamaGenerator::load(LlamaConfig::new(default_gguf()))?;
     let options = GenerateOptions { questions_per_chunk: 2, ..GenerateOptions::default() };
     let run = Generation::new(&generator, options)?;
-    let summary = run.run(&chunks, &out, &mut |p| eprint!("\r{} chunks done", p.done))?;
+    let summary = run.run(&chunks, &out, &|p: &docraft_qa_gen::Progress| eprint!("\r{} chunks done", p.done))?;
     eprintln!();
     println!(
         "{} generated = {} accepted + {} rejected; pairs in {}",

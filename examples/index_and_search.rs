@@ -10,8 +10,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use docraft_core::{Chunk, Embedder, jsonl};
-use docraft_index::{EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, VectorIndex};
+use docraft_core::{Chunk, Count, Embedder, jsonl};
+use docraft_index::{EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, SyncOptions, VectorIndex};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -28,7 +28,8 @@ fn main() -> Result<()> {
     // 2. Embed and index them.
     let embedder = OnnxEmbedder::from_dir(&model, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
     let mut index = VectorIndex::new(embedder.model_id(), HnswParams::default())?;
-    let report = index.add_chunks(&embedder, chunks, |done, total| eprint!("\rembedded {done}/{total}"))?;
+    let show = |c: &Count| eprint!("\rembedded {}/{}", c.done, c.total);
+    let report = index.add_chunks(&embedder, chunks, &SyncOptions::new().with_progress(&show))?;
     eprintln!(
         "\nadded {} chunks ({:.1} chunks/s)",
         report.added,

@@ -17,7 +17,7 @@ fn main() -> Result<()> {
     // 800..1200 characters with 100 of overlap; Markdown is split at headings first.
     let ingest = Ingest::new(ChunkSettings::default());
     // `()` is the silent progress reporter; the CLI passes a progress bar instead.
-    let report = ingest.run(&[folder], &out, &())?;
+    let report = ingest.run(&[folder], &out, &docraft_core::NoProgress)?;
     for f in &report.files {
         match f.status {
             FileStatus::Failed => println!("failed   {}: {}", f.path, f.reason.as_deref().unwrap_or("?")),

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use docraft_core::{ChatMessage, Role};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Settings, Trainer};
+use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Settings, StepInfo, Trainer};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -35,9 +35,8 @@ fn main() -> Result<()> {
     };
     let encoder = Encoder::new(base.tokenizer()?, base.template()?, base.eos.clone(), settings.max_seq_len);
     let train = Dataset::load(&data, &encoder)?;
-    let mut trainer = Trainer::new(&model, settings, train, &run_dir)?
-        .on_step(|s| eprintln!("step {}/{}: loss {:.4}", s.step, s.total, s.loss));
-    let report = trainer.run()?;
+    let mut trainer = Trainer::new(&model, settings, train, &run_dir)?;
+    let report = trainer.run(&|s: &StepInfo| eprintln!("step {}/{}: loss {:.4}", s.step, s.total, s.loss))?;
     println!("adapter: {}", report.adapter_dir.display());
 
     let adapter = Adapter::load_peft(&report.adapter_dir, &base.config, model.dtype(), model.device())?;

@@ -187,7 +187,6 @@ pub struct Answer {
 /// Answers questions from an index's chunks through a generator.
 pub struct Asker<'a> {
     retriever: &'a dyn Retriever,
-    chunks: &'a (dyn Fn(&ChunkId) -> Option<Chunk> + Sync),
     generator: &'a dyn Generator,
     options: AskOptions,
 }
@@ -199,15 +198,11 @@ impl std::fmt::Debug for Asker<'_> {
 }
 
 impl<'a> Asker<'a> {
-    /// An asker searching `retriever`, reading chunk texts through `chunks` (e.g. the index's
-    /// own store), answering with `generator`; default options.
+    /// An asker searching `retriever` (whose hits carry the chunks' texts), answering with
+    /// `generator`; default options.
     #[must_use]
-    pub fn new(
-        retriever: &'a dyn Retriever,
-        chunks: &'a (dyn Fn(&ChunkId) -> Option<Chunk> + Sync),
-        generator: &'a dyn Generator,
-    ) -> Self {
-        Self { retriever, chunks, generator, options: AskOptions::default() }
+    pub fn new(retriever: &'a dyn Retriever, generator: &'a dyn Generator) -> Self {
+        Self { retriever, generator, options: AskOptions::default() }
     }
 
     /// Other options.
@@ -284,8 +279,8 @@ impl<'a> Asker<'a> {
         let hits = self.retriever.search(&query, o.k)?;
         let mut sources = Vec::new();
         let mut budget = o.max_context_chars;
-        for (i, hit) in hits.iter().enumerate() {
-            let Some(chunk) = (self.chunks)(&hit.chunk_id) else { continue };
+        for (i, hit) in hits.into_iter().enumerate() {
+            let chunk = hit.chunk;
             let in_prompt = i == 0 || chunk.text.len() <= budget;
             budget = budget.saturating_sub(chunk.text.len());
             sources.push(Source {

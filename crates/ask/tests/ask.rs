@@ -40,6 +40,7 @@ fn store() -> HashMap<ChunkId, Chunk> {
 /// Returns the listed chunks with fixed scores and records every query.
 struct Fixed {
     hits: Vec<(&'static str, f32)>,
+    store: HashMap<ChunkId, Chunk>,
     queries: Mutex<Vec<String>>,
 }
 
@@ -50,13 +51,13 @@ impl Retriever for Fixed {
             .hits
             .iter()
             .take(k)
-            .map(|(id, s)| Scored { chunk_id: ChunkId::from_string((*id).to_string()), score: *s })
+            .map(|(id, s)| Scored { chunk: self.store[&ChunkId::from_string((*id).to_string())].clone(), score: *s })
             .collect())
     }
 }
 
 fn fixed(hits: Vec<(&'static str, f32)>) -> Fixed {
-    Fixed { hits, queries: Mutex::new(vec![]) }
+    Fixed { hits, store: store(), queries: Mutex::new(vec![]) }
 }
 
 /// Answers from a script (one reply per call, in order), streaming it in 3-character pieces,
@@ -98,11 +99,9 @@ impl Generator for Script {
 
 #[test]
 fn markers_become_file_and_page_citations_while_streaming() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c1", 0.71), ("c3", 0.2)]);
     let generator = Script::new(&["They are tightened to 45 N·m [1]."]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let mut streamed = String::new();
     let a = asker.ask("What torque do the flange bolts need?", &[], &mut |t| streamed.push_str(t)).unwrap();
     assert_eq!(streamed, "They are tightened to 45 N·m [handbook.pdf, p. 7].");
@@ -119,11 +118,9 @@ fn markers_become_file_and_page_citations_while_streaming() {
 
 #[test]
 fn a_far_best_chunk_declines_without_generating() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c3", 0.12)]);
     let generator = Script::new(&[]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("Who won the 1998 football world cup final?", &[], &mut |_| {}).unwrap();
     assert!(a.declined);
     assert!(a.text.starts_with("I don't know"));
@@ -136,17 +133,15 @@ fn a_far_best_chunk_declines_without_generating() {
 
 #[test]
 fn questions_whose_words_are_not_in_the_chunks_decline_even_with_a_high_score() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c3", 0.9)]);
     let generator = Script::new(&[]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("Which planet hosts Olympus Mons?", &[], &mut |_| {}).unwrap();
     assert!(a.declined, "{a:?}");
     assert!(a.decline_reason.as_deref().unwrap().contains("0 of the question's 4 content words"), "{a:?}");
     let relaxed = AskOptions { min_word_coverage: 0.0, ..AskOptions::default() };
     let generator = Script::new(&["I don't know."]);
-    let asker = Asker::new(&retriever, &lookup, &generator).with_options(relaxed).unwrap();
+    let asker = Asker::new(&retriever, &generator).with_options(relaxed).unwrap();
     let a = asker.ask("Which planet hosts Olympus Mons?", &[], &mut |_| {}).unwrap();
     assert!(a.declined, "the model's own decline counts: {a:?}");
     assert_eq!(generator.calls(), 1);
@@ -154,11 +149,9 @@ fn questions_whose_words_are_not_in_the_chunks_decline_even_with_a_high_score() 
 
 #[test]
 fn spanish_questions_get_the_spanish_prompt_and_overlap_citations() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c3", 0.4), ("c2", 0.6)]);
     let generator = Script::new(&["Las copias de seguridad se hacen cada noche a las 02:00."]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("¿Cuándo se hacen las copias de seguridad?", &[], &mut |_| {}).unwrap();
     assert_eq!(a.language, "es");
     let req = &generator.requests.lock().unwrap()[0];
@@ -171,11 +164,9 @@ fn spanish_questions_get_the_spanish_prompt_and_overlap_citations() {
 
 #[test]
 fn an_answer_found_in_no_source_gets_a_cited_quote() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c1", 0.6), ("c3", 0.3)]);
     let generator = Script::new(&["Bananas are yellow and grow in warm places."]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let mut streamed = String::new();
     let a = asker.ask("What torque for the flange bolts?", &[], &mut |t| streamed.push_str(t)).unwrap();
     assert!(!a.grounded);
@@ -187,14 +178,12 @@ fn an_answer_found_in_no_source_gets_a_cited_quote() {
 
 #[test]
 fn follow_ups_are_rewritten_before_retrieval() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![("c1", 0.7)]);
     let history =
         vec![Turn { question: "What torque do the flange bolts need?".into(), answer: "45 N·m [1].".into() }];
     // A usable rewrite is searched for.
     let generator = Script::new(&["What pattern are the flange bolts tightened in?", "In a star pattern [1]."]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("And in what pattern?", &history, &mut |_| {}).unwrap();
     assert_eq!(a.query, "What pattern are the flange bolts tightened in?");
     assert_eq!(retriever.queries.lock().unwrap().last().unwrap(), &a.query);
@@ -203,21 +192,19 @@ fn follow_ups_are_rewritten_before_retrieval() {
     assert!(rewrite_prompt.contains("Follow-up question: And in what pattern?"));
     // An unusable one (no word of the conversation) falls back to both questions together.
     let generator = Script::new(&["Bananas.", "A star [1]."]);
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("And in what pattern?", &history, &mut |_| {}).unwrap();
     assert_eq!(a.query, "What torque do the flange bolts need? And in what pattern?");
 }
 
 #[test]
 fn options_are_validated() {
-    let chunks = store();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
     let retriever = fixed(vec![]);
     let generator = Script::new(&[]);
     let bad = AskOptions { k: 0, ..AskOptions::default() };
-    let err = Asker::new(&retriever, &lookup, &generator).with_options(bad).unwrap_err();
+    let err = Asker::new(&retriever, &generator).with_options(bad).unwrap_err();
     assert!(err.to_string().starts_with("k:"));
-    let asker = Asker::new(&retriever, &lookup, &generator);
+    let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("Anything at all here?", &[], &mut |_| {}).unwrap();
     assert!(a.declined && a.decline_reason.unwrap().contains("no chunks"));
 }

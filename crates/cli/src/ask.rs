@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use docraft_ask::{Answer, AskOptions, Asker, Turn};
-use docraft_core::{Chunk, ChunkId};
 use docraft_index::{Filter, IndexRetriever};
 use docraft_train::generate::ChatModel;
 
@@ -67,7 +66,6 @@ pub fn ask(a: &AskArgs) -> Result<ExitCode> {
     let device = docraft_train::device(a.cuda)?;
     let model = ChatModel::load(&model_path, a.adapter.as_deref(), &device)
         .with_context(|| format!("loading the model {}", model_path.display()))?;
-    let lookup = |id: &ChunkId| -> Option<Chunk> { index.get(id).cloned() };
     let options = AskOptions {
         k: a.k,
         min_score: a.min_score,
@@ -77,7 +75,7 @@ pub fn ask(a: &AskArgs) -> Result<ExitCode> {
         seed: a.seed,
         ..AskOptions::default()
     };
-    let asker = Asker::new(&retriever, &lookup, &model).with_options(options)?;
+    let asker = Asker::new(&retriever, &model).with_options(options)?;
     let mut history: Vec<Turn> = Vec::new();
     let one = |question: &str, history: &mut Vec<Turn>| -> Result<()> {
         let answer = answer(&asker, question, history, a.json)?;

@@ -27,7 +27,9 @@ pub enum EmbedError {
     },
 }
 
-/// Turns texts into vectors. One required method; the order of the output follows the input.
+/// Turns texts into vectors; the order of the output follows the input. Two required methods:
+/// the vectors, and the name of the model that makes them (indexes and caches are keyed by it,
+/// so an embedder without an honest id would mix vectors of different models).
 pub trait Embedder: Send + Sync {
     /// One vector per text, in input order.
     ///
@@ -35,10 +37,9 @@ pub trait Embedder: Send + Sync {
     /// [`EmbedError`] when the model or runtime fails.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
-    /// A stable name of the model (for caches and index compatibility checks).
-    fn model_id(&self) -> String {
-        "unknown".to_string()
-    }
+    /// A stable name of the model (for caches and index compatibility checks): two embedders
+    /// with the same id must give the same vectors.
+    fn model_id(&self) -> String;
 }
 
 impl<T: Embedder + ?Sized> Embedder for &T {

@@ -15,10 +15,14 @@
 //! - train/valid/test assignment by source document ([`split::assign_splits`]);
 //! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
 //!   [`Generator`] (chats to text, batched, one result per request), and [`Retriever`]
-//!   (the chunks nearest a text);
+//!   (the chunks nearest a text, with their scores);
 //! - what every stage shares for text and randomness: [`text`] (normalization, words,
 //!   stopwords per language, grounding), [`prompt`] (the single-pass prompt renderer) and
-//!   [`rng`] (the seeded generator behind every random choice).
+//!   [`rng`] (the seeded generator behind every random choice);
+//! - one progress idiom ([`Progress`], any `Fn(&U) + Sync` closure) and one cooperative
+//!   cancellation token ([`CancelToken`]) that every stage's runner takes;
+//! - the records of a training run ([`train::MetricRecord`], [`train::CheckpointState`],
+//!   [`train::TrainEvent`]), written by the trainer and read by evaluation.
 //!
 //! ```
 //! use docraft_core::{Document, DocFormat, Span};
@@ -47,6 +51,7 @@ mod retrieve;
 pub mod rng;
 pub mod split;
 pub mod text;
+pub mod train;
 
 pub use cancel::CancelToken;
 pub use chunk::Chunk;
@@ -58,7 +63,7 @@ pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
 pub use progress::{Count, NoProgress, Progress};
 pub use qa::{ChunkRef, QaPair};
-pub use raft::{ContextDoc, DocRole, RaftContext, RaftMeta, RaftRecord};
+pub use raft::{ContextDoc, DocRole, RaftContext, RaftEvalRecord, RaftMeta, RaftRecord};
 pub use retrieve::{RetrieveError, Retriever, Scored};
 
 /// Where models live, as `scripts/setup.sh` fills it: `$DOCRAFT_MODELS`, else

@@ -100,3 +100,29 @@ pub struct RaftRecord {
     /// Lineage and how the record was made.
     pub meta: RaftMeta,
 }
+
+/// One line of a RAFT `eval` export: what an open-book evaluation asks and checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RaftEvalRecord {
+    /// The question.
+    pub question: String,
+    /// The gold answer (the record's `final_answer`).
+    pub gold_final_answer: String,
+    /// What the model is given: the documents and the question (the record's `instruction`).
+    pub context: String,
+    /// The record's lineage.
+    pub meta: RaftMeta,
+}
+
+impl RaftEvalRecord {
+    /// The `eval` line of `record`.
+    #[must_use]
+    pub fn of(record: &RaftRecord) -> Self {
+        Self {
+            question: record.question.clone(),
+            gold_final_answer: record.final_answer.clone(),
+            context: record.instruction.clone(),
+            meta: record.meta.clone(),
+        }
+    }
+}

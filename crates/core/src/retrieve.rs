@@ -1,7 +1,9 @@
 //! The retrieval interface: the chunks nearest a text, as later stages (RAFT's hard
 //! distractors, `ask`, evaluation) need them without knowing how the index is built.
 
-use crate::ChunkId;
+use std::sync::Arc;
+
+use crate::Chunk;
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +26,15 @@ impl RetrieveError {
 /// A chunk found by a search and its similarity to the query (higher is closer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
-    /// The chunk.
-    pub chunk_id: ChunkId,
+    /// The chunk (its text, source, pages and headings: everything a caller shows or checks).
+    pub chunk: Chunk,
     /// Similarity to the query (cosine for the HNSW index).
     pub score: f32,
 }
 
 /// Finds the chunks closest in meaning to a text. One required method.
 pub trait Retriever: Send + Sync {
-    /// Up to `k` chunks, closest first.
+    /// Up to `k` chunks with their scores, closest first.
     ///
     /// # Errors
     /// [`RetrieveError`] when embedding the query or searching fails.
@@ -46,6 +48,12 @@ impl<T: Retriever + ?Sized> Retriever for &T {
 }
 
 impl<T: Retriever + ?Sized> Retriever for Box<T> {
+    fn search(&self, query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
+        (**self).search(query, k)
+    }
+}
+
+impl<T: Retriever + ?Sized> Retriever for Arc<T> {
     fn search(&self, query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
         (**self).search(query, k)
     }

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use docraft_core::{ChatMessage, GenRequest, Generator, Role, Sampling};
-use serde::Serialize;
+use docraft_core::{ChatMessage, GenRequest, Generator, Progress, RaftEvalRecord, RaftRecord, Role, Sampling};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::metrics::{contains_gold, exact_match, final_answer, quotes, quotes_found, token_f1};
@@ -21,26 +21,33 @@ pub struct QaCase {
     pub gold: String,
 }
 
-/// Reads RAFT `eval` lines (`question`, `context`, `gold_final_answer`); `hf` lines
-/// (`instruction`, `final_answer`) work too. Lines missing a field are returned as skipped.
+/// A line of an open-book QA set: a RAFT `eval` export or an `hf` record.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum QaLine {
+    Eval(Box<RaftEvalRecord>),
+    Hf(Box<RaftRecord>),
+}
+
+/// Reads RAFT `eval` lines ([`RaftEvalRecord`]: `question`, `context`, `gold_final_answer`);
+/// `hf` lines ([`RaftRecord`]: `instruction`, `final_answer`) work too. Other lines, and
+/// lines with an empty gold answer, are returned as skipped.
 ///
 /// # Errors
 /// [`EvalError::Io`](crate::EvalError::Io) when the file cannot be read.
 pub fn load_cases(path: &Path) -> Result<(Vec<QaCase>, Vec<Skipped>)> {
-    let (lines, mut skipped) = json_lines(path)?;
+    const NEEDS: &str = "needs question, context (or instruction) and gold_final_answer";
+    let (lines, mut skipped) = json_lines::<QaLine>(path, NEEDS)?;
     let mut cases = Vec::new();
-    for (line, v) in lines {
-        let field = |names: &[&str]| names.iter().find_map(|n| v[*n].as_str()).map(str::to_string);
-        match (field(&["question"]), field(&["context", "instruction"]), field(&["gold_final_answer", "final_answer"]))
-        {
-            (Some(question), Some(context), Some(gold)) if !gold.trim().is_empty() => {
-                cases.push(QaCase { question, context, gold });
-            }
-            _ => skipped.push(Skipped {
-                path: path.to_path_buf(),
-                line,
-                reason: "needs question, context (or instruction) and gold_final_answer".into(),
-            }),
+    for (line, record) in lines {
+        let case = match record {
+            QaLine::Eval(r) => QaCase { question: r.question, context: r.context, gold: r.gold_final_answer },
+            QaLine::Hf(r) => QaCase { question: r.question, context: r.instruction, gold: r.final_answer },
+        };
+        if case.gold.trim().is_empty() {
+            skipped.push(Skipped { path: path.to_path_buf(), line, reason: NEEDS.into() });
+        } else {
+            cases.push(case);
         }
     }
     skipped.sort_by_key(|s| s.line);
@@ -110,14 +117,14 @@ pub struct QaScores {
     pub rows: Vec<QaRow>,
 }
 
-/// Asks `generator` every case (greedy decoding) and scores the answers; `on_done` sees
+/// Asks `generator` every case (greedy decoding) and scores the answers; `progress` sees
 /// each row as it is scored. A failed generation is kept as a row with its error.
 #[must_use]
 pub fn evaluate(
     generator: &dyn Generator,
     cases: &[QaCase],
     options: &QaOptions,
-    on_done: &mut dyn FnMut(&QaRow),
+    progress: &dyn Progress<QaRow>,
 ) -> QaScores {
     let mut rows = Vec::with_capacity(cases.len());
     for case in cases {
@@ -137,7 +144,7 @@ pub fn evaluate(
             Ok(r) => score(case, &r.text, None),
             Err(e) => score(case, "", Some(e.to_string())),
         };
-        on_done(&row);
+        progress.update(&row);
         rows.push(row);
     }
     summarize(generator.model_id(), rows)

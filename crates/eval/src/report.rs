@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use docraft_core::train::MetricRecord;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{EvalError, Result};
 use crate::plot::{Series, bar_chart, line_chart};
@@ -21,19 +21,21 @@ pub struct Losses {
 }
 
 impl Losses {
-    /// Reads `metrics.jsonl` (lines with `step`, `train_loss`, optional `valid_loss`).
+    /// Reads `metrics.jsonl` ([`MetricRecord`] lines; lines that are not are skipped, and so
+    /// are losses that are not finite).
     ///
     /// # Errors
     /// [`EvalError::Io`] when the file cannot be read.
     pub fn read(metrics: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(metrics).map_err(|e| EvalError::io(metrics, e))?;
         let mut l = Self::default();
-        for v in text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()) {
-            let Some(step) = v["step"].as_f64() else { continue };
-            if let Some(x) = v["train_loss"].as_f64() {
-                l.train.push((step, x));
+        for m in text.lines().filter_map(|line| serde_json::from_str::<MetricRecord>(line).ok()) {
+            #[allow(clippy::cast_precision_loss)]
+            let step = m.step as f64;
+            if m.train_loss.is_finite() {
+                l.train.push((step, m.train_loss));
             }
-            if let Some(x) = v["valid_loss"].as_f64() {
+            if let Some(x) = m.valid_loss.filter(|x| x.is_finite()) {
                 l.valid.push((step, x));
             }
         }

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use docraft_core::{Chunk, ChunkId, Retriever};
-use serde::Serialize;
-use serde_json::Value;
+use docraft_core::{Chunk, ChunkId, QaPair, RaftEvalRecord, RaftRecord, Retriever};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 
@@ -59,39 +59,77 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Reads cases from JSONL. Each line needs a `question` and one of: `chunk_id` or
-/// `chunk.chunk_id` (generated Q&A pairs), `meta.chunk_id` (the oracle of RAFT `hf` and
-/// `eval` records), or `source` with an optional `page` (a user's own set). Lines without them are
-/// returned as skipped, with the reason; duplicate questions are kept once.
+/// A user's own question line: `{"question", "chunk_id"}` or `{"question", "source", "page"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserCase {
+    /// The question.
+    #[serde(default)]
+    pub question: Option<String>,
+    /// The chunk that answers it.
+    #[serde(default)]
+    pub chunk_id: Option<ChunkId>,
+    /// Or the file (path or file name) that answers it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// And the page of that file (any page when absent).
+    #[serde(default)]
+    pub page: Option<u32>,
+}
+
+/// A line of a questions file: a generated pair, a RAFT record (`hf` or `eval` export), or a
+/// user's own line; tried in that order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum CaseLine {
+    Qa(Box<QaPair>),
+    Raft(Box<RaftRecord>),
+    RaftEval(Box<RaftEvalRecord>),
+    User(UserCase),
+}
+
+impl CaseLine {
+    /// The question and what answers it, or why the line gives no case.
+    fn case(self) -> std::result::Result<Case, &'static str> {
+        let (question, relevant) = match self {
+            Self::Qa(p) => (p.question, Relevant::Chunk(p.chunk.chunk_id)),
+            Self::Raft(r) => (r.question, Relevant::Chunk(r.meta.oracle.chunk_id)),
+            Self::RaftEval(r) => (r.question, Relevant::Chunk(r.meta.oracle.chunk_id)),
+            Self::User(u) => {
+                let question = u.question.ok_or("no \"question\"")?;
+                let relevant = match (u.chunk_id, u.source) {
+                    (Some(id), _) => Relevant::Chunk(id),
+                    (None, Some(source)) => Relevant::Page { source, page: u.page },
+                    (None, None) => return Err("no chunk_id, meta.chunk_id or source to check hits against"),
+                };
+                (question, relevant)
+            }
+        };
+        if question.trim().is_empty() {
+            return Err("no \"question\"");
+        }
+        Ok(Case { question, relevant })
+    }
+}
+
+/// Reads cases from JSONL. Each line is a generated [`QaPair`] (its chunk is the source), a
+/// RAFT record in the `hf` or `eval` layout (its oracle chunk), or a [`UserCase`] naming a
+/// `chunk_id` or a `source` with an optional `page`. Lines without them are returned as
+/// skipped, with the reason; duplicate questions are kept once.
 ///
 /// # Errors
 /// [`EvalError::Io`] when the file cannot be read.
 pub fn load_cases(path: &Path) -> Result<(Vec<Case>, Vec<Skipped>)> {
-    let (lines, mut skipped) = json_lines(path)?;
+    let (lines, mut skipped) = json_lines::<CaseLine>(path, "not a question record")?;
     let mut cases = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (line, v) in lines {
-        let skip = |reason: &str| Skipped { path: path.to_path_buf(), line, reason: reason.to_string() };
-        let Some(question) = v["question"].as_str().filter(|q| !q.trim().is_empty()) else {
-            skipped.push(skip("no \"question\""));
-            continue;
-        };
-        let id = [&v["chunk_id"], &v["chunk"]["chunk_id"], &v["meta"]["chunk_id"], &v["meta"]["oracle"]["chunk_id"]]
-            .into_iter()
-            .find_map(|x| x.as_str());
-        let relevant = match (id, v["source"].as_str()) {
-            (Some(id), _) => Relevant::Chunk(ChunkId::from_string(id.to_string())),
-            (None, Some(source)) => Relevant::Page {
-                source: source.to_string(),
-                page: v["page"].as_u64().and_then(|p| u32::try_from(p).ok()),
-            },
-            (None, None) => {
-                skipped.push(skip("no chunk_id, meta.chunk_id or source to check hits against"));
-                continue;
+    for (line, record) in lines {
+        match record.case() {
+            Ok(case) => {
+                if seen.insert(case.question.clone()) {
+                    cases.push(case);
+                }
             }
-        };
-        if seen.insert(question.to_string()) {
-            cases.push(Case { question: question.to_string(), relevant });
+            Err(reason) => skipped.push(Skipped { path: path.to_path_buf(), line, reason: reason.to_string() }),
         }
     }
     skipped.sort_by_key(|s| s.line);
@@ -99,18 +137,21 @@ pub fn load_cases(path: &Path) -> Result<(Vec<Case>, Vec<Skipped>)> {
 }
 
 /// Parsed lines with their 1-based numbers, and the lines that did not parse.
-pub(crate) type Lines = (Vec<(usize, Value)>, Vec<Skipped>);
+pub(crate) type Lines<T> = (Vec<(usize, T)>, Vec<Skipped>);
 
-/// The non-blank lines of a JSONL file parsed as JSON, with their 1-based numbers; lines that
-/// are not JSON come back as skipped, with the parser's reason.
-pub(crate) fn json_lines(path: &Path) -> Result<Lines> {
+/// The non-blank lines of a JSONL file parsed as `T`, with their 1-based numbers; lines that
+/// are not JSON, or not a `T` (`what` says what was expected), come back as skipped.
+pub(crate) fn json_lines<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Lines<T>> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
     let mut values = Vec::new();
     let mut skipped = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         match serde_json::from_str(line) {
             Ok(v) => values.push((i + 1, v)),
-            Err(e) => skipped.push(Skipped { path: path.to_path_buf(), line: i + 1, reason: format!("not JSON: {e}") }),
+            Err(e) => {
+                let reason = if e.is_data() { what.to_string() } else { format!("not JSON: {e}") };
+                skipped.push(Skipped { path: path.to_path_buf(), line: i + 1, reason });
+            }
         }
     }
     Ok((values, skipped))
@@ -133,12 +174,7 @@ pub struct RetrievalReport {
 ///
 /// # Errors
 /// [`EvalError::Retrieve`] when a search fails; [`EvalError::Empty`] without cases.
-pub fn evaluate(
-    retriever: &dyn Retriever,
-    chunks: &dyn Fn(&ChunkId) -> Option<Chunk>,
-    cases: &[Case],
-    ks: &[usize],
-) -> Result<RetrievalReport> {
+pub fn evaluate(retriever: &dyn Retriever, cases: &[Case], ks: &[usize]) -> Result<RetrievalReport> {
     if cases.is_empty() {
         return Err(EvalError::Empty { path: PathBuf::new(), message: "no questions to evaluate retrieval on".into() });
     }
@@ -146,7 +182,7 @@ pub fn evaluate(
     let mut ranks = Vec::with_capacity(cases.len());
     for case in cases {
         let hits = retriever.search(&case.question, depth)?;
-        let rank = hits.iter().position(|h| chunks(&h.chunk_id).is_some_and(|c| case.relevant.matches(&c)));
+        let rank = hits.iter().position(|h| case.relevant.matches(&h.chunk));
         ranks.push(rank.map(|r| r + 1));
     }
     #[allow(clippy::cast_precision_loss)]

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use docraft_core::{
-    Chunk, ChunkId, DocId, FinishReason, GenError, GenRequest, GenResponse, Generator, PageRange, RetrieveError,
-    Retriever, Scored, Span, Usage,
+    Chunk, ChunkId, ChunkRef, DocId, FinishReason, GenError, GenRequest, GenResponse, Generator, PageRange,
+    RaftContext, RaftEvalRecord, RaftMeta, RaftRecord, RetrieveError, Retriever, Scored, Span, Usage,
 };
 use docraft_eval::qa::{self, QaCase, QaOptions};
 use docraft_eval::report::{Losses, Report};
@@ -26,8 +26,8 @@ fn chunk(id: &str, source: &str, page: u32) -> Chunk {
     }
 }
 
-/// Returns, for each question, the chunk ids listed for it.
-struct Ranked(HashMap<&'static str, Vec<&'static str>>);
+/// Returns, for each question, the chunks listed for it (from its own chunk table).
+struct Ranked(HashMap<&'static str, Vec<&'static str>>, HashMap<ChunkId, Chunk>);
 
 impl Retriever for Ranked {
     fn search(&self, query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
@@ -35,8 +35,35 @@ impl Retriever for Ranked {
         Ok(ids
             .into_iter()
             .take(k)
-            .map(|id| Scored { chunk_id: ChunkId::from_string(id.to_string()), score: 0.5 })
+            .map(|id| Scored { chunk: self.1[&ChunkId::from_string(id.to_string())].clone(), score: 0.5 })
             .collect())
+    }
+}
+
+/// A RAFT record whose oracle is chunk `oracle`.
+fn raft_record(question: &str, oracle: &str) -> RaftRecord {
+    let c = chunk(oracle, "x.pdf", 1);
+    RaftRecord {
+        id: format!("r-{oracle}"),
+        kind: "general".into(),
+        question: question.into(),
+        context: RaftContext { title: vec![vec![]], sentences: vec![vec![c.text.clone()]] },
+        oracle_context: c.text.clone(),
+        cot_answer: "##begin_quote##a##end_quote## <ANSWER>: a".into(),
+        instruction: format!("<DOCUMENT>{}</DOCUMENT>\n{question}", c.text),
+        final_answer: "a".into(),
+        meta: RaftMeta {
+            question_id: "q".into(),
+            oracle: ChunkRef::of(&c),
+            lang: "en".into(),
+            split: "test".into(),
+            oracle_in_context: true,
+            documents: vec![],
+            quotes: vec![],
+            attempts: 1,
+            model: "m".into(),
+            prompt: "p".into(),
+        },
     }
 }
 
@@ -47,19 +74,19 @@ fn recall_and_mrr_from_ranks() {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
-    let lookup = |id: &ChunkId| chunks.get(id).cloned();
-    let r = Ranked(HashMap::from([("q1", vec!["a", "b"]), ("q2", vec!["c", "d", "b"]), ("q3", vec!["c", "d"])]));
+    let r =
+        Ranked(HashMap::from([("q1", vec!["a", "b"]), ("q2", vec!["c", "d", "b"]), ("q3", vec!["c", "d"])]), chunks);
     let cases = vec![
         Case { question: "q1".into(), relevant: Relevant::Chunk(ChunkId::from_string("a".to_string())) },
         Case { question: "q2".into(), relevant: Relevant::Page { source: "x.pdf".into(), page: Some(2) } },
         Case { question: "q3".into(), relevant: Relevant::Chunk(ChunkId::from_string("a".to_string())) },
     ];
-    let rep = retrieval::evaluate(&r, &lookup, &cases, &[1, 3]).unwrap();
+    let rep = retrieval::evaluate(&r, &cases, &[1, 3]).unwrap();
     assert_eq!(rep.ranks, vec![Some(1), Some(3), None]);
     assert!((rep.recall_at[&1] - 1.0 / 3.0).abs() < 1e-12);
     assert!((rep.recall_at[&3] - 2.0 / 3.0).abs() < 1e-12);
     assert!((rep.mrr - (1.0 + 1.0 / 3.0) / 3.0).abs() < 1e-12);
-    assert!(retrieval::evaluate(&r, &lookup, &[], &[1]).is_err());
+    assert!(retrieval::evaluate(&r, &[], &[1]).is_err());
 }
 
 #[test]
@@ -69,21 +96,43 @@ fn cases_load_from_every_record_kind_and_bad_lines_are_named() {
     std::fs::write(
         &path,
         [
-            r#"{"question":"from qa","chunk_id":"c1","answer":"x"}"#,
-            r#"{"question":"from raft","meta":{"chunk_id":"c2","split":"test"}}"#,
-            r#"{"question":"by page","source":"handbook.pdf","page":3}"#,
-            r#"{"question":"no source"}"#,
-            "not json",
-            r#"{"question":"from qa","chunk_id":"c1"}"#,
+            r#"{"question":"from qa","chunk_id":"c1","answer":"x"}"#.to_string(),
+            serde_json::to_string(&raft_record("from raft", "c2")).unwrap(),
+            serde_json::to_string(&RaftEvalRecord::of(&raft_record("from eval", "c3"))).unwrap(),
+            r#"{"question":"by page","source":"handbook.pdf","page":3}"#.to_string(),
+            r#"{"question":"no source"}"#.to_string(),
+            "not json".to_string(),
+            r#"{"question":"from qa","chunk_id":"c1"}"#.to_string(),
+            r#"{"question":" ","chunk_id":"c1"}"#.to_string(),
         ]
         .join("\n"),
     )
     .unwrap();
     let (cases, skipped) = retrieval::load_cases(&path).unwrap();
-    assert_eq!(cases.len(), 3, "the duplicate question is kept once");
+    assert_eq!(cases.len(), 4, "the duplicate question is kept once");
+    assert_eq!(cases[0].relevant, Relevant::Chunk(ChunkId::from_string("c1".to_string())));
     assert_eq!(cases[1].relevant, Relevant::Chunk(ChunkId::from_string("c2".to_string())));
-    assert_eq!(cases[2].relevant, Relevant::Page { source: "handbook.pdf".into(), page: Some(3) });
-    assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(cases[2].relevant, Relevant::Chunk(ChunkId::from_string("c3".to_string())));
+    assert_eq!(cases[3].relevant, Relevant::Page { source: "handbook.pdf".into(), page: Some(3) });
+    assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), vec![5, 6, 8]);
+    assert!(skipped[1].reason.starts_with("not JSON"), "{:?}", skipped[1]);
+    // Open-book cases come from the same RAFT records, in both layouts; others are skipped.
+    let qa_path = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &qa_path,
+        [
+            serde_json::to_string(&RaftEvalRecord::of(&raft_record("eval line", "c3"))).unwrap(),
+            serde_json::to_string(&raft_record("hf line", "c2")).unwrap(),
+            r#"{"question":"q","context":"c"}"#.to_string(),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (qa_cases, skipped) = qa::load_cases(&qa_path).unwrap();
+    assert_eq!(qa_cases.iter().map(|c| c.question.as_str()).collect::<Vec<_>>(), vec!["eval line", "hf line"]);
+    assert_eq!(qa_cases[1].context, "<DOCUMENT>c2</DOCUMENT>\nhf line");
+    assert_eq!(qa_cases[0].gold, "a");
+    assert_eq!(skipped.iter().map(|s| s.line).collect::<Vec<_>>(), vec![3]);
 }
 
 struct Canned(Vec<Result<&'static str, GenError>>, std::sync::Mutex<usize>);
@@ -124,9 +173,11 @@ fn open_book_scores_and_failed_answers_count_as_zero() {
         ],
         std::sync::Mutex::new(0),
     );
-    let mut seen = 0;
-    let s = qa::evaluate(&g, &cases, &QaOptions::default(), &mut |_| seen += 1);
-    assert_eq!(seen, 3);
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let s = qa::evaluate(&g, &cases, &QaOptions::default(), &|_: &qa::QaRow| {
+        seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(seen.into_inner(), 3);
     assert_eq!(s.errors, 1);
     assert!((s.exact_match - 1.0 / 3.0).abs() < 1e-12);
     assert!((s.contains - 2.0 / 3.0).abs() < 1e-12);

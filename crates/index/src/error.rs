@@ -81,6 +81,15 @@ pub enum IndexError {
         /// The accepted range.
         reason: String,
     },
+    /// The run was cancelled (through its `CancelToken`) before it finished; the index is
+    /// as it was before the call.
+    #[error("cancelled after embedding {embedded} of {total} texts; the index is unchanged")]
+    Cancelled {
+        /// Texts embedded before the cancellation (their vectors are dropped).
+        embedded: usize,
+        /// Texts there were to embed.
+        total: usize,
+    },
     /// The graph library failed (caught panic or error), with the operation.
     #[error("{path}: HNSW graph: {reason}")]
     Graph {

@@ -19,7 +19,8 @@
 //!   nearest chunks with cosine scores; a [`Filter`] (document, source glob, page range,
 //!   metadata `key=value`) is applied inside the graph walk. [`VectorIndex::search_exact`]
 //!   scores every chunk, and [`VectorIndex::recall_at_k`] measures the graph against it.
-//! - Re-indexing: [`VectorIndex::sync`] removes chunks whose documents changed or went away
+//! - Re-indexing: [`VectorIndex::sync`] (progress and cancellation through [`SyncOptions`])
+//!   removes chunks whose documents changed or went away
 //!   (tombstones, compacted when they pass 20% of the rows) and embeds only new chunks;
 //!   texts the index already holds reuse their vectors (the embedding cache is keyed by
 //!   model id and text hash).
@@ -71,6 +72,6 @@ pub use error::{IndexError, Result};
 pub use filter::{Condition, Filter};
 pub use retriever::IndexRetriever;
 pub use store::{
-    COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncReport,
-    VectorIndex,
+    COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncOptions,
+    SyncReport, VectorIndex,
 };

@@ -33,6 +33,6 @@ impl Retriever for IndexRetriever<'_> {
     fn search(&self, query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
         let opts = SearchOptions::new(k).with_filter(self.filter.clone());
         let hits = self.index.search_text(self.embedder, query, &opts).map_err(|e| RetrieveError::new(query, e))?;
-        Ok(hits.into_iter().map(|h| Scored { chunk_id: h.chunk.id.clone(), score: h.score }).collect())
+        Ok(hits.into_iter().map(|h| Scored { chunk: h.chunk.clone(), score: h.score }).collect())
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use docraft_core::jsonl::{JsonlReader, JsonlWriter};
-use docraft_core::{Chunk, ChunkId, DocId, Embedder, content_hash};
+use docraft_core::{CancelToken, Chunk, ChunkId, Count, DocId, Embedder, NoProgress, Progress, content_hash};
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::hnswio::HnswIo;
@@ -162,6 +162,57 @@ pub struct Hit<'a> {
     pub chunk: &'a Chunk,
     /// Cosine similarity with the query (higher is closer; at most 1).
     pub score: f32,
+}
+
+/// How [`VectorIndex::sync`] and [`VectorIndex::add_chunks`] report progress and learn that
+/// they should stop.
+///
+/// ```
+/// use docraft_core::{CancelToken, Count};
+/// use docraft_index::SyncOptions;
+///
+/// let show = |c: &Count| eprint!("\rembedded {}/{}", c.done, c.total);
+/// let options = SyncOptions::new().with_progress(&show).with_cancel(CancelToken::new());
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct SyncOptions<'a> {
+    progress: &'a dyn Progress<Count>,
+    cancel: CancelToken,
+}
+
+impl std::fmt::Debug for SyncOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncOptions").field("cancel", &self.cancel).finish_non_exhaustive()
+    }
+}
+
+impl Default for SyncOptions<'_> {
+    fn default() -> Self {
+        Self { progress: &NoProgress, cancel: CancelToken::new() }
+    }
+}
+
+impl<'a> SyncOptions<'a> {
+    /// No progress display, never cancelled.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tells `progress` the texts embedded so far after each embedding batch.
+    #[must_use]
+    pub fn with_progress(mut self, progress: &'a dyn Progress<Count>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Stops before the next embedding batch once `cancel` is cancelled.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
 }
 
 /// What [`VectorIndex::sync`] or [`VectorIndex::add_chunks`] did.
@@ -448,18 +499,33 @@ impl VectorIndex {
 
     /// Embeds and adds chunks not yet in the index. Vectors of texts the index already holds
     /// (any row, live or dead: the embedding cache) are reused instead of recomputed.
-    /// `progress(done, total)` is called as chunks are embedded.
+    /// `options`' progress is told [`Count`]`{done, total}` of the texts to embed after every
+    /// embedding batch; its cancellation token is checked before each batch.
     ///
     /// # Errors
     /// [`IndexError::ModelMismatch`] if `embedder` is not the index's model; embedder and
-    /// vector errors. Nothing is added when embedding fails.
+    /// vector errors; [`IndexError::Cancelled`] when the token was cancelled. Nothing is added
+    /// when embedding fails or is cancelled.
     pub fn add_chunks(
         &mut self,
         embedder: &dyn Embedder,
         chunks: Vec<Chunk>,
-        mut progress: impl FnMut(usize, usize),
+        options: &SyncOptions<'_>,
     ) -> Result<SyncReport> {
         self.check_model(&embedder.model_id())?;
+        let (mut report, todo, vectors) = self.embed_new(embedder, chunks, options)?;
+        report.added = self.insert(todo, vectors)?;
+        Ok(report)
+    }
+
+    /// The chunks of `chunks` not in the index yet, with their vectors (from the cache or the
+    /// embedder). Changes nothing.
+    fn embed_new(
+        &self,
+        embedder: &dyn Embedder,
+        chunks: Vec<Chunk>,
+        options: &SyncOptions<'_>,
+    ) -> Result<(SyncReport, Vec<Chunk>, Vec<Vec<f32>>)> {
         let mut report = SyncReport::default();
         let mut seen = HashSet::new();
         let mut todo = Vec::new();
@@ -480,8 +546,11 @@ impl VectorIndex {
         pending.sort_by_key(|&i| todo[i].text.len());
         let total = pending.len();
         let started = Instant::now();
-        progress(0, total);
+        options.progress.update(&Count::new(0, total));
         for (n, group) in pending.chunks(EMBED_GROUP).enumerate() {
+            if options.cancel.is_cancelled() {
+                return Err(IndexError::Cancelled { embedded: n * EMBED_GROUP, total });
+            }
             let texts: Vec<&str> = group.iter().map(|&i| todo[i].text.as_str()).collect();
             let out = embedder.embed(&texts)?;
             if out.len() != texts.len() {
@@ -493,19 +562,19 @@ impl VectorIndex {
             for (&i, v) in group.iter().zip(out) {
                 vectors[i] = Some(v);
             }
-            progress((n * EMBED_GROUP + group.len()).min(total), total);
+            options.progress.update(&Count::new((n * EMBED_GROUP + group.len()).min(total), total));
         }
         report.embed_seconds = started.elapsed().as_secs_f64();
         report.embedded = total;
         let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();
-        report.added = self.insert(todo, vectors)?;
-        Ok(report)
+        Ok((report, todo, vectors))
     }
 
     /// Makes the index hold exactly `chunks`: chunks no longer present (their document
     /// changed or went away; a chunk id is derived from the document's bytes) are removed,
     /// new ones embedded (through the cache) and added. Compacts when more than
-    /// [`COMPACT_DEAD_FRACTION`] of the rows are dead.
+    /// [`COMPACT_DEAD_FRACTION`] of the rows are dead. Everything is embedded before the
+    /// index changes, so a failed or cancelled sync leaves the index as it was.
     ///
     /// # Errors
     /// As [`Self::add_chunks`].
@@ -513,14 +582,14 @@ impl VectorIndex {
         &mut self,
         embedder: &dyn Embedder,
         chunks: Vec<Chunk>,
-        progress: impl FnMut(usize, usize),
+        options: &SyncOptions<'_>,
     ) -> Result<SyncReport> {
         self.check_model(&embedder.model_id())?;
         let wanted: HashSet<&ChunkId> = chunks.iter().map(|c| &c.id).collect();
         let gone: HashSet<ChunkId> = self.by_chunk.keys().filter(|id| !wanted.contains(id)).cloned().collect();
-        let removed = self.remove_where(|c| gone.contains(&c.id));
-        let mut report = self.add_chunks(embedder, chunks, progress)?;
-        report.removed = removed;
+        let (mut report, todo, vectors) = self.embed_new(embedder, chunks, options)?;
+        report.removed = self.remove_where(|c| gone.contains(&c.id));
+        report.added = self.insert(todo, vectors)?;
         if self.dead() as f64 > COMPACT_DEAD_FRACTION * self.chunks.len() as f64 {
             self.compact()?;
             report.compacted = true;

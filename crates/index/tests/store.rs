@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, ensure};
-use docraft_core::{Chunk, ChunkId, DocId, EmbedError, Embedder, PageRange, Span};
-use docraft_index::{EmbedOptions, Filter, HnswParams, IndexError, OnnxEmbedder, SearchOptions, Strategy, VectorIndex};
+use docraft_core::{CancelToken, Chunk, ChunkId, Count, DocId, EmbedError, Embedder, PageRange, Span};
+use docraft_index::{
+    EmbedOptions, Filter, HnswParams, IndexError, OnnxEmbedder, SearchOptions, Strategy, SyncOptions, VectorIndex,
+};
 
 /// Paragraphs indexed; every 16th paragraph is held out as a query instead.
 const MAX_CHUNKS: usize = 3200;
@@ -230,7 +232,7 @@ fn reindexing_removes_changed_documents_and_reuses_cached_vectors() -> Result<()
     index.insert(old.to_vec(), c.vectors[..600].to_vec())?;
     // Re-index with the second set. Texts 300..600 are unchanged; 600..900 are new and need
     // the model, so first prove that 300..600 alone cost nothing.
-    let report = index.sync(&Refuses(c.model_id.clone()), old[300..].to_vec(), |_, _| {})?;
+    let report = index.sync(&Refuses(c.model_id.clone()), old[300..].to_vec(), &SyncOptions::new())?;
     assert_eq!((report.removed, report.unchanged, report.added, report.embedded), (300, 300, 0, 0));
     assert_eq!(index.len(), 300);
     assert!(report.compacted, "half the rows were dead");
@@ -245,7 +247,7 @@ fn reindexing_removes_changed_documents_and_reuses_cached_vectors() -> Result<()
         .collect();
     let mut with_moved = new[..300].to_vec();
     with_moved.extend(moved.iter().cloned());
-    let report = index.sync(&Refuses(c.model_id.clone()), with_moved, |_, _| {})?;
+    let report = index.sync(&Refuses(c.model_id.clone()), with_moved, &SyncOptions::new())?;
     assert_eq!((report.added, report.from_cache, report.embedded), (100, 100, 0));
     // Removed chunks are never returned; the new ones are.
     let gone: HashSet<&ChunkId> = old[..300].iter().map(|ch| &ch.id).collect();
@@ -258,8 +260,70 @@ fn reindexing_removes_changed_documents_and_reuses_cached_vectors() -> Result<()
     let hits = index.search(&c.vectors[350], &SearchOptions::new(1).with_strategy(Strategy::Graph))?;
     assert_eq!(hits[0].chunk.text, c.chunks[350].text);
     // An embedder of another model is refused.
-    let e = index.sync(&Refuses("other-model".into()), new.to_vec(), |_, _| {}).unwrap_err();
+    let e = index.sync(&Refuses("other-model".into()), new.to_vec(), &SyncOptions::new()).unwrap_err();
     assert!(matches!(e, IndexError::ModelMismatch { .. }), "{e}");
+    Ok(())
+}
+
+/// The corpus's own vectors, looked up by text: the real model's output without running it.
+struct Table<'a>(&'a Corpus, std::sync::atomic::AtomicUsize);
+
+impl Embedder for Table<'_> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.1.fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        texts
+            .iter()
+            .map(|t| {
+                let i = self.0.chunks.iter().position(|c| c.text == *t);
+                i.map(|i| self.0.vectors[i].clone()).ok_or_else(|| EmbedError::Runtime("unknown text".into()))
+            })
+            .collect()
+    }
+    fn model_id(&self) -> String {
+        self.0.model_id.clone()
+    }
+}
+
+#[test]
+fn a_cancelled_sync_leaves_the_index_unchanged_and_a_rerun_completes_it() -> Result<()> {
+    let c = corpus();
+    let (old, new) = (&c.chunks[..300], &c.chunks[200..900]);
+    let start = || -> Result<VectorIndex> {
+        let mut index = VectorIndex::new(c.model_id.clone(), HnswParams::default())?;
+        index.insert(old.to_vec(), c.vectors[..300].to_vec())?;
+        Ok(index)
+    };
+    // Uninterrupted.
+    let mut whole = start()?;
+    whole.sync(&Table(c, 0.into()), new.to_vec(), &SyncOptions::new())?;
+    // Cancelled from the progress callback after the first embedding batch (256 of 600 texts).
+    let mut index = start()?;
+    let token = CancelToken::new();
+    let batches = std::sync::Mutex::new(Vec::new());
+    let progress = |p: &Count| {
+        batches.lock().unwrap().push(p.done);
+        if p.done > 0 {
+            token.cancel();
+        }
+    };
+    let table = Table(c, 0.into());
+    let options = SyncOptions::new().with_progress(&progress).with_cancel(token.clone());
+    let e = index.sync(&table, new.to_vec(), &options).unwrap_err();
+    assert!(matches!(e, IndexError::Cancelled { embedded: 256, total: 600 }), "{e}");
+    assert_eq!(*batches.lock().unwrap(), vec![0, 256], "exactly one batch embedded");
+    assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 256);
+    let ids = |i: &VectorIndex| i.chunks().map(|ch| ch.id.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(ids(&index), old.iter().map(|ch| ch.id.clone()).collect::<BTreeSet<_>>(), "the old index is intact");
+    assert_eq!(index.dead(), 0);
+    // The rerun completes it: the same chunks and the same answers as the uninterrupted sync.
+    index.sync(&Table(c, 0.into()), new.to_vec(), &SyncOptions::new())?;
+    assert_eq!(ids(&index), ids(&whole));
+    for q in c.queries.iter().take(20) {
+        let opts = SearchOptions::new(5).with_strategy(Strategy::Exact);
+        let a: Vec<&ChunkId> = index.search(q, &opts)?.iter().map(|h| &h.chunk.id).collect();
+        let b: Vec<&ChunkId> = whole.search(q, &opts)?.iter().map(|h| &h.chunk.id).collect();
+        assert_eq!(a, b);
+    }
     Ok(())
 }
 

@@ -43,7 +43,7 @@ pub use chunk::{Capacity, ChunkSettings, Chunker, Sizer, TextChunker, chunks_fro
 pub use docraft_core::guess_language;
 pub use error::Error;
 pub use load::{AutoLoader, Loader, format_of};
-pub use pipeline::{FileReport, FileStatus, Ingest, Progress, Report, Totals};
+pub use pipeline::{FileReport, FileStatus, Ingest, IngestUpdate, Report, Totals};
 pub use walk::{FileFilter, discover};
 
 /// The README's examples, compiled and run as doctests.

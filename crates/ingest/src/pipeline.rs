@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use docraft_core::jsonl::{JsonlReader, JsonlWriter};
-use docraft_core::{Chunk, ChunkId, DocId, Document};
+use docraft_core::{CancelToken, Chunk, ChunkId, DocId, Document, Progress};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -140,20 +140,22 @@ pub struct Report {
     /// An incomplete last line found in the output (a killed earlier run) and cut off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repaired: Option<String>,
+    /// Whether the run was cancelled before every file was done: `files` then lists only the
+    /// files done (their chunks are written), and a rerun does the rest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
-/// Told about progress; the CLI draws a bar with it. One required method.
-pub trait Progress: Sync {
-    /// A file is finished (ingested, failed or skipped).
-    fn file_done(&self, report: &FileReport);
+/// What an ingest run tells its [`Progress`] sink; the CLI draws a bar with it.
+#[derive(Debug, Clone)]
+pub enum IngestUpdate {
     /// The run is about to process `files` files.
-    fn start(&self, files: usize) {
-        let _ = files;
-    }
-}
-
-impl Progress for () {
-    fn file_done(&self, _: &FileReport) {}
+    Started {
+        /// Files found in the inputs.
+        files: usize,
+    },
+    /// A file is finished (ingested, failed or skipped).
+    FileDone(FileReport),
 }
 
 /// What an earlier run left in the output.
@@ -201,7 +203,7 @@ type Processed = Result<(Document, Vec<Chunk>), Error>;
 /// # fn main() -> Result<(), docraft_ingest::Error> {
 /// use docraft_ingest::{ChunkSettings, Ingest};
 /// let settings = ChunkSettings::new(500..=1000)?.with_overlap(100)?;
-/// let report = Ingest::new(settings).run(&["docs/"], "chunks.jsonl".as_ref(), &())?;
+/// let report = Ingest::new(settings).run(&["docs/"], "chunks.jsonl".as_ref(), &docraft_core::NoProgress)?;
 /// println!("{} files, {} chunks", report.totals.ok, report.totals.chunks);
 /// # Ok(()) }
 /// ```
@@ -209,13 +211,19 @@ pub struct Ingest<L = AutoLoader, C = TextChunker> {
     loader: L,
     chunker: C,
     filter: FileFilter,
+    cancel: CancelToken,
 }
 
 impl Ingest {
     /// An ingest run with the built-in loader and a [`TextChunker`] with `settings`.
     #[must_use]
     pub fn new(settings: ChunkSettings) -> Self {
-        Self { loader: AutoLoader::new(), chunker: TextChunker::new(settings), filter: FileFilter::default() }
+        Self {
+            loader: AutoLoader::new(),
+            chunker: TextChunker::new(settings),
+            filter: FileFilter::default(),
+            cancel: CancelToken::new(),
+        }
     }
 }
 
@@ -227,16 +235,24 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
         self
     }
 
+    /// Stops [`Self::run`] once `cancel` is cancelled: files already written stay, no other
+    /// file is loaded or written, and the report says `cancelled`. A rerun does the rest.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     /// Uses another chunker.
     #[must_use]
     pub fn with_chunker<C2: Chunker>(self, chunker: C2) -> Ingest<L, C2> {
-        Ingest { loader: self.loader, chunker, filter: self.filter }
+        Ingest { loader: self.loader, chunker, filter: self.filter, cancel: self.cancel }
     }
 
     /// Uses another loader.
     #[must_use]
     pub fn with_loader<L2: Loader>(self, loader: L2) -> Ingest<L2, C> {
-        Ingest { loader, chunker: self.chunker, filter: self.filter }
+        Ingest { loader, chunker: self.chunker, filter: self.filter, cancel: self.cancel }
     }
 
     /// Loads and chunks one file.
@@ -255,18 +271,25 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
     /// so the output is the same whatever the thread count. A file that fails is reported and
     /// the run goes on. Documents already complete in `output` (same content) are skipped, a
     /// document a killed run left half-written gets only its missing chunks, and files with
-    /// identical content are ingested once.
+    /// identical content are ingested once. `progress` hears [`IngestUpdate::Started`], then
+    /// one [`IngestUpdate::FileDone`] per file. The cancellation token ([`Self::with_cancel`])
+    /// is checked before each file is loaded and before each is written.
     ///
     /// # Errors
     /// Only for problems with the run itself: an input path that does not exist, an output
     /// that cannot be read or written.
-    pub fn run<P: AsRef<Path>>(&self, inputs: &[P], output: &Path, progress: &dyn Progress) -> Result<Report, Error> {
+    pub fn run<P: AsRef<Path>>(
+        &self,
+        inputs: &[P],
+        output: &Path,
+        progress: &dyn Progress<IngestUpdate>,
+    ) -> Result<Report, Error> {
         let t0 = Instant::now();
         let files = discover(inputs, &self.filter)?;
         let existing = Existing::read(output)?;
         let (mut writer, torn) = JsonlWriter::<Chunk>::append(output)?;
         let mut report = Report { repaired: torn.map(|t| t.to_string()), ..Report::default() };
-        progress.start(files.len());
+        progress.update(&IngestUpdate::Started { files: files.len() });
 
         // Hash every file first (in parallel), so duplicates resolve in path order.
         let hashed: Vec<Result<(DocId, u64), Error>> = files
@@ -300,7 +323,7 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
             }
         }
         for r in slots.iter().flatten() {
-            progress.file_done(r);
+            progress.update(&IngestUpdate::FileDone(r.clone()));
         }
 
         // Workers load and chunk in parallel (balanced over all files); one writer thread puts
@@ -316,6 +339,11 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
                 for (pos, res) in rx {
                     ready.insert(pos, res);
                     while let Some(res) = ready.remove(&next) {
+                        if self.cancel.is_cancelled() {
+                            // Nothing more is written; the workers stop taking files.
+                            stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
                         let i = todo[next];
                         next += 1;
                         let path = &files[i];
@@ -333,14 +361,14 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
                                 FileReport::ingested(path, bytes, doc, chunks.len())
                             }
                         };
-                        progress.file_done(&r);
+                        progress.update(&IngestUpdate::FileDone(r.clone()));
                         reports.push((i, r));
                     }
                 }
                 Ok((written, reports))
             });
             todo.par_iter().enumerate().for_each_with(tx, |tx, (pos, &i)| {
-                if !stop.load(Ordering::Relaxed) {
+                if !stop.load(Ordering::Relaxed) && !self.cancel.is_cancelled() {
                     // A send fails only when the writer stopped on an error it reports itself.
                     let _ = tx.send((pos, self.process(&files[i])));
                 }
@@ -359,6 +387,7 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
         writer.sync()?;
 
         report.files = slots.into_iter().flatten().collect();
+        report.cancelled = self.cancel.is_cancelled() && report.files.len() < files.len();
         let t = &mut report.totals;
         t.files = report.files.len();
         for f in &report.files {

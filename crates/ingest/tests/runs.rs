@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use docraft_core::Chunk;
 use docraft_core::jsonl::read_all;
-use docraft_ingest::{ChunkSettings, FileFilter, FileStatus, Ingest, Report};
+use docraft_core::{CancelToken, Chunk, NoProgress};
+use docraft_ingest::{ChunkSettings, FileFilter, FileStatus, Ingest, IngestUpdate, Report};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
@@ -31,7 +31,7 @@ fn folder_with(bad: &str) -> Result<tempfile::TempDir> {
 }
 
 fn run(dir: &Path, out: &Path) -> Result<Report> {
-    Ok(Ingest::new(settings()).run(&[dir], out, &())?)
+    Ok(Ingest::new(settings()).run(&[dir], out, &NoProgress)?)
 }
 
 /// Runs a folder holding `bad` and checks: `bad` failed with `kind`, the others were ingested.
@@ -87,7 +87,7 @@ fn unreadable_and_unsupported_files_are_reported() -> Result<()> {
     let report = Ingest::new(settings()).run(
         &[dir.path().join("report.docx"), dir.path().join("handbook-en.pdf")],
         &out,
-        &(),
+        &NoProgress,
     )?;
     let docx = report.files.iter().find(|f| f.path.ends_with("report.docx")).context("docx")?;
     assert_eq!(docx.kind.as_deref(), Some("unsupported"));
@@ -122,13 +122,13 @@ fn rerun_skips_and_killed_run_resumes_without_duplicates() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let docs = fixtures().join("docs");
     let clean = dir.path().join("clean.jsonl");
-    let first = Ingest::new(settings()).run(&[&docs], &clean, &())?;
+    let first = Ingest::new(settings()).run(&[&docs], &clean, &NoProgress)?;
     assert!(first.totals.ok >= 8 && first.totals.failed == 0, "{:?}", first.totals);
     let (all, _) = read_all::<Chunk>(&clean)?;
     let bytes = std::fs::read(&clean)?;
 
     // Same output again: nothing to do.
-    let again = Ingest::new(settings()).run(&[&docs], &clean, &())?;
+    let again = Ingest::new(settings()).run(&[&docs], &clean, &NoProgress)?;
     assert_eq!(again.totals.skipped, first.totals.ok);
     assert_eq!(again.totals.chunks_written, 0);
     assert_eq!(std::fs::read(&clean)?, bytes);
@@ -138,7 +138,7 @@ fn rerun_skips_and_killed_run_resumes_without_duplicates() -> Result<()> {
     let cut = bytes.len() / 2;
     std::fs::write(&killed, &bytes[..cut])?;
     assert_ne!(bytes[cut - 1], b'\n', "the cut should tear a line");
-    let resumed = Ingest::new(settings()).run(&[&docs], &killed, &())?;
+    let resumed = Ingest::new(settings()).run(&[&docs], &killed, &NoProgress)?;
     assert!(resumed.repaired.is_some(), "the torn line is reported");
     assert!(resumed.totals.skipped > 0, "finished documents are not redone");
     let (after, torn) = read_all::<Chunk>(&killed)?;
@@ -159,7 +159,7 @@ fn output_order_does_not_depend_on_threads() -> Result<()> {
     for threads in [1, 2, 4] {
         let out = dir.path().join(format!("t{threads}.jsonl"));
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-        pool.install(|| Ingest::new(settings()).run(&[&docs], &out, &()))?;
+        pool.install(|| Ingest::new(settings()).run(&[&docs], &out, &NoProgress))?;
         outputs.push(std::fs::read(&out)?);
     }
     assert!(outputs.windows(2).all(|w| w[0] == w[1]));
@@ -171,8 +171,47 @@ fn include_and_exclude_globs() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("pdf-only.jsonl");
     let filter = FileFilter::new(&["*.pdf".into()], &["*encrypted*".into(), "mixed-*".into()])?;
-    let report = Ingest::new(settings()).with_filter(filter).run(&[fixtures().join("docs")], &out, &())?;
+    let report = Ingest::new(settings()).with_filter(filter).run(&[fixtures().join("docs")], &out, &NoProgress)?;
     let names: Vec<&str> = report.files.iter().filter_map(|f| Path::new(&f.path).file_name()?.to_str()).collect();
     assert_eq!(names, ["bulletin-gs.pdf", "handbook-en.pdf", "multiscript.pdf", "politica-es.pdf"]);
+    Ok(())
+}
+
+#[test]
+fn a_cancelled_run_keeps_the_files_done_and_a_rerun_completes_the_same_output() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let docs = fixtures().join("docs");
+    let clean = dir.path().join("clean.jsonl");
+    let whole = Ingest::new(settings()).run(&[&docs], &clean, &NoProgress)?;
+    assert!(whole.totals.ok > 3);
+
+    let out = dir.path().join("cut.jsonl");
+    let token = CancelToken::new();
+    let done = std::sync::Mutex::new(Vec::new());
+    let started = std::sync::Mutex::new(None);
+    let progress = |u: &IngestUpdate| match u {
+        IngestUpdate::Started { files } => *started.lock().unwrap() = Some(*files),
+        IngestUpdate::FileDone(r) => {
+            let mut d = done.lock().unwrap();
+            d.push(r.path.clone());
+            if d.len() == 3 {
+                token.cancel();
+            }
+        }
+    };
+    let report = Ingest::new(settings()).with_cancel(token.clone()).run(&[&docs], &out, &progress)?;
+    assert_eq!(*started.lock().unwrap(), Some(whole.files.len()));
+    assert!(report.cancelled);
+    let first3: Vec<String> = whole.files.iter().take(3).map(|f| f.path.clone()).collect();
+    assert_eq!(*done.lock().unwrap(), first3, "exactly three files, in path order");
+    assert_eq!(report.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(), first3);
+    let (kept, _) = read_all::<Chunk>(&out)?;
+    assert_eq!(kept.len(), whole.files.iter().take(3).map(|f| f.chunks).sum::<usize>(), "their chunks are kept");
+    assert_eq!(report.totals.chunks_written, kept.len());
+
+    let rest = Ingest::new(settings()).run(&[&docs], &out, &NoProgress)?;
+    assert!(!rest.cancelled);
+    assert_eq!(rest.totals.skipped, 3);
+    assert_eq!(std::fs::read(&out)?, std::fs::read(&clean)?, "the same output as one uninterrupted run");
     Ok(())
 }

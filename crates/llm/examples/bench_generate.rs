@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         };
         let run = Generation::new(&g, options)?;
         let dir = tempfile::tempdir()?;
-        let s = run.run(&chunks, &dir.path().join("qa.jsonl"), &mut |_| {})?;
+        let s = run.run(&chunks, &dir.path().join("qa.jsonl"), &docraft_core::NoProgress)?;
         let unparsed = s.rejected.get(&Reason::Unparseable).copied().unwrap_or(0);
         let pairs = s.generated - unparsed;
         let secs = s.seconds;

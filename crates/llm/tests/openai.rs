@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{MockServer, Reply, chunk, own_address};
-use docraft_core::{ChatMessage, GenError, GenRequest, Generator, Role, Sampling};
+use docraft_core::{ChatMessage, GenError, GenRequest, Generator, NoProgress, Role, Sampling};
 use docraft_llm::{
     Backend, GeneratorSettings, JsonMode, LlmError, OpenAiConfig, OpenAiGenerator, RequestLogEntry, build_generator,
 };
@@ -41,7 +41,7 @@ fn a_run_through_the_endpoint_writes_the_dataset() -> anyhow::Result<()> {
         .map(|i| chunk(&format!("d{i}.md"), &format!("Invoices are kept for ten years in archive {i}.")))
         .collect();
     let run = Generation::new(&g, GenerateOptions { questions_per_chunk: 1, ..Default::default() })?;
-    let s = run.run(&chunks, &out, &mut |_| {})?;
+    let s = run.run(&chunks, &out, &NoProgress)?;
     assert_eq!(server.count(), 5);
     // The same question for every chunk: the first is kept, the rest are near-duplicates.
     assert_eq!(s.accepted, 1);
@@ -120,7 +120,7 @@ fn failed_requests_become_rejected_records() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("qa.jsonl");
     let run = Generation::new(&g, GenerateOptions::default())?;
-    let s = run.run(&[chunk("a.md", "Some text here."), chunk("b.md", "Other text here.")], &out, &mut |_| {})?;
+    let s = run.run(&[chunk("a.md", "Some text here."), chunk("b.md", "Other text here.")], &out, &NoProgress)?;
     assert_eq!(s.rejected.get(&Reason::BackendError), Some(&2));
     let rejected = std::fs::read_to_string(dir.path().join("qa.rejected.jsonl"))?;
     assert_eq!(rejected.lines().count(), 2);

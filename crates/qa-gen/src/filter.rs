@@ -351,6 +351,9 @@ mod tests {
         fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
             Ok(texts.iter().map(|t| vec![t.len() as f32, 1.0]).collect())
         }
+        fn model_id(&self) -> String {
+            "test:length-bag".into()
+        }
     }
 
     #[test]

@@ -47,10 +47,10 @@
 //! let dir = tempfile::tempdir()?;
 //! let out = dir.path().join("qa.jsonl");
 //! let generation = Generation::new(&Canned, GenerateOptions { questions_per_chunk: 1, ..Default::default() })?;
-//! let summary = generation.run(&[chunk.clone()], &out, &mut |_| {})?;
+//! let summary = generation.run(&[chunk.clone()], &out, &docraft_core::NoProgress)?;
 //! assert_eq!((summary.accepted, summary.rejected_total()), (1, 0));
 //! // Run again: the chunk is done, nothing is generated twice.
-//! let again = generation.run(&[chunk], &out, &mut |_| {})?;
+//! let again = generation.run(&[chunk], &out, &docraft_core::NoProgress)?;
 //! assert_eq!((again.resumed, again.processed, again.accepted), (1, 0, 1));
 //! # Ok(()) }
 //! ```

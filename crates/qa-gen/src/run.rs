@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use docraft_core::jsonl::{JsonlWriter, read_all, retain};
-use docraft_core::{Chunk, ChunkRef};
+use docraft_core::{CancelToken, Chunk, ChunkRef};
 use docraft_core::{
     ChunkId, DocId, Embedder, GenError, GenRequest, GenResponse, Generator, QaPair, Sampling, Usage, content_hash,
 };
@@ -173,7 +173,7 @@ pub struct Summary {
     pub resumed: usize,
     /// Chunks done by this run.
     pub processed: usize,
-    /// Chunks left undone (budget reached).
+    /// Chunks left undone (budget reached, or cancelled).
     pub remaining: usize,
     /// Candidates generated: `accepted + rejected`.
     pub generated: u64,
@@ -187,7 +187,7 @@ pub struct Summary {
     pub usage: Usage,
     /// Records of an interrupted chunk moved aside before it was redone.
     pub rolled_back: usize,
-    /// Why the run stopped early, if it did.
+    /// Why the run stopped early, if it did: a budget, or `"cancelled"`.
     pub stopped: Option<String>,
     /// Seconds this run took.
     pub seconds: f64,
@@ -253,6 +253,7 @@ pub struct Generation<'a> {
     prompt_id: String,
     schema: serde_json::Value,
     model: String,
+    cancel: CancelToken,
 }
 
 impl std::fmt::Debug for Generation<'_> {
@@ -282,13 +283,22 @@ impl<'a> Generation<'a> {
         let prompt = QaPrompt::new(options.questions_per_chunk);
         let model = generator.model_id();
         let (prompt_id, schema) = (prompt.id(), prompt.schema());
-        Ok(Self { generator, embedder: None, options, prompt, prompt_id, schema, model })
+        Ok(Self { generator, embedder: None, options, prompt, prompt_id, schema, model, cancel: CancelToken::new() })
     }
 
     /// Detects near-duplicate questions by embedding similarity instead of text similarity.
     #[must_use]
     pub fn with_embedder(mut self, embedder: &'a dyn Embedder) -> Self {
         self.embedder = Some(embedder);
+        self
+    }
+
+    /// Stops [`Self::run`] before its next batch of chunks once `cancel` is cancelled: what was
+    /// written stays, the summary's `stopped` says `"cancelled"`, and a rerun resumes as after
+    /// a kill.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
         self
     }
 
@@ -357,12 +367,18 @@ impl<'a> Generation<'a> {
     }
 
     /// Runs over `chunks`, appending to `out` and its side files, skipping chunks an earlier
-    /// run finished. `on_progress` is called after every batch.
+    /// run finished. `progress` is told after every batch; the cancellation token
+    /// ([`Self::with_cancel`]) is checked before each batch.
     ///
     /// # Errors
     /// File errors, embedder errors and a broken prompt file stop the run (everything written
     /// so far is kept and a rerun resumes); a failed request or bad output never does: it is a rejected record.
-    pub fn run(&self, chunks: &[Chunk], out: &Path, on_progress: &mut dyn FnMut(&Progress)) -> Result<Summary> {
+    pub fn run(
+        &self,
+        chunks: &[Chunk],
+        out: &Path,
+        progress: &dyn docraft_core::Progress<Progress>,
+    ) -> Result<Summary> {
         let started = Instant::now();
         let files = RunFiles::new(out);
         let mut summary = Summary { chunks: chunks.len(), ..Summary::default() };
@@ -404,6 +420,10 @@ impl<'a> Generation<'a> {
             elapsed: Duration::ZERO,
         };
         for group in todo.chunks(batch) {
+            if self.cancel.is_cancelled() {
+                summary.stopped = Some("cancelled".into());
+                break;
+            }
             if let Some(why) = self.over_budget(&state, group.len()) {
                 summary.stopped = Some(why);
                 break;
@@ -427,7 +447,7 @@ impl<'a> Generation<'a> {
                 state.usage += outcome.done.usage;
             }
             state.elapsed = started.elapsed();
-            on_progress(&state);
+            progress.update(&state);
         }
         summary.remaining = todo.len() - summary.processed;
         summary.seconds = started.elapsed().as_secs_f64();

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::chunk;
 use docraft_core::jsonl::read_all;
-use docraft_core::{Chunk, FinishReason, GenError, GenRequest, GenResponse, Generator, QaPair, Usage};
-use docraft_qa_gen::{Budget, ChunkDone, GenerateOptions, Generation, Price, Reason, Rejected, RunFiles};
+use docraft_core::{
+    CancelToken, Chunk, FinishReason, GenError, GenRequest, GenResponse, Generator, NoProgress, QaPair, Usage,
+};
+use docraft_qa_gen::{Budget, ChunkDone, GenerateOptions, Generation, Price, Progress, Reason, Rejected, RunFiles};
 
 /// Answers from the chunk text in the prompt: a grounded pair, a second one that is
 /// invented, and, for chunks mentioning "broken", output that is not JSON.
@@ -88,7 +90,7 @@ fn counts_add_up_and_every_rejection_has_a_reason() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("qa.jsonl");
     let g = Scripted::new();
-    let s = Generation::new(&g, opts())?.run(&chunks(), &out, &mut |_| {})?;
+    let s = Generation::new(&g, opts())?.run(&chunks(), &out, &NoProgress)?;
     let files = RunFiles::new(&out);
     assert_eq!(s.processed, 12);
     assert_eq!(s.accepted, 10);
@@ -114,9 +116,9 @@ fn a_second_run_redoes_nothing() -> anyhow::Result<()> {
     let out = dir.path().join("qa.jsonl");
     let g = Scripted::new();
     let run = Generation::new(&g, opts())?;
-    run.run(&chunks(), &out, &mut |_| {})?;
+    run.run(&chunks(), &out, &NoProgress)?;
     let calls = g.calls.load(Ordering::SeqCst);
-    let s = run.run(&chunks(), &out, &mut |_| {})?;
+    let s = run.run(&chunks(), &out, &NoProgress)?;
     assert_eq!(g.calls.load(Ordering::SeqCst), calls, "no chunk generated twice");
     assert_eq!((s.resumed, s.processed, s.accepted), (12, 0, 10));
     // A different seed is a different dataset: everything is redone into a new file.
@@ -124,7 +126,7 @@ fn a_second_run_redoes_nothing() -> anyhow::Result<()> {
         &g,
         GenerateOptions { sampling: docraft_core::Sampling { seed: 7, ..Default::default() }, ..opts() },
     )?;
-    let s = other.run(&chunks(), &dir.path().join("qa7.jsonl"), &mut |_| {})?;
+    let s = other.run(&chunks(), &dir.path().join("qa7.jsonl"), &NoProgress)?;
     assert_eq!(s.processed, 12);
     Ok(())
 }
@@ -137,19 +139,19 @@ fn resume_after_a_kill_at_any_point_has_no_duplicates_and_no_gaps() -> anyhow::R
     // The reference: one uninterrupted run.
     let ref_dir = tempfile::tempdir()?;
     let ref_out = ref_dir.path().join("qa.jsonl");
-    run.run(&chunks(), &ref_out, &mut |_| {})?;
+    run.run(&chunks(), &ref_out, &NoProgress)?;
     let (reference, _) = read_all::<QaPair>(&ref_out)?;
 
     for cut in ["after_rejected", "after_accepted", "torn_accepted", "torn_progress"] {
         let dir = tempfile::tempdir()?;
         let out = dir.path().join("qa.jsonl");
         let files = RunFiles::new(&out);
-        run.run(&chunks()[..5], &out, &mut |_| {})?;
+        run.run(&chunks()[..5], &out, &NoProgress)?;
         // Simulate a kill while chunk 6 was being written: its records are (partly) there,
         // its marker is not.
         let whole = tempfile::tempdir()?;
         let whole_out = whole.path().join("qa.jsonl");
-        run.run(&chunks()[..6], &whole_out, &mut |_| {})?;
+        run.run(&chunks()[..6], &whole_out, &NoProgress)?;
         let w = RunFiles::new(&whole_out);
         let last_line = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().last().unwrap().to_string();
         let append = |p: &std::path::Path, s: &str| {
@@ -173,7 +175,7 @@ fn resume_after_a_kill_at_any_point_has_no_duplicates_and_no_gaps() -> anyhow::R
                 append(&files.progress, &last_line(&w.progress)[..20]);
             }
         }
-        let s = run.run(&chunks(), &out, &mut |_| {})?;
+        let s = run.run(&chunks(), &out, &NoProgress)?;
         assert_eq!(s.resumed, 5, "{cut}");
         assert_eq!(s.processed, 7, "{cut}");
         let (pairs, torn) = read_all::<QaPair>(&out)?;
@@ -195,7 +197,7 @@ fn budgets_stop_cleanly_and_the_next_run_continues() -> anyhow::Result<()> {
     let out = dir.path().join("qa.jsonl");
     let g = Scripted::new();
     let capped = GenerateOptions { budget: Budget { max_pairs: Some(4), ..Default::default() }, ..opts() };
-    let s = Generation::new(&g, capped)?.run(&chunks(), &out, &mut |_| {})?;
+    let s = Generation::new(&g, capped)?.run(&chunks(), &out, &NoProgress)?;
     assert!(s.stopped.as_deref().unwrap_or_default().contains("--max-pairs 4"), "{:?}", s.stopped);
     assert!(s.accepted >= 4 && s.remaining > 0);
     let priced = GenerateOptions {
@@ -207,10 +209,10 @@ fn budgets_stop_cleanly_and_the_next_run_continues() -> anyhow::Result<()> {
     let est = run.estimate(&chunks(), &out)?;
     assert_eq!(est.chunks, 12 - s.processed);
     assert!(est.max_cost.unwrap() > 0.0);
-    let s2 = run.run(&chunks(), &out, &mut |_| {})?;
+    let s2 = run.run(&chunks(), &out, &NoProgress)?;
     assert!(s2.stopped.as_deref().unwrap_or_default().contains("--max-cost"), "{:?}", s2.stopped);
     assert!(Price { input_per_million: 1_000.0, output_per_million: 1_000.0 }.cost(s2.usage) <= 0.2);
-    let s3 = Generation::new(&g, opts())?.run(&chunks(), &out, &mut |_| {})?;
+    let s3 = Generation::new(&g, opts())?.run(&chunks(), &out, &NoProgress)?;
     assert_eq!(s3.remaining, 0);
     assert_eq!(s3.accepted, 10, "the pieces add up to one full run");
     Ok(())
@@ -222,4 +224,36 @@ fn settings_are_checked() {
     assert!(Generation::new(&g, GenerateOptions { questions_per_chunk: 0, ..opts() }).is_err());
     let no_price = GenerateOptions { budget: Budget { max_cost: Some(1.0), ..Default::default() }, ..opts() };
     assert!(Generation::new(&g, no_price).is_err());
+}
+
+#[test]
+fn a_cancelled_run_stops_after_the_batch_in_hand_and_a_rerun_completes_it() -> anyhow::Result<()> {
+    let g = Scripted::new();
+    let ref_dir = tempfile::tempdir()?;
+    let ref_out = ref_dir.path().join("qa.jsonl");
+    Generation::new(&g, opts())?.run(&chunks(), &ref_out, &NoProgress)?;
+
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let token = CancelToken::new();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |p: &Progress| {
+        seen.lock().unwrap().push(p.done);
+        if p.done >= 6 {
+            token.cancel();
+        }
+    };
+    let g = Scripted::new();
+    let s = Generation::new(&g, opts())?.with_cancel(token.clone()).run(&chunks(), &out, &progress)?;
+    assert_eq!(*seen.lock().unwrap(), vec![3, 6], "two batches of three, then stop");
+    assert_eq!(g.calls.load(Ordering::SeqCst), 6, "nothing generated after the cancel");
+    assert_eq!((s.processed, s.remaining, s.stopped.as_deref()), (6, 6, Some("cancelled")));
+    assert_eq!(lines(&RunFiles::new(&out).progress), 6);
+
+    let s = Generation::new(&g, opts())?.run(&chunks(), &out, &NoProgress)?;
+    assert_eq!((s.resumed, s.processed, s.stopped), (6, 6, None));
+    assert_eq!(std::fs::read(&out)?, std::fs::read(&ref_out)?, "the same pairs as one uninterrupted run");
+    let (a, b) = (RunFiles::new(&out), RunFiles::new(&ref_out));
+    assert_eq!(std::fs::read(&a.rejected)?, std::fs::read(&b.rejected)?);
+    Ok(())
 }

@@ -9,7 +9,7 @@ use docraft_core::jsonl::{JsonlWriter, read_all, sibling};
 use docraft_core::rng::{SplitMix64, derived_seed};
 use docraft_core::split::assign_splits;
 use docraft_core::{
-    ChatMessage, Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta,
+    CancelToken, ChatMessage, Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta,
     RaftRecord, Retriever, Sampling, Usage, content_hash,
 };
 use serde::{Deserialize, Serialize};
@@ -227,6 +227,9 @@ pub struct Summary {
     pub per_split: BTreeMap<String, usize>,
     /// Tokens used this run.
     pub usage: Usage,
+    /// Why the run stopped before every question was done (`"cancelled"`), if it did; a rerun
+    /// continues with the questions left.
+    pub stopped: Option<String>,
     /// Seconds this run took.
     pub seconds: f64,
 }
@@ -248,6 +251,7 @@ pub struct RaftBuilder<'a> {
     prompt_id: String,
     model: String,
     key: String,
+    cancel: CancelToken,
 }
 
 impl<'a> RaftBuilder<'a> {
@@ -262,13 +266,21 @@ impl<'a> RaftBuilder<'a> {
         let settings = serde_json::to_string(&options).unwrap_or_default();
         let prompt_id = prompt.id();
         let key = content_hash(format!("{prompt_id}\u{1f}{model}\u{1f}{settings}").as_bytes())[..16].to_string();
-        Ok(Self { generator, retriever: None, options, prompt, prompt_id, model, key })
+        Ok(Self { generator, retriever: None, options, prompt, prompt_id, model, key, cancel: CancelToken::new() })
     }
 
     /// Hard distractors come from `retriever` (its index must hold the same chunks).
     #[must_use]
     pub fn with_retriever(mut self, retriever: &'a dyn Retriever) -> Self {
         self.retriever = Some(retriever);
+        self
+    }
+
+    /// Stops [`Self::run`] before its next batch of questions once `cancel` is cancelled: what
+    /// was written stays, the summary's `stopped` says `"cancelled"`, and a rerun continues.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
         self
     }
 
@@ -320,6 +332,8 @@ impl<'a> RaftBuilder<'a> {
     /// Builds a record for every question not yet in the files at `out`: appends accepted
     /// records to `out` and rejected questions to `OUT.rejected.jsonl`. A rerun after a kill
     /// continues where it stopped (a question is done once its line is in either file).
+    /// `progress` is told after every batch of questions; the cancellation token
+    /// ([`Self::with_cancel`]) is checked before each batch.
     ///
     /// # Errors
     /// [`crate::RaftError::Setting`] when hard distractors are asked for without a retriever;
@@ -329,7 +343,7 @@ impl<'a> RaftBuilder<'a> {
         chunks: &[Chunk],
         questions: &[QaPair],
         out: &Path,
-        progress: &mut dyn FnMut(&Progress),
+        progress: &dyn docraft_core::Progress<Progress>,
     ) -> Result<Summary> {
         if self.options.hard_share > 0.0 && self.retriever.is_none() {
             return Err(setting("hard_share", "hard distractors need an index (a retriever)"));
@@ -371,6 +385,10 @@ impl<'a> RaftBuilder<'a> {
         let batch = self.options.batch.unwrap_or_else(|| self.generator.preferred_batch()).max(1);
         let mut prog = Progress { total: todo.len(), ..Progress::default() };
         for group in todo.chunks(batch) {
+            if self.cancel.is_cancelled() {
+                summary.stopped = Some("cancelled".into());
+                break;
+            }
             let mut jobs = Vec::with_capacity(group.len());
             let mut rejected = Vec::new();
             for (id, q) in group {
@@ -400,7 +418,7 @@ impl<'a> RaftBuilder<'a> {
             prog.rejected += rejected.len();
             prog.usage = summary.usage;
             prog.elapsed = start.elapsed();
-            progress(&prog);
+            progress.update(&prog);
         }
         accepted_w.sync()?;
         rejected_w.sync()?;

@@ -144,7 +144,7 @@ impl<'a> Pool<'a> {
                 if chosen.len() == n_hard {
                     break;
                 }
-                let Some(i) = self.index_of(hit.chunk_id.as_str()) else { continue };
+                let Some(i) = self.index_of(hit.chunk.id.as_str()) else { continue };
                 if !taken.contains(&i) && self.eligible(i, oracle, &answer) {
                     taken.insert(i);
                     chosen.push(Choice { index: i, role: DocRole::Hard, score: Some(hit.score) });

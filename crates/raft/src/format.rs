@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use docraft_core::RaftRecord;
 use docraft_core::jsonl::JsonlWriter;
+use docraft_core::{RaftEvalRecord, RaftRecord};
 use serde_json::{Value, json};
 
 use crate::error::{RaftError, Result, setting};
@@ -100,12 +100,7 @@ pub fn to_value(r: &RaftRecord, format: Format, o: &FormatOptions) -> Value {
             messages.push(json!({"role": "assistant", "content": r.cot_answer}));
             json!({ "messages": messages })
         }
-        Format::Eval => json!({
-            "question": r.question,
-            "gold_final_answer": r.final_answer,
-            "context": r.instruction,
-            "meta": r.meta,
-        }),
+        Format::Eval => serde_json::to_value(RaftEvalRecord::of(r)).unwrap_or(Value::Null),
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use docraft_core::jsonl::read_all;
 use docraft_core::{
-    Chunk, ChunkId, ChunkRef, DocId, DocRole, FinishReason, GenError, GenRequest, GenResponse, Generator, QaPair,
-    RaftRecord, RetrieveError, Retriever, Scored, Span, Usage,
+    CancelToken, Chunk, ChunkId, ChunkRef, DocId, DocRole, FinishReason, GenError, GenRequest, GenResponse, Generator,
+    NoProgress, QaPair, RaftRecord, RetrieveError, Retriever, Scored, Span, Usage,
 };
 use docraft_raft::cot::normalize;
 use docraft_raft::{
@@ -156,11 +156,11 @@ fn cosine(a: &HashMap<String, f32>, b: &HashMap<String, f32>) -> f32 {
 }
 
 /// Exact bag-of-words search over the chunks.
-struct Bow(Vec<(ChunkId, HashMap<String, f32>)>);
+struct Bow(Vec<(Chunk, HashMap<String, f32>)>);
 
 impl Bow {
     fn new(chunks: &[Chunk]) -> Self {
-        Self(chunks.iter().map(|c| (c.id.clone(), bow(&c.text))).collect())
+        Self(chunks.iter().map(|c| (c.clone(), bow(&c.text))).collect())
     }
 }
 
@@ -168,7 +168,7 @@ impl Retriever for Bow {
     fn search(&self, query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
         let q = bow(query);
         let mut hits: Vec<Scored> =
-            self.0.iter().map(|(id, v)| Scored { chunk_id: id.clone(), score: cosine(&q, v) }).collect();
+            self.0.iter().map(|(c, v)| Scored { chunk: c.clone(), score: cosine(&q, v) }).collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         hits.truncate(k);
         Ok(hits)
@@ -187,7 +187,7 @@ fn build(
     if let Some(r) = r {
         b = b.with_retriever(r);
     }
-    b.run(chunks, qs, out, &mut |_| {}).unwrap()
+    b.run(chunks, qs, out, &NoProgress).unwrap()
 }
 
 #[test]
@@ -452,4 +452,40 @@ fn same_seed_same_dataset_and_a_cut_run_resumes_without_duplicates() {
         v
     };
     assert_eq!(sort(a), sort(b), "the resumed run wrote the same records");
+}
+
+#[test]
+fn a_cancelled_run_stops_after_the_batch_in_hand_and_a_rerun_completes_it() {
+    let chunks = corpus();
+    let qs = questions(&chunks, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let o = RaftOptions { p: 0.8, seed: 3, batch: Some(4), ..RaftOptions::default() };
+    let full = dir.path().join("full.jsonl");
+    build(&Scripted::default(), None, o.clone(), &chunks, &qs, &full);
+
+    let out = dir.path().join("cut.jsonl");
+    let token = CancelToken::new();
+    let updates = Mutex::new(Vec::new());
+    let progress = |p: &docraft_raft::Progress| {
+        updates.lock().unwrap().push(p.done);
+        if p.done >= 12 {
+            token.cancel();
+        }
+    };
+    let g = Scripted::default();
+    let b = RaftBuilder::new(&g, o.clone()).unwrap().with_cancel(token.clone());
+    let s = b.run(&chunks, &qs, &out, &progress).unwrap();
+    assert_eq!(*updates.lock().unwrap(), vec![4, 8, 12], "three batches of four, then stop");
+    assert_eq!(s.stopped.as_deref(), Some("cancelled"));
+    assert_eq!(s.accepted + s.rejected_total(), 12);
+    assert_eq!(read_all::<RaftRecord>(&out).unwrap().0.len(), s.accepted);
+
+    let s = build(&Scripted::default(), None, o, &chunks, &qs, &out);
+    assert_eq!((s.resumed, s.stopped), (12, None));
+    let sort = |p: &Path| {
+        let mut v = read_all::<RaftRecord>(p).unwrap().0;
+        v.sort_by(|x, y| x.id.cmp(&y.id));
+        v
+    };
+    assert_eq!(sort(&out), sort(&full), "the resumed run wrote the same records");
 }

@@ -278,7 +278,7 @@ impl BaseModel {
 }
 
 /// Writes pretty JSON to `path`.
-pub(crate) fn write_json(path: &Path, value: &Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::parse(path, e))?;
     std::fs::write(path, text + "\n").map_err(TrainError::io(path))
 }

@@ -8,6 +8,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use candle_core::{DType, Tensor, Var};
 use docraft_core::jsonl::{self, JsonlWriter};
 use docraft_core::rng::SplitMix64;
+use docraft_core::train::{CheckpointMetrics, CheckpointState, EventKind, EventLevel, MetricRecord, TrainEvent};
+use docraft_core::{CancelToken, Progress};
 use serde_json::{Value, json};
 
 use crate::data::{Dataset, MicroBatch, Tokens, micro_batches};
@@ -126,13 +128,14 @@ pub struct TrainReport {
     pub truncated: usize,
     /// Trainable parameters.
     pub trainable: usize,
-    /// Whether the run stopped before its last step (`stop_after`).
+    /// Whether the run stopped before its last step (`stop_after`, or cancelled).
     pub stopped_early: bool,
+    /// Whether the run was cancelled through its token ([`Trainer::with_cancel`]); a
+    /// checkpoint at the step reached was written, and a resumed run continues from it.
+    pub cancelled: bool,
     /// The adapter directory (written when the run finished).
     pub adapter_dir: PathBuf,
 }
-
-type Callback<'a> = Box<dyn FnMut(&StepInfo) + 'a>;
 
 /// Runs LoRA supervised fine-tuning of a [`Llama`] on a [`Dataset`].
 pub struct Trainer<'a> {
@@ -146,7 +149,7 @@ pub struct Trainer<'a> {
     info: serde_json::Map<String, Value>,
     resume: bool,
     stop_after: Option<usize>,
-    on_step: Option<Callback<'a>>,
+    cancel: CancelToken,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -155,13 +158,17 @@ impl std::fmt::Debug for Trainer<'_> {
     }
 }
 
-/// Appends one line to `events.jsonl`: time, level (`info` or `error`), message, and `extra`'s fields.
-fn write_event(events: &mut JsonlWriter<Value>, level: &str, message: String, extra: Value) -> Result<()> {
-    let mut v = json!({"time": now_rfc3339(), "level": level, "message": message});
-    if let (Some(o), Value::Object(x)) = (v.as_object_mut(), extra) {
-        o.extend(x);
-    }
-    Ok(events.write(&v)?)
+/// The event of a checkpoint written at `step` into `path`.
+fn checkpoint_event(step: usize, path: PathBuf) -> TrainEvent {
+    let mut e = info(EventKind::Checkpoint, format!("checkpoint saved: {}", path.display()));
+    e.step = Some(step as u64);
+    e.path = Some(path);
+    e
+}
+
+/// An `info` event of `kind`, stamped now.
+fn info(kind: EventKind, message: String) -> TrainEvent {
+    TrainEvent::new(now_rfc3339(), EventLevel::Info, kind, message)
 }
 
 fn now_rfc3339() -> String {
@@ -217,7 +224,7 @@ impl<'a> Trainer<'a> {
             info: serde_json::Map::new(),
             resume: false,
             stop_after: None,
-            on_step: None,
+            cancel: CancelToken::new(),
         })
     }
 
@@ -250,10 +257,12 @@ impl<'a> Trainer<'a> {
         self
     }
 
-    /// Calls `f` after every optimizer step.
+    /// Stops [`Trainer::run`] before its next optimizer step once `cancel` is cancelled: a
+    /// checkpoint at the step reached is written, and the report says `cancelled`. A run with
+    /// [`Trainer::with_resume`] continues from that checkpoint on the same trajectory.
     #[must_use]
-    pub fn on_step(mut self, f: impl FnMut(&StepInfo) + 'a) -> Self {
-        self.on_step = Some(Box::new(f));
+    pub fn with_cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = cancel;
         self
     }
 
@@ -300,23 +309,33 @@ impl<'a> Trainer<'a> {
         Ok(docraft_core::content_hash(&s))
     }
 
-    /// Trains until the last step (or `stop_after`), then saves the adapter.
+    /// Trains until the last step (or `stop_after`, or a cancellation), then saves the adapter.
+    /// `progress` is told after every optimizer step.
     ///
     /// # Errors
     /// [`TrainError::Checkpoint`] when the run directory holds another run (without resume) or a
     /// checkpoint of other settings; io and tensor errors. A failure is also written to `events.jsonl`.
-    pub fn run(&mut self) -> Result<TrainReport> {
+    pub fn run(&mut self, progress: &dyn Progress<StepInfo>) -> Result<TrainReport> {
         let dir = self.files.dir.clone();
         std::fs::create_dir_all(&dir).map_err(TrainError::io(&dir))?;
-        let (mut events, _) = JsonlWriter::<Value>::append(self.files.events())?;
-        let result = self.run_inner(&mut events);
+        let (mut events, _) = JsonlWriter::<TrainEvent>::append(self.files.events())?;
+        let result = self.run_inner(&mut events, progress);
         if let Err(e) = &result {
-            write_event(&mut events, "error", format!("failed: {e}"), json!({}))?;
+            events.write(&TrainEvent::new(
+                now_rfc3339(),
+                EventLevel::Error,
+                EventKind::Failed,
+                format!("failed: {e}"),
+            ))?;
         }
         result
     }
 
-    fn run_inner(&mut self, events: &mut JsonlWriter<Value>) -> Result<TrainReport> {
+    fn run_inner(
+        &mut self,
+        events: &mut JsonlWriter<TrainEvent>,
+        progress: &dyn Progress<StepInfo>,
+    ) -> Result<TrainReport> {
         let (bs, per_epoch, total) = self.plan();
         let fingerprint = self.fingerprint()?;
         let names: Vec<String> = self.adapter.named_vars().into_iter().map(|(n, _)| n).collect();
@@ -325,7 +344,7 @@ impl<'a> Trainer<'a> {
         let s = self.settings.clone();
         let mut opt = AdamW::new(&var_refs, s.adam_beta1, s.adam_beta2, s.adam_epsilon, s.weight_decay)?;
         let warmup = s.warmup_steps.unwrap_or(total.div_ceil(20));
-        let mut event = |level: &str, message: String, extra: Value| write_event(events, level, message, extra);
+        let mut event = |e: TrainEvent| -> Result<()> { Ok(events.write(&e)?) };
 
         // Start or resume.
         let mut start = 0;
@@ -334,7 +353,7 @@ impl<'a> Trainer<'a> {
         let resumed_from = match (&latest, self.resume) {
             (Some((step, path)), true) => {
                 let state = read_state(path)?;
-                if state["fingerprint"].as_str() != Some(fingerprint.as_str()) {
+                if state.fingerprint != fingerprint {
                     return Err(TrainError::Checkpoint {
                         path: path.clone(),
                         message: "written with other settings or data; use a new run directory".into(),
@@ -343,13 +362,13 @@ impl<'a> Trainer<'a> {
                 let adapter_vals = load_st(&path.join("adapter_model.safetensors"), self.model.device())?;
                 self.adapter.assign(&adapter_vals)?;
                 let opt_vals = load_st(&path.join("optimizer.safetensors"), self.model.device())?;
-                opt.restore(&names, &opt_vals, state["optimizer_steps"].as_u64().unwrap_or(*step as u64) as usize)?;
-                elapsed_before = state["elapsed_s"].as_f64().unwrap_or(0.0);
+                opt.restore(&names, &opt_vals, usize::try_from(state.optimizer_steps).unwrap_or(*step))?;
+                elapsed_before = if state.elapsed_s.is_finite() { state.elapsed_s } else { 0.0 };
                 start = *step;
                 // Metrics written after the checkpoint belong to the lost trajectory: set them aside.
                 let s0 = *step as u64;
-                jsonl::retain::<Value, _>(self.files.metrics(), |m| m["step"].as_u64().is_some_and(|x| x <= s0))?;
-                event("info", format!("resumed from checkpoint step {step}"), json!({"step": step}))?;
+                jsonl::retain::<MetricRecord, _>(self.files.metrics(), |m| m.step <= s0)?;
+                event(info(EventKind::Resumed, format!("resumed from checkpoint step {step}")).at_step(s0))?;
                 Some(*step)
             }
             (Some(_), false) => {
@@ -361,7 +380,7 @@ impl<'a> Trainer<'a> {
             (None, _) => {
                 // Starting from step 0: lines of an earlier attempt killed before its first
                 // checkpoint would duplicate the steps about to be redone.
-                jsonl::retain::<Value, _>(self.files.metrics(), |_| false)?;
+                jsonl::retain::<MetricRecord, _>(self.files.metrics(), |_| false)?;
                 None
             }
         };
@@ -384,21 +403,28 @@ impl<'a> Trainer<'a> {
         crate::base::write_json(&self.files.config(), &config)?;
         if resumed_from.is_none() {
             event(
-                "info",
-                format!(
-                    "started: {} examples, {} steps of {bs} examples, {} trainable parameters",
-                    self.train.examples.len(),
-                    total,
-                    self.adapter.parameter_count()
-                ),
-                json!({"step": 0}),
+                info(
+                    EventKind::Started,
+                    format!(
+                        "started: {} examples, {} steps of {bs} examples, {} trainable parameters",
+                        self.train.examples.len(),
+                        total,
+                        self.adapter.parameter_count()
+                    ),
+                )
+                .at_step(0),
             )?;
         }
         for r in self.train.rejected.iter().chain(self.valid.iter().flat_map(|v| v.rejected.iter())) {
-            event("error", format!("example skipped: {r}"), json!({}))?;
+            event(TrainEvent::new(
+                now_rfc3339(),
+                EventLevel::Error,
+                EventKind::ExampleSkipped,
+                format!("example skipped: {r}"),
+            ))?;
         }
 
-        let (mut metrics, _) = JsonlWriter::<Value>::append(self.files.metrics())?;
+        let (mut metrics, _) = JsonlWriter::<MetricRecord>::append(self.files.metrics())?;
         let t0 = Instant::now();
         let mut tokens_done = 0usize;
         let mut last_loss = None;
@@ -406,17 +432,23 @@ impl<'a> Trainer<'a> {
         let stop = self.stop_after.unwrap_or(usize::MAX).min(total);
         let mut step = start;
         let mut order = (usize::MAX, Vec::new());
+        let mut cancelled = false;
+        let mut last_checkpoint = start;
+        let mut last_metrics = CheckpointMetrics::default();
         while step < stop {
+            if self.cancel.is_cancelled() {
+                cancelled = true;
+                break;
+            }
             let epoch = step / per_epoch;
             if order.0 != epoch {
                 order = (epoch, self.epoch_order(epoch));
             }
             if step % per_epoch == 0 {
-                event(
-                    "info",
-                    format!("epoch {} started", step / per_epoch + 1),
-                    json!({"step": step, "epoch": step / per_epoch + 1}),
-                )?;
+                let mut e = info(EventKind::EpochStarted, format!("epoch {} started", step / per_epoch + 1));
+                e.step = Some(step as u64);
+                e.epoch = Some((step / per_epoch + 1) as u64);
+                event(e)?;
             }
             let ts = Instant::now();
             let b = step % per_epoch;
@@ -427,12 +459,15 @@ impl<'a> Trainer<'a> {
             let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
             let mut loss_sum = 0.0;
             let mut step_tokens = 0;
+            let (mut step_correct, mut step_scored) = (0usize, 0usize);
             for (mi, mb) in mbs.iter().enumerate() {
                 let dropout = Dropout::new(s.lora_dropout, s.seed, (step as u64) << 16 | mi as u64);
                 let out = self.forward_loss(mb, Some(&dropout))?;
                 let scaled = (out.sum / step_targets as f64)?;
                 let store = scaled.backward()?;
                 loss_sum += f64::from(out_scalar(&scaled)?);
+                step_correct += out.correct;
+                step_scored += out.tokens;
                 for (g, v) in grads.iter_mut().zip(&vars) {
                     if let Some(new) = store.get(v.as_tensor()) {
                         *g = Some(match g.take() {
@@ -453,54 +488,80 @@ impl<'a> Trainer<'a> {
             tokens_done += step_tokens;
             let tokens_per_s = step_tokens as f64 / ts.elapsed().as_secs_f64().max(1e-9);
             last_loss = Some(loss_sum);
-            let mut m = json!({
-                "step": step, "epoch": step as f64 / per_epoch as f64, "train_loss": loss_sum,
-                "learning_rate": lr, "grad_norm": grad_norm, "tokens": step_tokens,
-                "tokens_per_s": tokens_per_s,
-                "elapsed_s": elapsed_before + t0.elapsed().as_secs_f64(), "peak_rss_mib": peak_rss_mib(),
-            });
+            let mut m = MetricRecord {
+                step: step as u64,
+                epoch: step as f64 / per_epoch as f64,
+                train_loss: loss_sum,
+                learning_rate: lr,
+                grad_norm,
+                tokens: step_tokens as u64,
+                tokens_per_s,
+                elapsed_s: elapsed_before + t0.elapsed().as_secs_f64(),
+                peak_rss_mib: peak_rss_mib(),
+                valid_loss: None,
+                valid_accuracy: None,
+            };
             let eval_now = self.valid.is_some() && ((s.eval_every > 0 && step % s.eval_every == 0) || step == total);
             if eval_now {
                 let (vl, va) = self.evaluate()?;
-                m["valid_loss"] = json!(vl);
-                m["valid_accuracy"] = json!(va);
+                m.valid_loss = Some(vl);
+                m.valid_accuracy = Some(va);
                 last_eval = (Some(vl), Some(va));
-                event(
-                    "info",
+                let mut e = info(
+                    EventKind::Evaluation,
                     format!("evaluation at step {step}: loss {vl:.4}, token accuracy {va:.4}"),
-                    json!({"step": step, "valid_loss": vl, "valid_accuracy": va}),
-                )?;
+                )
+                .at_step(step as u64);
+                e.valid_loss = Some(vl);
+                e.valid_accuracy = Some(va);
+                event(e)?;
             }
             metrics.write(&m)?;
-            if let Some(cb) = self.on_step.as_mut() {
-                cb(&StepInfo { step, total, loss: loss_sum, tokens_per_s, learning_rate: lr });
-            }
+            progress.update(&StepInfo { step, total, loss: loss_sum, tokens_per_s, learning_rate: lr });
             if step % per_epoch == 0 || step == total {
-                event(
-                    "info",
-                    format!("epoch {} finished", step.div_ceil(per_epoch)),
-                    json!({"step": step, "epoch": step.div_ceil(per_epoch)}),
-                )?;
+                let mut e = info(EventKind::EpochFinished, format!("epoch {} finished", step.div_ceil(per_epoch)));
+                e.step = Some(step as u64);
+                e.epoch = Some(step.div_ceil(per_epoch) as u64);
+                event(e)?;
             }
+            #[allow(clippy::cast_precision_loss)]
+            let checkpoint_metrics = CheckpointMetrics {
+                step: Some(step as f64),
+                train_loss: Some(loss_sum),
+                train_mean_token_accuracy: Some(step_correct as f64 / step_scored.max(1) as f64),
+                valid_loss: last_eval.0,
+                valid_mean_token_accuracy: last_eval.1,
+                full_valid_loss: m.valid_loss,
+                full_valid_mean_token_accuracy: m.valid_accuracy,
+            };
             if step % s.checkpoint_every == 0 || step == total {
-                let path = self.save_checkpoint(
-                    step,
-                    &opt,
-                    &names,
-                    &fingerprint,
-                    elapsed_before + t0.elapsed().as_secs_f64(),
-                )?;
-                event("info", format!("checkpoint saved: {}", path.display()), json!({"step": step, "path": path}))?;
+                let elapsed = elapsed_before + t0.elapsed().as_secs_f64();
+                let path =
+                    self.save_checkpoint(step, &opt, &names, &fingerprint, elapsed, checkpoint_metrics.clone())?;
+                last_checkpoint = step;
+                event(checkpoint_event(step, path))?;
             }
+            last_metrics = checkpoint_metrics;
+        }
+        if cancelled {
+            // The run ends here: a checkpoint at the step reached, so a resume loses nothing.
+            if step > last_checkpoint {
+                let elapsed = elapsed_before + t0.elapsed().as_secs_f64();
+                let path = self.save_checkpoint(step, &opt, &names, &fingerprint, elapsed, last_metrics)?;
+                event(checkpoint_event(step, path))?;
+            }
+            event(
+                info(EventKind::Cancelled, format!("cancelled at step {step}; a resumed run continues from here"))
+                    .at_step(step as u64),
+            )?;
         }
         let finished = step >= total;
         if finished {
             self.adapter.save_peft(&self.files.adapter(), self.base_name())?;
             if resumed_from != Some(total) {
                 event(
-                    "info",
-                    format!("finished: adapter saved to {}", self.files.adapter().display()),
-                    json!({"step": step}),
+                    info(EventKind::Finished, format!("finished: adapter saved to {}", self.files.adapter().display()))
+                        .at_step(step as u64),
                 )?;
             }
         }
@@ -520,6 +581,7 @@ impl<'a> Trainer<'a> {
             truncated: self.train.truncated,
             trainable: self.adapter.parameter_count(),
             stopped_early: !finished,
+            cancelled,
             adapter_dir: self.files.adapter(),
         })
     }
@@ -555,6 +617,7 @@ impl<'a> Trainer<'a> {
         names: &[String],
         fingerprint: &str,
         elapsed: f64,
+        metrics: CheckpointMetrics,
     ) -> Result<PathBuf> {
         let root = self.files.checkpoints();
         let final_dir = root.join(format!("step-{step:06}"));
@@ -567,11 +630,15 @@ impl<'a> Trainer<'a> {
         let state: HashMap<String, Tensor> =
             opt.state(names).into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
         candle_core::safetensors::save(&state, &opt_path).map_err(|e| TrainError::model(&opt_path, e.to_string()))?;
-        crate::base::write_json(
-            &tmp.join("state.json"),
-            &json!({"step": step, "optimizer_steps": opt.steps(), "elapsed_s": elapsed, "fingerprint": fingerprint,
-                    "time": now_rfc3339()}),
-        )?;
+        let state = CheckpointState {
+            step: step as u64,
+            optimizer_steps: opt.steps() as u64,
+            elapsed_s: elapsed,
+            fingerprint: fingerprint.to_string(),
+            time: now_rfc3339(),
+            metrics,
+        };
+        crate::base::write_json(&tmp.join("state.json"), &state)?;
         for f in ["adapter_model.safetensors", "optimizer.safetensors", "state.json", "adapter_config.json"] {
             let p = tmp.join(f);
             std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(TrainError::io(&p))?;
@@ -599,7 +666,7 @@ fn out_scalar(t: &Tensor) -> Result<f32> {
     Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)
 }
 
-fn read_state(dir: &Path) -> Result<Value> {
+fn read_state(dir: &Path) -> Result<CheckpointState> {
     let p = dir.join("state.json");
     let text = std::fs::read_to_string(&p).map_err(TrainError::io(&p))?;
     serde_json::from_str(&text).map_err(|e| TrainError::parse(&p, e))

@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use docraft_core::{ChatMessage, Role};
+use docraft_core::{ChatMessage, NoProgress, Role};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::{BaseModel, BatchSize, Inputs, Llama, Settings, Trainer};
 
@@ -129,7 +129,7 @@ fn a_few_steps_on_real_examples_lower_the_loss() {
         .unwrap()
         .with_valid(Dataset::load(&data, &enc).unwrap());
     let before = t.evaluate().unwrap().0;
-    let report = t.run().unwrap();
+    let report = t.run(&NoProgress).unwrap();
     let after = report.valid_loss.unwrap();
     assert_eq!(report.steps, 4);
     assert!(after < before - 0.2, "loss on the training examples: {before} -> {after}");

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::{FACTS, FiniteDiff, tiny_base, write_chat};
+use docraft_core::train::{CheckpointState, EventKind, TrainEvent};
+use docraft_core::{CancelToken, NoProgress};
 use docraft_train::data::{Dataset, Encoder, Example};
-use docraft_train::{Adapter, BatchSize, Inputs, Llama, LoraConfig, RunFiles, Settings, Target, Trainer};
+use docraft_train::{Adapter, BatchSize, Inputs, Llama, LoraConfig, RunFiles, Settings, StepInfo, Target, Trainer};
 
 fn encoder(base: &docraft_train::BaseModel, max_len: usize) -> Encoder {
     Encoder::new(base.tokenizer().unwrap(), base.template().unwrap(), base.eos.clone(), max_len)
@@ -106,7 +108,7 @@ fn loss_falls_near_zero_on_a_memorization_set() {
     };
     let mut t = Trainer::new(&model, s, train, &tmp.path().join("run")).unwrap().with_valid(valid);
     let before = t.evaluate().unwrap().0;
-    let report = t.run().unwrap();
+    let report = t.run(&NoProgress).unwrap();
     let after = report.valid_loss.unwrap();
     assert!(before > 2.0, "a random model starts far off: {before}");
     assert!(after < 0.1, "memorized set should reach near-zero loss: {before} -> {after}");
@@ -123,16 +125,16 @@ fn resumed_run_follows_the_same_trajectory() {
     let load = || Dataset::load(&data, &enc).unwrap();
     // 12 examples, batch 4: 3 steps per epoch, 6 in all; checkpoints every 3.
     let straight = tmp.path().join("straight");
-    let r = Trainer::new(&model, settings(), load(), &straight).unwrap().run().unwrap();
+    let r = Trainer::new(&model, settings(), load(), &straight).unwrap().run(&NoProgress).unwrap();
     assert_eq!((r.steps, r.total_steps), (6, 6));
 
     let split = tmp.path().join("split");
-    let r1 = Trainer::new(&model, settings(), load(), &split).unwrap().with_stop_after(4).run().unwrap();
+    let r1 = Trainer::new(&model, settings(), load(), &split).unwrap().with_stop_after(4).run(&NoProgress).unwrap();
     assert!(r1.stopped_early && !split.join("adapter").exists());
     // Without --resume the directory is refused, so a run is never overwritten by accident.
-    let err = Trainer::new(&model, settings(), load(), &split).unwrap().run().unwrap_err();
+    let err = Trainer::new(&model, settings(), load(), &split).unwrap().run(&NoProgress).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
-    let r2 = Trainer::new(&model, settings(), load(), &split).unwrap().with_resume(true).run().unwrap();
+    let r2 = Trainer::new(&model, settings(), load(), &split).unwrap().with_resume(true).run(&NoProgress).unwrap();
     assert_eq!(r2.resumed_from, Some(3), "the step-4 progress after the checkpoint is redone");
     let a = adapter_values(&straight.join("adapter"));
     let b = adapter_values(&split.join("adapter"));
@@ -161,8 +163,60 @@ fn resumed_run_follows_the_same_trajectory() {
     assert_eq!(events.matches("\"started:").count() + events.matches("started: ").count() / 2, 1, "{events}");
     assert!(events.contains("resumed from checkpoint step 3") && events.contains("finished"));
     // A third run with --resume is a no-op that keeps the adapter.
-    let r3 = Trainer::new(&model, settings(), load(), &split).unwrap().with_resume(true).run().unwrap();
+    let r3 = Trainer::new(&model, settings(), load(), &split).unwrap().with_resume(true).run(&NoProgress).unwrap();
     assert_eq!((r3.resumed_from, r3.steps), (Some(6), 6));
+}
+
+#[test]
+fn a_cancelled_run_checkpoints_where_it_stopped_and_resumes_to_the_same_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tiny_base(&tmp.path().join("base"), 3);
+    let model = Llama::new(&base, DType::F32, &Device::Cpu).unwrap();
+    let data = write_chat(&tmp.path().join("train.jsonl"), &FACTS, 3);
+    let enc = encoder(&base, 256);
+    let load = || Dataset::load(&data, &enc).unwrap();
+    // 6 steps, checkpoints every 3.
+    let straight = tmp.path().join("straight");
+    Trainer::new(&model, settings(), load(), &straight).unwrap().run(&NoProgress).unwrap();
+
+    // Cancelled from the progress callback at step 4, between two regular checkpoints.
+    let run = tmp.path().join("cancelled");
+    let token = CancelToken::new();
+    let steps = std::sync::Mutex::new(Vec::new());
+    let progress = |i: &StepInfo| {
+        steps.lock().unwrap().push(i.step);
+        if i.step == 4 {
+            token.cancel();
+        }
+    };
+    let r = Trainer::new(&model, settings(), load(), &run).unwrap().with_cancel(token.clone()).run(&progress).unwrap();
+    assert_eq!(*steps.lock().unwrap(), vec![1, 2, 3, 4], "no step after the cancel");
+    assert!(r.cancelled && r.stopped_early && !run.join("adapter").exists());
+    assert_eq!(r.steps, 4);
+    let (step, dir) = RunFiles::new(&run).latest_checkpoint().unwrap();
+    assert_eq!(step, 4, "a checkpoint at the step reached");
+    let state: CheckpointState =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!((state.step, state.optimizer_steps, state.metrics.step), (4, 4, Some(4.0)));
+    let acc = state.metrics.train_mean_token_accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{acc}");
+    assert!(state.metrics.valid_loss.is_some(), "evaluated at step 4 (every 2)");
+    let events: Vec<TrainEvent> = std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.last().unwrap().kind, Some(EventKind::Cancelled));
+
+    let r = Trainer::new(&model, settings(), load(), &run).unwrap().with_resume(true).run(&NoProgress).unwrap();
+    assert_eq!((r.resumed_from, r.steps, r.cancelled), (Some(4), 6, false));
+    let a = adapter_values(&straight.join("adapter"));
+    let b = adapter_values(&run.join("adapter"));
+    assert_eq!(a.len(), b.len());
+    for (k, v) in &a {
+        let d = max_diff(v, &b[k]);
+        assert!(d <= 1e-6, "{k} differs by {d}");
+    }
 }
 
 #[test]
@@ -177,13 +231,13 @@ fn a_resumed_run_without_checkpoint_starts_over_without_duplicate_metrics() {
     let r = Trainer::new(&model, settings(), Dataset::load(&data, &enc).unwrap(), &run)
         .unwrap()
         .with_stop_after(2)
-        .run()
+        .run(&NoProgress)
         .unwrap();
     assert!(r.stopped_early && RunFiles::new(&run).latest_checkpoint().is_none());
     let r = Trainer::new(&model, settings(), Dataset::load(&data, &enc).unwrap(), &run)
         .unwrap()
         .with_resume(true)
-        .run()
+        .run(&NoProgress)
         .unwrap();
     assert_eq!((r.resumed_from, r.steps), (None, 6));
     let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))

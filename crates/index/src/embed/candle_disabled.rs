@@ -32,4 +32,8 @@ impl Embedder for CandleEmbedder {
     fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Err(not_compiled())
     }
+
+    fn model_id(&self) -> String {
+        "candle:not-compiled".to_string()
+    }
 }

@@ -24,4 +24,8 @@ impl Embedder for OnnxEmbedder {
     fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Err(EmbedError::NotCompiled { backend: "ONNX (fastembed)", feature: "fastembed" })
     }
+
+    fn model_id(&self) -> String {
+        "onnx:not-compiled".to_string()
+    }
 }

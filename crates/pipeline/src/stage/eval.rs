@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use docraft_core::{Chunk, ChunkId};
 use docraft_eval::qa::{self, QaOptions};
 use docraft_eval::report::{Losses, Report};
 use docraft_eval::retrieval;
@@ -55,8 +54,7 @@ pub fn run(s: &EvalSettings, inputs: &EvalInputs, ctx: &Ctx) -> Result<PathBuf> 
             report.notes.push(format!("retrieval: no usable question in {}", path.display()));
         } else {
             let retriever = IndexRetriever::new(&index, embedder.as_ref());
-            let lookup = |id: &ChunkId| -> Option<Chunk> { index.get(id).cloned() };
-            let r = retrieval::evaluate(&retriever, &lookup, &cases, &s.k)?;
+            let r = retrieval::evaluate(&retriever, &cases, &s.k)?;
             let recall: Vec<String> = r.recall_at.iter().map(|(k, v)| format!("recall@{k} {v:.3}")).collect();
             ctx.info(format!("retrieval: {} questions, {}, MRR {:.3}", r.questions, recall.join(", "), r.mrr));
             report.retrieval = Some((path.display().to_string(), r));
@@ -82,7 +80,7 @@ pub fn run(s: &EvalSettings, inputs: &EvalInputs, ctx: &Ctx) -> Result<PathBuf> 
                     .with_name(if adapter.is_some() { "base + adapter" } else { "base" });
                 let total = cases.len() as u64;
                 let done = std::sync::atomic::AtomicU64::new(0);
-                let scores = qa::evaluate(&model, &cases, &options, &mut |_| {
+                let scores = qa::evaluate(&model, &cases, &options, &|_: &qa::QaRow| {
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     ctx.progress(n, total, &format!("{label} answers"), String::new());
                 });

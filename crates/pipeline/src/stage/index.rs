@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use docraft_core::jsonl::JsonlReader;
-use docraft_core::{Chunk, Embedder};
-use docraft_index::{CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, SyncReport, VectorIndex};
+use docraft_core::{Chunk, Count, Embedder};
+use docraft_index::{CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, SyncOptions, SyncReport, VectorIndex};
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
@@ -126,9 +126,12 @@ pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, 
     };
     ctx.info(how.clone());
     let report = super::with_threads(s.threads, ctx.stage(), || {
-        Ok(index.sync(embedder.as_ref(), chunks, |done, total| {
-            ctx.progress(done as u64, total as u64, "chunks embedded", String::new());
-        })?)
+        let progress = |c: &Count| ctx.progress(c.done as u64, c.total as u64, "chunks embedded", String::new());
+        let options = SyncOptions::new().with_progress(&progress).with_cancel(ctx.cancel().clone());
+        match index.sync(embedder.as_ref(), chunks, &options) {
+            Err(docraft_index::IndexError::Cancelled { .. }) => Err(PipelineError::Cancelled { stage: Stage::Index }),
+            other => Ok(other?),
+        }
     })?;
     if ctx.is_cancelled() {
         return Err(PipelineError::Cancelled { stage: Stage::Index });

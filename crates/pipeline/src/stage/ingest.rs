@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use docraft_ingest::{AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, Report, Sizer};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use docraft_ingest::{
+    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, IngestUpdate, Report, Sizer,
+};
 
 use super::Ctx;
 use crate::error::Result;
@@ -56,32 +61,17 @@ pub fn documents(s: &IngestSettings, inputs: &[PathBuf]) -> Result<Vec<PathBuf>>
     Ok(docraft_ingest::discover(inputs, &file_filter(s)?)?)
 }
 
-struct Report2Events<'a, 'b> {
-    ctx: &'a Ctx<'b>,
-    total: std::sync::atomic::AtomicU64,
-    done: std::sync::atomic::AtomicU64,
-}
-
-impl docraft_ingest::Progress for Report2Events<'_, '_> {
-    fn start(&self, files: usize) {
-        self.total.store(files as u64, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.progress(0, files as u64, "files", String::new());
-    }
-
-    fn file_done(&self, r: &FileReport) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let done = self.done.fetch_add(1, Relaxed) + 1;
-        let name = Path::new(&r.path).file_name().map_or_else(|| r.path.clone(), |n| n.to_string_lossy().into_owned());
-        self.ctx.progress(done, self.total.load(Relaxed), "files", name);
-        match r.status {
-            FileStatus::Failed => self.ctx.warn(format!("failed: {}", r.reason.as_deref().unwrap_or(&r.path))),
-            FileStatus::Ok => {
-                for w in &r.warnings {
-                    self.ctx.warn(format!("warning: {}: {w}", r.path));
-                }
+fn report_file(ctx: &Ctx, done: u64, total: u64, r: &FileReport) {
+    let name = Path::new(&r.path).file_name().map_or_else(|| r.path.clone(), |n| n.to_string_lossy().into_owned());
+    ctx.progress(done, total, "files", name);
+    match r.status {
+        FileStatus::Failed => ctx.warn(format!("failed: {}", r.reason.as_deref().unwrap_or(&r.path))),
+        FileStatus::Ok => {
+            for w in &r.warnings {
+                ctx.warn(format!("warning: {}: {w}", r.path));
             }
-            FileStatus::Skipped => {}
         }
+        FileStatus::Skipped => {}
     }
 }
 
@@ -96,13 +86,22 @@ pub fn run(s: &IngestSettings, inputs: &[PathBuf], output: &Path, report: Option
     let chunking = settings.describe();
     let ingest = Ingest::new(settings)
         .with_loader(AutoLoader::new().keep_page_furniture(s.keep_page_furniture))
-        .with_filter(file_filter(s)?);
-    let progress = Report2Events { ctx, total: 0.into(), done: 0.into() };
+        .with_filter(file_filter(s)?)
+        .with_cancel(ctx.cancel().clone());
+    let total = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let progress = |u: &IngestUpdate| match u {
+        IngestUpdate::Started { files } => {
+            total.store(*files as u64, Relaxed);
+            ctx.progress(0, *files as u64, "files", String::new());
+        }
+        IngestUpdate::FileDone(r) => report_file(ctx, done.fetch_add(1, Relaxed) + 1, total.load(Relaxed), r),
+    };
     let result = super::with_threads(s.threads, ctx.stage(), || Ok(ingest.run(inputs, output, &progress)?))?;
     if let Some(p) = report {
         crate::manifest::write_json(p, &result)?;
     }
-    let cancelled = ctx.is_cancelled();
+    let cancelled = result.cancelled;
     Ok(IngestOutcome { report: result, chunking, cancelled })
 }
 

@@ -118,7 +118,7 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
     } else {
         None
     };
-    let mut run = Generation::new(generator.as_ref(), options(s))?;
+    let mut run = Generation::new(generator.as_ref(), options(s))?.with_cancel(ctx.cancel().clone());
     if let Some(e) = embedder.as_deref() {
         run = run.with_embedder(e);
     }
@@ -141,7 +141,7 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
         return Ok(QaOutcome { estimate, chunks: chunks.len(), summary: None });
     }
     let todo = estimate.chunks as u64;
-    let summary = run.run(&chunks, &paths.output, &mut |p| {
+    let summary = run.run(&chunks, &paths.output, &|p: &docraft_qa_gen::Progress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         let rate = (p.accepted + p.rejected) as f64 / secs;
         let tps = p.usage.completion_tokens as f64 / secs;

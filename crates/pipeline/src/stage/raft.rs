@@ -114,11 +114,11 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
         filters: Filters { grounding: None, ..Filters::default() },
         ..GenerateOptions::default()
     };
-    let questions_run = Generation::new(generator.as_ref(), qopts)?;
+    let questions_run = Generation::new(generator.as_ref(), qopts)?.with_cancel(ctx.cancel().clone());
     let est = questions_run.estimate(&chunks, &questions_path)?;
     ctx.info(format!("questions: {} chunks to do ({} already done)", est.chunks, chunks.len() - est.chunks));
     let todo = est.chunks as u64;
-    let q = questions_run.run(&chunks, &questions_path, &mut |p| {
+    let q = questions_run.run(&chunks, &questions_path, &|p: &docraft_qa_gen::Progress| {
         ctx.progress(p.done as u64, todo, "chunks", format!("{} questions kept, {} rejected", p.accepted, p.rejected));
     })?;
     ctx.info(format!(
@@ -143,11 +143,11 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
     };
     let retriever = opened.as_ref().map(|(index, embedder)| IndexRetriever::new(index, embedder.as_ref()));
     let splits: Vec<String> = options.splits.iter().map(|sp| sp.name.clone()).collect();
-    let mut builder = RaftBuilder::new(generator.as_ref(), options)?;
+    let mut builder = RaftBuilder::new(generator.as_ref(), options)?.with_cancel(ctx.cancel().clone());
     if let Some(r) = &retriever {
         builder = builder.with_retriever(r as &dyn Retriever);
     }
-    let records = builder.run(&chunks, &questions, &paths.output, &mut |p| {
+    let records = builder.run(&chunks, &questions, &paths.output, &|p: &docraft_raft::Progress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         let tps = p.usage.completion_tokens as f64 / secs;
         ctx.progress(

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use docraft_train::data::{Dataset, Encoder};
-use docraft_train::{BaseModel, Llama, TrainReport, Trainer};
+use docraft_train::{BaseModel, Llama, StepInfo, TrainReport, Trainer};
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 use crate::settings::TrainSettings;
 
 /// What a training run reads and where it writes.
@@ -73,15 +73,20 @@ pub fn run(s: &TrainSettings, paths: &TrainPaths, resume: bool, ctx: &Ctx) -> Re
     }
     let (bs, _, total) = trainer.plan();
     ctx.info(format!("training {} LoRA parameters, {total} steps of {bs} examples", trainer.adapter().parameter_count()));
-    let mut trainer = trainer.on_step(move |i| {
+    let mut trainer = trainer.with_cancel(ctx.cancel().clone());
+    let progress = |i: &StepInfo| {
         ctx.progress(
             i.step as u64,
             total as u64,
             "steps",
             format!("loss {:.4}, {:.0} tok/s, lr {:.2e}", i.loss, i.tokens_per_s, i.learning_rate),
         );
-    });
-    Ok(trainer.run()?)
+    };
+    let report = trainer.run(&progress)?;
+    if report.cancelled {
+        return Err(PipelineError::Cancelled { stage: ctx.stage() });
+    }
+    Ok(report)
 }
 
 /// The summary lines of a training run.
