@@ -368,6 +368,12 @@ fn print_summary(report: &Report, output: &Path, chunking: &str) {
             eprintln!("  {}", f.reason.as_deref().unwrap_or(&f.path));
         }
     }
+    if !report.skipped_paths.is_empty() {
+        eprintln!("paths not read ({}):", report.skipped_paths.len());
+        for s in &report.skipped_paths {
+            eprintln!("  {s}");
+        }
+    }
 }
 
 /// The progress bar every command shows (hidden with --quiet): elapsed time, bar, count of
