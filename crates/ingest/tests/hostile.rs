@@ -77,15 +77,19 @@ fn one_line_of_words(n: usize) -> String {
 /// About `n` bytes of prose: sentences, lines of `line` bytes or so, a blank line every
 /// `para` lines.
 fn prose(n: usize, line: usize, para: usize) -> String {
+    prose_of(WORDS, n, line, para)
+}
+
+fn prose_of(words: &[&str], n: usize, line: usize, para: usize) -> String {
     let mut rng = Rng(13);
     let mut s = String::with_capacity(n + 128);
-    let (mut col, mut lines, mut words) = (0, 0, 0);
+    let (mut col, mut lines, mut count) = (0, 0, 0);
     while s.len() < n {
-        let w = rng.pick(WORDS);
+        let w = rng.pick(words);
         s.push_str(w);
         col += w.len();
-        words += 1;
-        if words % 11 == 0 {
+        count += 1;
+        if count % 11 == 0 {
             s.push('.');
         }
         if col >= line {
@@ -194,14 +198,23 @@ fn ordinary_text_chunks_as_in_one_piece() {
     assert_eq!(work.windows, 1);
     assert_eq!(spans, whole(&small, &settings));
 
-    for (text, what) in
-        [(prose(400_000, 80, 6), "400 kB of prose"), (prose(200_000, 20_000, 1), "paragraphs of 20 kB on one line")]
-    {
+    let greek = ["η", "ομάδα", "ελέγχει", "τις", "συμβάσεις", "κάθε", "Δευτέρα", "με", "διεύθυνση", "έκθεση"];
+    for (text, what) in [
+        (prose(400_000, 80, 6), "400 kB of prose"),
+        (prose(200_000, 20_000, 1), "paragraphs of 20 kB on one line"),
+        (prose_of(&greek, 200_000, 30_000, 1), "Greek (2 bytes a letter), paragraphs of 30 kB on one line"),
+    ] {
         let d = doc(DocFormat::Text, text);
         let (spans, work) = windowed(&d, &settings);
         assert!(work.windows >= 2, "{what}: {work:?}");
         assert_eq!(spans, whole(&d, &settings), "{what}");
     }
+    // Even text without whitespace, cut into many windows.
+    let tight = ChunkSettings::new(100).unwrap();
+    let blob = doc(DocFormat::Text, no_whitespace(60_000));
+    let (spans, work) = windowed(&blob, &tight);
+    assert!(work.windows > 10, "{work:?}");
+    assert_eq!(spans, whole(&blob, &tight), "no whitespace");
     let md = doc(DocFormat::Markdown, format!("# Informe\n\n{}", prose(300_000, 80, 6)));
     let (spans, work) = windowed(&md, &settings);
     assert!(work.windows >= 2, "{work:?}");
