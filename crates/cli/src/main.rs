@@ -279,7 +279,6 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     Ok(if failed_strict || nothing { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -299,8 +298,21 @@ mod tests {
 
     /// Flags that are paths, modes or output choices of the command line, not stage settings.
     const CLI_ONLY: &[&str] = &[
-        "output", "quiet", "report", "help", "estimate_only", "config", "resume", "base", "data", "valid", "index",
-        "questions", "qa_set", "adapter", "train_run",
+        "output",
+        "quiet",
+        "report",
+        "help",
+        "estimate_only",
+        "config",
+        "resume",
+        "base",
+        "data",
+        "valid",
+        "index",
+        "questions",
+        "qa_set",
+        "adapter",
+        "train_run",
     ];
 
     #[test]
@@ -316,8 +328,7 @@ mod tests {
         ];
         for (section, path) in cases {
             let keys = docraft_pipeline::settings::section_keys(section);
-            let flags: BTreeSet<String> =
-                flags(path).into_iter().filter(|f| !CLI_ONLY.contains(&f.as_str())).collect();
+            let flags: BTreeSet<String> = flags(path).into_iter().filter(|f| !CLI_ONLY.contains(&f.as_str())).collect();
             let missing: Vec<&String> = flags.iter().filter(|f| !keys.contains(*f)).collect();
             assert!(missing.is_empty(), "[{section}] lacks the keys of flags {missing:?}");
             if section != "train" {

@@ -190,7 +190,8 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Qa, &sink, CancelToken::new());
-    let paths = stage::qa::QaPaths { chunks: a.chunks.clone(), output: a.output.clone(), local_model: None, embedder: None };
+    let paths =
+        stage::qa::QaPaths { chunks: a.chunks.clone(), output: a.output.clone(), local_model: None, embedder: None };
     let o = stage::qa::generate(&a.settings(), &paths, a.estimate_only, &ctx)?;
     if a.estimate_only {
         return Ok(ExitCode::SUCCESS);

@@ -50,10 +50,8 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let Some(dir) = a.output.clone() else { bail!("--output RUN_DIR is required") };
     let until: Stage = a.until.as_deref().map_or(Ok(Stage::Eval), str::parse)?;
     let term = crate::render::Terminal::for_run(a.quiet);
-    let pipeline = Pipeline::new(settings, a.docs.clone(), dir)
-        .with_force(a.force)
-        .with_until(until)
-        .with_config_origin(origin);
+    let pipeline =
+        Pipeline::new(settings, a.docs.clone(), dir).with_force(a.force).with_until(until).with_config_origin(origin);
     let summary = pipeline.run(&|e: &Event| term.event(e), &CancelToken::new())?;
     if let Some(r) = &summary.report {
         println!("report: {}", r.display());

@@ -142,8 +142,12 @@ fn settings(a: &TrainArgs) -> Result<Settings> {
 
 pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     let settings = TrainSettings { enabled: true, cuda: a.base.cuda, settings: settings(a)? };
-    let paths =
-        TrainPaths { base: a.base.base.clone(), data: a.data.clone(), valid: a.valid.clone(), output: a.output.clone() };
+    let paths = TrainPaths {
+        base: a.base.base.clone(),
+        data: a.data.clone(),
+        valid: a.valid.clone(),
+        output: a.output.clone(),
+    };
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Train, &sink, CancelToken::new());

@@ -214,21 +214,187 @@ impl TextChunker {
     }
 }
 
+impl TextChunker {
+    /// The chunks of `doc`, and how much text the splitter was handed to make them (see
+    /// [`SplitWork`]).
+    ///
+    /// # Errors
+    /// [`Error::ChunkConfig`] if text-splitter refuses the settings (not after
+    /// [`ChunkSettings`] validated them).
+    pub fn chunk_with_work(&self, doc: &Document) -> Result<(Vec<Chunk>, SplitWork), Error> {
+        let config = self.config()?;
+        let limits = WindowLimits::for_settings(&self.settings);
+        let (spans, work) = match doc.format {
+            DocFormat::Markdown => {
+                let splitter = MarkdownSplitter::new(config);
+                windowed_spans(&doc.text, limits, markdown_restart, |w| {
+                    splitter.chunk_indices(w).map(|(i, s)| (i, s.len())).collect()
+                })
+            }
+            _ => {
+                let splitter = TextSplitter::new(config);
+                windowed_spans(
+                    &doc.text,
+                    limits,
+                    |_, _| true,
+                    |w| splitter.chunk_indices(w).map(|(i, s)| (i, s.len())).collect(),
+                )
+            }
+        };
+        Ok((chunks_from_spans(doc, &spans), work))
+    }
+}
+
 impl Chunker for TextChunker {
     fn chunk(&self, doc: &Document) -> Result<Vec<Chunk>, Error> {
-        let config = self.config()?;
-        let spans: Vec<Span> = match doc.format {
-            DocFormat::Markdown => MarkdownSplitter::new(config)
-                .chunk_indices(&doc.text)
-                .map(|(start, s)| Span::new(start, start + s.len()))
-                .collect(),
-            _ => TextSplitter::new(config)
-                .chunk_indices(&doc.text)
-                .map(|(start, s)| Span::new(start, start + s.len()))
-                .collect(),
-        };
-        Ok(chunks_from_spans(doc, &spans))
+        self.chunk_with_work(doc).map(|(chunks, _)| chunks)
     }
+}
+
+/// How much text [`TextChunker`] handed to text-splitter for one document: the measure of
+/// its work, which stays linear in the length of the text.
+///
+/// text-splitter looks, for every chunk, from the chunk's start to the next boundary of each
+/// semantic level (sentence, word, line breaks) and over all line breaks after it, so on
+/// text without boundaries (a long line without sentence ends, or without any whitespace)
+/// or with very many lines its time grows with the square of the text's length. The chunker
+/// therefore hands it the text in windows: the whole text when it is at most 256 KiB with at
+/// most 8192 lines and no line longer than six chunks (every ordinary document), else
+/// consecutive windows of at most that size, cut at line ends, with long lines in pieces of
+/// six chunks. The chunks near a window's end (within a chunk and a quarter) are dropped and
+/// made again from the next window, which starts where the first dropped chunk started, so
+/// chunks still overlap and run on across windows as they do in one piece; in our tests
+/// (prose, long lines, Markdown, text without whitespace) the chunks are the same as
+/// text-splitter's over the whole text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SplitWork {
+    /// Windows handed to the splitter.
+    pub windows: usize,
+    /// Bytes handed to the splitter, over all windows.
+    pub bytes: usize,
+    /// Bytes of the largest window.
+    pub largest_window: usize,
+}
+
+/// Text handed to the splitter at once, at most (bytes, plus the end of a line).
+const WINDOW_BYTES: usize = 256 * 1024;
+/// Lines handed to the splitter at once, at most.
+const WINDOW_LINES: usize = 8192;
+/// A line longer than this many chunks (at most) is handed over in pieces of that size.
+const LINE_CHUNKS: usize = 6;
+
+/// Where windows end, for one chunker's settings.
+#[derive(Debug, Clone, Copy)]
+struct WindowLimits {
+    /// The longest piece of a line in one window, in characters.
+    line_chars: usize,
+}
+
+impl WindowLimits {
+    fn for_settings(settings: &ChunkSettings) -> Self {
+        // A token is a few characters; a character is one unit of the character sizer.
+        let chars_per_unit = match settings.sizer {
+            Sizer::Characters => 1,
+            Sizer::Tokens(_) => 4,
+        };
+        let line_chars = settings.max.saturating_mul(chars_per_unit).saturating_mul(LINE_CHUNKS).max(4096);
+        Self { line_chars }
+    }
+}
+
+/// The end of the window that starts at `pos` (a char boundary): the text's end if it is
+/// near, else the end of the line where the window reaches [`WINDOW_BYTES`] or
+/// [`WINDOW_LINES`], or `line_chars` characters into the first line that is longer than that
+/// from where the window meets it. Looks at no more than the window and one line piece
+/// beyond it, so the windows of a text are found in linear time.
+fn window_end(text: &str, pos: usize, limits: WindowLimits) -> usize {
+    let len = text.len();
+    let bytes = text.as_bytes();
+    let line_chars = limits.line_chars;
+    // More bytes than this hold more than `line_chars` characters (4 bytes at most each).
+    let probe = line_chars.saturating_mul(4).saturating_add(1);
+    let mut start = pos;
+    let mut lines = 0;
+    loop {
+        let probe_end = len.min(start.saturating_add(probe));
+        let line_end = bytes
+            .get(start..probe_end)
+            .and_then(|b| b.iter().position(|&c| c == b'\n'))
+            .map_or(probe_end, |i| start + i + 1);
+        if line_end - start > line_chars {
+            let rest = text.get(start..).unwrap_or_default();
+            if let Some((i, _)) = rest.char_indices().nth(line_chars)
+                && start + i < line_end
+            {
+                return start + i;
+            }
+        }
+        if line_end >= len {
+            return len;
+        }
+        lines += 1;
+        if line_end - pos >= WINDOW_BYTES || lines >= WINDOW_LINES {
+            return line_end;
+        }
+        start = line_end;
+    }
+}
+
+/// Whether a Markdown window may start at `offset`: at a letter after a space or a line
+/// break, where no block (list item, heading, quote, table row, fence) can open.
+fn markdown_restart(text: &str, offset: usize) -> bool {
+    let before = text.get(..offset).and_then(|t| t.chars().next_back());
+    let first = text.get(offset..).and_then(|t| t.chars().next());
+    matches!(before, Some(' ' | '\n')) && first.is_some_and(char::is_alphabetic)
+}
+
+/// Splits `text` window by window with `split` (which returns `(start, length)` of each chunk
+/// of the text it is given, in order) and returns the spans of all chunks in `text`.
+/// `restart(text, offset)` tells whether a window may start at `offset` without the splitter
+/// reading the text there differently (for Markdown: not where a line could open a block).
+fn windowed_spans(
+    text: &str,
+    limits: WindowLimits,
+    restart: impl Fn(&str, usize) -> bool,
+    mut split: impl FnMut(&str) -> Vec<(usize, usize)>,
+) -> (Vec<Span>, SplitWork) {
+    let mut spans = Vec::new();
+    let mut work = SplitWork::default();
+    let mut pos = 0;
+    while pos < text.len() {
+        let end = window_end(text, pos, limits);
+        let Some(window) = text.get(pos..end) else { break };
+        work.windows += 1;
+        work.bytes += window.len();
+        work.largest_window = work.largest_window.max(window.len());
+        let found = split(window);
+        let at = |&(start, len): &(usize, usize)| Span::new(pos + start, pos + start + len);
+        if end >= text.len() {
+            spans.extend(found.iter().map(at));
+            break;
+        }
+        // Chunks within a chunk length (and a quarter) of the window's end may have been cut
+        // short by it, or placed differently: they are made again from the next window, which
+        // starts where the first of them starts (or earlier, at a chunk start where `restart`
+        // says the splitter reads the text as it would in one piece). The first chunk is
+        // always kept, so the run moves on.
+        let longest = found.iter().map(|c| c.1).max().unwrap_or(0);
+        let keep_until = end.saturating_sub(longest + longest / 4);
+        let mut kept =
+            found.iter().skip(1).take_while(|c| at(c).end <= keep_until).count() + usize::from(!found.is_empty());
+        if kept < found.len()
+            && let Some(j) = (1..=kept).rev().find(|&j| found.get(j).is_some_and(|c| restart(text, at(c).start)))
+        {
+            kept = j;
+        }
+        spans.extend(found.iter().take(kept).map(at));
+        let next = match found.get(kept) {
+            Some(c) => at(c).start,
+            None => spans.last().map_or(end, |s| s.end),
+        };
+        pos = if next > pos { next } else { end };
+    }
+    (spans, work)
 }
 
 /// Document metadata as carried by each chunk: `title`, `language`, `format` and fields.

@@ -51,6 +51,24 @@ pub enum Error {
         /// Whether its pages carry images (a scan).
         images: bool,
     },
+    /// A file whose bytes are not text (NUL bytes, or a high share of control characters):
+    /// an image, an archive, an executable, random data.
+    #[error("{path}: binary content, not text ({reason})")]
+    Binary {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// A path that is not a regular file (a FIFO, socket or device): reading it could block
+    /// forever or never end, so it is not opened.
+    #[error("{path}: not a regular file ({what})")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead, e.g. `a FIFO (named pipe)`.
+        what: String,
+    },
     /// A file type docraft does not read.
     #[error("{path}: unsupported file type (docraft reads .pdf, .md/.markdown, .txt)")]
     Unsupported {
@@ -89,7 +107,8 @@ pub enum Error {
 
 impl Error {
     /// A short, stable name of the cause, for reports: `io`, `empty`, `not_pdf`, `encrypted`,
-    /// `damaged`, `no_text`, `unsupported`, `tokenizer`, `config`, `glob`, `not_found`, `output`.
+    /// `damaged`, `no_text`, `binary`, `not_regular_file`, `unsupported`, `tokenizer`, `config`, `glob`,
+    /// `not_found`, `output`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -99,6 +118,8 @@ impl Error {
             Self::Encrypted { .. } => "encrypted",
             Self::Damaged { .. } => "damaged",
             Self::NoText { .. } => "no_text",
+            Self::Binary { .. } => "binary",
+            Self::NotRegularFile { .. } => "not_regular_file",
             Self::Unsupported { .. } => "unsupported",
             Self::Tokenizer { .. } => "tokenizer",
             Self::ChunkConfig(_) => "config",

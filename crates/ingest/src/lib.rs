@@ -10,12 +10,13 @@
 //! - [`AutoLoader`] reads a file into a [`docraft_core::Document`]: extracted text, per-page
 //!   byte ranges (PDF), heading sections (Markdown), metadata and a language guess. Bad
 //!   files give a typed [`Error`] naming the file: empty, not a PDF, encrypted, damaged,
-//!   no text layer.
+//!   no text layer, binary content, not a regular file.
 //! - [`TextChunker`] splits a document with text-splitter by characters or tokens
 //!   ([`Sizer`]), Markdown-aware for Markdown, and every [`docraft_core::Chunk`] keeps its
 //!   span, pages and heading path.
 //! - [`Ingest`] runs the whole thing over files and directories into an append-only JSONL
-//!   file and returns a [`Report`] per file.
+//!   file and returns a [`Report`] per file; [`discover`] lists the paths inside walked
+//!   directories that it could not take (FIFOs, link loops, no permission) with the reason.
 //!
 //! ```
 //! # fn main() -> Result<(), docraft_ingest::Error> {
@@ -39,12 +40,12 @@ mod pipeline;
 pub mod text;
 mod walk;
 
-pub use chunk::{Capacity, ChunkSettings, Chunker, Sizer, TextChunker, chunks_from_spans};
+pub use chunk::{Capacity, ChunkSettings, Chunker, Sizer, SplitWork, TextChunker, chunks_from_spans};
 pub use docraft_core::guess_language;
 pub use error::Error;
-pub use load::{AutoLoader, Loader, format_of};
+pub use load::{AutoLoader, Loader, format_of, read_file};
 pub use pipeline::{FileReport, FileStatus, Ingest, IngestUpdate, Report, Totals};
-pub use walk::{FileFilter, discover};
+pub use walk::{Discovery, FileFilter, SkipReason, SkippedPath, discover};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../../README.md")]

@@ -16,14 +16,31 @@ pub trait Loader: Send + Sync {
     /// A typed [`Error`] naming the file and the cause.
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<Document, Error>;
 
-    /// Reads and loads the file at `path`.
+    /// Reads and loads the file at `path` (see [`read_file`]).
     ///
     /// # Errors
-    /// [`Error::Io`] if it cannot be read, else as [`Loader::load`].
+    /// [`Error::NotRegularFile`] for a FIFO, socket or device, [`Error::Io`] if it cannot be
+    /// read, else as [`Loader::load`].
     fn load_path(&self, path: &Path) -> Result<Document, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+        let bytes = read_file(path)?;
         self.load(path, &bytes)
     }
+}
+
+/// Reads the whole file at `path`, after checking that it is a regular file: a FIFO, socket
+/// or device is refused before it is opened, so that reading cannot block forever or never
+/// end.
+///
+/// # Errors
+/// [`Error::NotRegularFile`] naming what it is instead, [`Error::Io`] if it cannot be read.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let io = |e| Error::Io { path: path.to_path_buf(), source: e };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { crate::walk::special_kind(meta.file_type()) };
+        return Err(Error::NotRegularFile { path: path.to_path_buf(), what: what.into() });
+    }
+    std::fs::read(path).map_err(io)
 }
 
 /// The format a path's extension names, if docraft reads it.

@@ -12,17 +12,18 @@ use docraft_core::{DocFormat, Document, Section, Span};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, MetadataBlockKind, Options, Parser, Tag, TagEnd};
 
 use crate::error::Error;
-use crate::text::decode;
+use crate::text::decode_text;
 
-/// Loads a Markdown file from its bytes (any encoding [`decode`] reads).
+/// Loads a Markdown file from its bytes (any encoding [`decode_text`] reads).
 ///
 /// # Errors
-/// [`Error::Empty`] for a file with no bytes. Invalid front matter is a warning, not an error.
+/// [`Error::Empty`] for a file with no bytes, [`Error::Binary`] for one that is not text.
+/// Invalid front matter is a warning, not an error.
 pub fn load_markdown(path: &Path, bytes: &[u8]) -> Result<Document, Error> {
     if bytes.is_empty() {
         return Err(Error::Empty { path: path.to_path_buf() });
     }
-    let (source, encoding) = decode(bytes);
+    let (source, encoding) = decode_text(path, bytes)?;
     let rendered = render(&source);
     let mut doc = Document::new(path.to_string_lossy(), DocFormat::Markdown, bytes, rendered.text);
     doc.sections = rendered.sections;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{ChunkSettings, Chunker, TextChunker};
 use crate::error::Error;
 use crate::load::{AutoLoader, Loader};
-use crate::walk::{FileFilter, discover};
+use crate::walk::{FileFilter, SkippedPath, discover};
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct FileReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub doc_id: Option<String>,
     /// Warnings (pages without text layer, unmapped glyphs, bad front matter).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -144,6 +144,10 @@ pub struct Report {
     /// files done (their chunks are written), and a rerun does the rest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// Paths inside the walked directories that could not be taken (FIFOs and devices,
+    /// symbolic link loops, no permission), each with the reason; see [`discover`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_paths: Vec<SkippedPath>,
 }
 
 /// What an ingest run tells its [`Progress`] sink; the CLI draws a bar with it.
@@ -285,17 +289,19 @@ impl<L: Loader, C: Chunker> Ingest<L, C> {
         progress: &dyn Progress<IngestUpdate>,
     ) -> Result<Report, Error> {
         let t0 = Instant::now();
-        let files = discover(inputs, &self.filter)?;
+        let found = discover(inputs, &self.filter)?;
+        let files = found.files;
         let existing = Existing::read(output)?;
         let (mut writer, torn) = JsonlWriter::<Chunk>::append(output)?;
-        let mut report = Report { repaired: torn.map(|t| t.to_string()), ..Report::default() };
+        let mut report =
+            Report { repaired: torn.map(|t| t.to_string()), skipped_paths: found.skipped, ..Report::default() };
         progress.update(&IngestUpdate::Started { files: files.len() });
 
         // Hash every file first (in parallel), so duplicates resolve in path order.
         let hashed: Vec<Result<(DocId, u64), Error>> = files
             .par_iter()
             .map(|p| {
-                let bytes = std::fs::read(p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+                let bytes = crate::load::read_file(p)?;
                 Ok((DocId::from_content(&bytes), bytes.len() as u64))
             })
             .collect();

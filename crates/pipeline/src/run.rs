@@ -238,9 +238,12 @@ impl Pipeline {
             ("path".to_string(), self.config_origin.clone()),
             ("sha256".to_string(), hash_str(&config_text)),
         ]);
-        let docs = stage::ingest::documents(&self.settings.ingest, &self.documents)?;
+        let found = stage::ingest::documents(&self.settings.ingest, &self.documents)?;
+        let docs = found.files;
         manifest.documents =
             docs.iter().map(|p| Ok((p.display().to_string(), hash_path(p)?))).collect::<Result<_>>()?;
+        manifest.skipped_documents =
+            found.skipped.iter().map(|s| (s.path.display().to_string(), s.reason.to_string())).collect();
         let mut prompts = BTreeMap::new();
         for (name, text) in docraft_qa_gen::prompt::PROMPTS.iter().chain(docraft_raft::PROMPTS) {
             prompts.insert((*name).to_string(), hash_str(text));
@@ -398,7 +401,10 @@ impl Pipeline {
         } else if s.qa.enabled {
             (l.qa_train(), l.qa_valid())
         } else {
-            return Err(PipelineError::Needs { stage: Stage::Train, reason: "needs a dataset: enable [raft] or [qa]".into() });
+            return Err(PipelineError::Needs {
+                stage: Stage::Train,
+                reason: "needs a dataset: enable [raft] or [qa]".into(),
+            });
         };
         let nonempty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
         if s.train.enabled {
@@ -545,11 +551,7 @@ impl Runner<'_> {
     }
 
     /// Runs `plan` through `work` unless it is unchanged.
-    fn stage(
-        &mut self,
-        plan: Plan,
-        work: impl FnOnce(&Ctx<'_>, StartMode) -> Result<Vec<String>>,
-    ) -> Result<()> {
+    fn stage(&mut self, plan: Plan, work: impl FnOnce(&Ctx<'_>, StartMode) -> Result<Vec<String>>) -> Result<()> {
         let stage = plan.stage;
         if self.cancel.is_cancelled() {
             return Err(PipelineError::Cancelled { stage });
@@ -568,10 +570,13 @@ impl Runner<'_> {
         // Model paths and the run directory stay out of the fingerprint (their content is in
         // it): a run directory or a model folder moved elsewhere is still up to date.
         let model_hashes: Vec<&String> = models.values().collect();
-        let fingerprint = hash_str(&serde_json::json!({
-            "stage": stage, "version": env!("CARGO_PKG_VERSION"), "settings": plan.settings,
-            "inputs": inputs, "models": model_hashes, "prompts": prompts,
-        }).to_string());
+        let fingerprint = hash_str(
+            &serde_json::json!({
+                "stage": stage, "version": env!("CARGO_PKG_VERSION"), "settings": plan.settings,
+                "inputs": inputs, "models": model_hashes, "prompts": prompts,
+            })
+            .to_string(),
+        );
         let prev = self.manifest.stages.get(&stage).cloned();
         if let Some(p) = &prev
             && !self.force
@@ -599,8 +604,13 @@ impl Runner<'_> {
             }
             _ => {
                 for p in &plan.clean {
-                    let removed =
-                        if p.is_dir() { std::fs::remove_dir_all(p) } else if p.exists() { std::fs::remove_file(p) } else { Ok(()) };
+                    let removed = if p.is_dir() {
+                        std::fs::remove_dir_all(p)
+                    } else if p.exists() {
+                        std::fs::remove_file(p)
+                    } else {
+                        Ok(())
+                    };
                     removed.map_err(|e| PipelineError::io(p, e))?;
                 }
                 StartMode::Fresh

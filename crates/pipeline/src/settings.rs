@@ -672,7 +672,8 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.raft.questions_per_chunk, 2);
         // Flattened generator keys and the trainer's keys are keys of their section.
-        let c = Settings::from_toml("[raft]\ntemperature = 0.1\n[train]\nlora-rank = 8\nwarmup-steps = 3\n", "c").unwrap();
+        let c =
+            Settings::from_toml("[raft]\ntemperature = 0.1\n[train]\nlora-rank = 8\nwarmup-steps = 3\n", "c").unwrap();
         assert!((c.raft.generator.temperature - 0.1).abs() < 1e-6);
         assert_eq!(c.train.settings.lora_rank, 8);
         assert_eq!(c.train.settings.warmup_steps, Some(3));

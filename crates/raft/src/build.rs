@@ -9,8 +9,8 @@ use docraft_core::jsonl::{JsonlWriter, read_all, sibling};
 use docraft_core::rng::{SplitMix64, derived_seed};
 use docraft_core::split::assign_splits;
 use docraft_core::{
-    CancelToken, ChatMessage, Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext, RaftMeta,
-    RaftRecord, Retriever, Sampling, Usage, content_hash,
+    CancelToken, ChatMessage, Chunk, ChunkRef, ContextDoc, GenError, GenRequest, Generator, QaPair, RaftContext,
+    RaftMeta, RaftRecord, Retriever, Sampling, Usage, content_hash,
 };
 use serde::{Deserialize, Serialize};
 

@@ -69,15 +69,19 @@ pub fn run(s: &EvalSettings, inputs: &EvalInputs, ctx: &Ctx) -> Result<PathBuf> 
             report.notes.push(format!("open-book QA: no usable record in {}", set.display()));
         } else {
             let device = docraft_train::device(s.cuda)?;
-            let options = QaOptions { system_prompt: s.system_prompt.clone(), max_tokens: s.max_tokens, ..QaOptions::default() };
+            let options =
+                QaOptions { system_prompt: s.system_prompt.clone(), max_tokens: s.max_tokens, ..QaOptions::default() };
             let mut models = vec![("base", None)];
             if let Some(ad) = &inputs.adapter {
                 models.push(("adapter", Some(ad.as_path())));
             }
             std::fs::create_dir_all(&inputs.output).map_err(|e| PipelineError::io(&inputs.output, e))?;
             for (label, adapter) in models {
-                let model = ChatModel::load(base, adapter, &device)?
-                    .with_name(if adapter.is_some() { "base + adapter" } else { "base" });
+                let model = ChatModel::load(base, adapter, &device)?.with_name(if adapter.is_some() {
+                    "base + adapter"
+                } else {
+                    "base"
+                });
                 let total = cases.len() as u64;
                 let done = std::sync::atomic::AtomicU64::new(0);
                 let scores = qa::evaluate(&model, &cases, &options, &|_: &qa::QaRow| {

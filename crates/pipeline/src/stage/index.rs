@@ -35,7 +35,11 @@ pub fn backend_of(model_id: &str) -> EmbedBackend {
 /// # Errors
 /// The index error when the directory holds no index; the embedding error when its model
 /// cannot be loaded.
-pub fn open(dir: &Path, model: Option<PathBuf>, backend: Option<EmbedBackend>) -> Result<(VectorIndex, Box<dyn Embedder>)> {
+pub fn open(
+    dir: &Path,
+    model: Option<PathBuf>,
+    backend: Option<EmbedBackend>,
+) -> Result<(VectorIndex, Box<dyn Embedder>)> {
     let index = VectorIndex::load(dir)?;
     let model_dir = model
         .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
@@ -107,7 +111,8 @@ pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, 
     let chunks = read_chunks(chunks, ctx)?;
     let options = EmbedOptions { batch_size: s.batch.max(1), threads: s.threads, max_tokens: s.max_tokens.max(1) };
     let embedder = embedder(s.backend, model_dir, options)?;
-    let params = HnswParams::default().with_max_connections(s.max_connections)?.with_ef_construction(s.ef_construction)?;
+    let params =
+        HnswParams::default().with_max_connections(s.max_connections)?.with_ef_construction(s.ef_construction)?;
     let model_id = embedder.model_id();
     let fresh = || -> Result<VectorIndex> {
         Ok(VectorIndex::new(model_id.clone(), params)?.with_model_dir(model_dir.display().to_string()))

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use docraft_ingest::{
-    AutoLoader, ChunkSettings, FileFilter, FileReport, FileStatus, Ingest, IngestUpdate, Report, Sizer,
+    AutoLoader, ChunkSettings, Discovery, FileFilter, FileReport, FileStatus, Ingest, IngestUpdate, Report, Sizer,
 };
 
 use super::Ctx;
@@ -53,11 +53,11 @@ pub fn file_filter(s: &IngestSettings) -> Result<FileFilter> {
 }
 
 /// The documents ingest would read from `inputs` (ingest's own discovery, with the
-/// include/exclude globs), sorted.
+/// include/exclude globs), sorted, and the paths it could not take with the reason.
 ///
 /// # Errors
 /// The ingest error for a path that does not exist or an invalid glob.
-pub fn documents(s: &IngestSettings, inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn documents(s: &IngestSettings, inputs: &[PathBuf]) -> Result<Discovery> {
     Ok(docraft_ingest::discover(inputs, &file_filter(s)?)?)
 }
 
@@ -81,7 +81,13 @@ fn report_file(ctx: &Ctx, done: u64, total: u64, r: &FileReport) {
 /// # Errors
 /// Settings, discovery or writing errors. A file that cannot be read is not an error: it is
 /// in the report with its reason, and the others go on.
-pub fn run(s: &IngestSettings, inputs: &[PathBuf], output: &Path, report: Option<&Path>, ctx: &Ctx) -> Result<IngestOutcome> {
+pub fn run(
+    s: &IngestSettings,
+    inputs: &[PathBuf],
+    output: &Path,
+    report: Option<&Path>,
+    ctx: &Ctx,
+) -> Result<IngestOutcome> {
     let settings = chunk_settings(s)?;
     let chunking = settings.describe();
     let ingest = Ingest::new(settings)
@@ -130,6 +136,12 @@ pub fn summary(o: &IngestOutcome, output: &Path) -> Vec<String> {
         lines.push("failed files:".into());
         for f in failed {
             lines.push(format!("  {}", f.reason.as_deref().unwrap_or(&f.path)));
+        }
+    }
+    if !o.report.skipped_paths.is_empty() {
+        lines.push(format!("paths not read ({}):", o.report.skipped_paths.len()));
+        for p in &o.report.skipped_paths {
+            lines.push(format!("  {p}"));
         }
     }
     lines

@@ -113,7 +113,10 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
     let embedder: Option<Box<dyn Embedder>> = if s.dedup_embeddings {
         let dir = paths.embedder.clone().unwrap_or_else(docraft_index::default_model_dir);
         Some(super::index::embedder(EmbedBackend::Onnx, &dir, docraft_index::EmbedOptions::default()).map_err(|e| {
-            PipelineError::Needs { stage: ctx.stage(), reason: format!("dedup_embeddings needs the embedding model in {}: {e}", dir.display()) }
+            PipelineError::Needs {
+                stage: ctx.stage(),
+                reason: format!("dedup_embeddings needs the embedding model in {}: {e}", dir.display()),
+            }
         })?)
     } else {
         None

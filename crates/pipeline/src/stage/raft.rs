@@ -102,8 +102,7 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
     }
     let files = RaftFiles::new(&paths.output);
     let questions_path = files.questions.clone();
-    let generator =
-        super::qa::generator(&s.generator, paths.local_model.as_deref(), &files.requests, ctx)?;
+    let generator = super::qa::generator(&s.generator, paths.local_model.as_deref(), &files.requests, ctx)?;
 
     // 1. Questions, with qa-gen's prompt, filters and resumable run. The chain of thought
     //    writes the answer RAFT keeps; the question's own answer only keeps distractors that

@@ -72,7 +72,10 @@ pub fn run(s: &TrainSettings, paths: &TrainPaths, resume: bool, ctx: &Ctx) -> Re
         trainer = trainer.with_valid(load_data(v, &enc, ctx)?);
     }
     let (bs, _, total) = trainer.plan();
-    ctx.info(format!("training {} LoRA parameters, {total} steps of {bs} examples", trainer.adapter().parameter_count()));
+    ctx.info(format!(
+        "training {} LoRA parameters, {total} steps of {bs} examples",
+        trainer.adapter().parameter_count()
+    ));
     let mut trainer = trainer.with_cancel(ctx.cancel().clone());
     let progress = |i: &StepInfo| {
         ctx.progress(
