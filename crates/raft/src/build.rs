@@ -58,8 +58,10 @@ pub fn parse_splits(spec: &str) -> Result<Vec<Split>> {
     Ok(out)
 }
 
-/// Settings of a RAFT build. Defaults follow the reference: 3 distractors, P = 1.0, random
-/// distractors.
+/// Settings of a RAFT build. Defaults: 3 distractors, P = 1.0 (as the reference), hard
+/// distractors (the question's nearest neighbours: needs a retriever; `hard_share: 0.0` is the
+/// reference's uniform sampling), splits train/valid/test = 0.8/0.1/0.1 by source document.
+/// These are the defaults of `docraft raft` and `docraft run` too.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RaftOptions {
     /// Distractor documents per record (k).
@@ -94,13 +96,17 @@ impl Default for RaftOptions {
         Self {
             distractors: 3,
             p: 1.0,
-            hard_share: 0.0,
+            hard_share: 1.0,
             structured: true,
             max_tokens: 384,
             sampling: Sampling::default(),
             attempts: 3,
             min_quote_words: 3,
-            splits: vec![Split { name: "train".into(), fraction: 1.0 }],
+            splits: vec![
+                Split { name: "train".into(), fraction: 0.8 },
+                Split { name: "valid".into(), fraction: 0.1 },
+                Split { name: "test".into(), fraction: 0.1 },
+            ],
             seed: 0,
             batch: None,
         }

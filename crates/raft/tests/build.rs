@@ -175,6 +175,30 @@ impl Retriever for Bow {
     }
 }
 
+/// The reference's settings: random distractors, everything in one training split (the
+/// library's defaults are hard distractors and train/valid/test).
+fn reference() -> RaftOptions {
+    RaftOptions {
+        hard_share: 0.0,
+        splits: vec![docraft_raft::Split { name: "train".into(), fraction: 1.0 }],
+        ..RaftOptions::default()
+    }
+}
+
+#[test]
+fn defaults_are_hard_distractors_and_three_splits() {
+    let o = RaftOptions::default();
+    assert!((o.hard_share - 1.0).abs() < f32::EPSILON);
+    assert_eq!(o.splits, parse_splits("train=0.8,valid=0.1,test=0.1").unwrap());
+    // Hard distractors need an index: without a retriever the run is refused, naming the setting.
+    let chunks = vec![];
+    let dir = tempfile::tempdir().unwrap();
+    let g = Scripted::default();
+    let b = RaftBuilder::new(&g, o).unwrap();
+    let e = b.run(&chunks, &[], &dir.path().join("raft.jsonl"), &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("hard_share"), "{e}");
+}
+
 fn build(
     g: &dyn Generator,
     r: Option<&dyn Retriever>,
@@ -196,7 +220,7 @@ fn oracle_share_follows_p_and_distractors_are_never_the_oracle() {
     let qs = questions(&chunks, 6);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("raft.jsonl");
-    let o = RaftOptions { p: 0.7, distractors: 3, seed: 5, ..RaftOptions::default() };
+    let o = RaftOptions { p: 0.7, distractors: 3, seed: 5, ..reference() };
     let s = build(&Scripted::default(), None, o, &chunks, &qs, &out);
     assert_eq!(s.accepted, qs.len());
     let (records, _) = read_all::<RaftRecord>(&out).unwrap();
@@ -239,7 +263,7 @@ fn overlapping_near_duplicate_and_answer_holding_chunks_are_excluded() {
     let out = dir.path().join("raft.jsonl");
     let index = Bow::new(&chunks);
     for hard_share in [0.0, 1.0] {
-        let o = RaftOptions { hard_share, distractors: 5, seed: 1, ..RaftOptions::default() };
+        let o = RaftOptions { hard_share, distractors: 5, seed: 1, ..reference() };
         let out = out.with_file_name(format!("raft-{hard_share}.jsonl"));
         build(&Scripted::default(), Some(&index), o, &chunks, &qs, &out);
         let (records, _) = read_all::<RaftRecord>(&out).unwrap();
@@ -266,7 +290,7 @@ fn hard_distractors_are_closer_to_the_question_than_random_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mean_similarity = |hard_share: f32| {
         let out = dir.path().join(format!("raft-{hard_share}.jsonl"));
-        let o = RaftOptions { hard_share, seed: 3, ..RaftOptions::default() };
+        let o = RaftOptions { hard_share, seed: 3, ..reference() };
         build(&Scripted::default(), Some(&index), o, &chunks, &qs, &out);
         let (records, _) = read_all::<RaftRecord>(&out).unwrap();
         let texts: HashMap<&str, &str> = chunks.iter().map(|c| (c.id.as_str(), c.text.as_str())).collect();
@@ -299,7 +323,7 @@ fn quotes_are_verified_failures_repaired_or_rejected_and_all_accounted_for() {
     for structured in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("raft.jsonl");
-        let o = RaftOptions { structured, attempts: 2, ..RaftOptions::default() };
+        let o = RaftOptions { structured, attempts: 2, ..reference() };
         let s = build(&Scripted::default(), None, o, &chunks, &qs, &out);
         assert_eq!(s.accepted, 7, "{s:?}");
         assert_eq!(s.repaired, 1);
@@ -327,7 +351,7 @@ fn quotes_are_verified_failures_repaired_or_rejected_and_all_accounted_for() {
         let again = build(
             &Scripted::default(),
             None,
-            RaftOptions { structured, attempts: 2, ..RaftOptions::default() },
+            RaftOptions { structured, attempts: 2, ..reference() },
             &chunks,
             &qs,
             &out,
@@ -344,7 +368,7 @@ fn formats_keep_the_reference_layout_and_round_trip() {
     let qs = questions(&chunks, 1);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("raft.jsonl");
-    build(&Scripted::default(), None, RaftOptions::default(), &chunks, &qs, &out);
+    build(&Scripted::default(), None, reference(), &chunks, &qs, &out);
     let (records, _) = read_all::<RaftRecord>(&out).unwrap();
     let r = &records[0];
     let hf = docraft_raft::format::to_value(r, Format::Hf, &FormatOptions::default());
@@ -387,7 +411,7 @@ fn splits_are_by_document_and_training_never_sees_held_out_text() {
     let out = dir.path().join("raft.jsonl");
     let splits = parse_splits("train=0.6,valid=0.2,test=0.2").unwrap();
     let names: Vec<String> = splits.iter().map(|s| s.name.clone()).collect();
-    let o = RaftOptions { splits, seed: 9, ..RaftOptions::default() };
+    let o = RaftOptions { splits, seed: 9, ..reference() };
     let s = build(&Scripted::default(), None, o, &chunks, &qs, &out);
     let (records, _) = read_all::<RaftRecord>(&out).unwrap();
     let split_of_doc: HashMap<&str, &str> =
@@ -425,7 +449,7 @@ fn same_seed_same_dataset_and_a_cut_run_resumes_without_duplicates() {
     let chunks = corpus();
     let qs = questions(&chunks, 2);
     let dir = tempfile::tempdir().unwrap();
-    let o = RaftOptions { p: 0.8, seed: 11, ..RaftOptions::default() };
+    let o = RaftOptions { p: 0.8, seed: 11, ..reference() };
     let full = dir.path().join("full.jsonl");
     build(&Scripted::default(), None, o.clone(), &chunks, &qs, &full);
     let again = dir.path().join("again.jsonl");
@@ -459,7 +483,7 @@ fn a_cancelled_run_stops_after_the_batch_in_hand_and_a_rerun_completes_it() {
     let chunks = corpus();
     let qs = questions(&chunks, 1);
     let dir = tempfile::tempdir().unwrap();
-    let o = RaftOptions { p: 0.8, seed: 3, batch: Some(4), ..RaftOptions::default() };
+    let o = RaftOptions { p: 0.8, seed: 3, batch: Some(4), ..reference() };
     let full = dir.path().join("full.jsonl");
     build(&Scripted::default(), None, o.clone(), &chunks, &qs, &full);
 
