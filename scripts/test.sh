@@ -14,5 +14,7 @@ trap 'rm -f "$log"' EXIT
 set -o pipefail
 cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$log"
+# Tests that need PyPI (the unmodified OpenAI Python SDK in a venv): ignored by default.
+cargo test -p docraft-server --test openai_python --locked -- --include-ignored 2>&1 | tee -a "$log"
 # One closing line for the whole run: the sum of every test binary's result line.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

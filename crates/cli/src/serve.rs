@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -112,7 +113,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 ///
 /// # Errors
 /// When the database cannot be opened or the address cannot be used.
-pub fn serve(args: &ServeArgs) -> Result<()> {
+pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     let config = ServerConfig { listen: args.listen, ..args.store.config() };
     runtime()?.block_on(async move {
         let (listener, addr) = docraft_server::bind(config.listen).await?;
@@ -124,7 +125,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         );
         docraft_server::serve_with(listener, state, docraft_server::shutdown_signal()).await?;
         eprintln!("docraft serve: stopped");
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
 }
 
@@ -133,7 +134,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
 /// # Errors
 /// When the database cannot be opened or the command is refused (a taken name, an unknown
 /// organization or key).
-pub fn admin(command: &AdminCommand) -> Result<()> {
+pub fn admin(command: &AdminCommand) -> Result<ExitCode> {
     runtime()?.block_on(async move {
         match command {
             AdminCommand::Org(OrgCommand::Create { name, store, json }) => {
@@ -178,6 +179,6 @@ pub fn admin(command: &AdminCommand) -> Result<()> {
                 }
             }
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
     })
 }

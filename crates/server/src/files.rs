@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{Multipart, Path as UrlPath, Query, State};
+use axum::extract::{FromRequest, Multipart, Path as UrlPath, Query, Request, State};
+use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -31,6 +31,9 @@ pub const PURPOSES: [&str; 6] = ["assistants", "batch", "fine-tune", "vision", "
 pub const MAX_LIST_LIMIT: i64 = 10_000;
 /// Longest stored file name, in characters.
 pub const MAX_FILENAME_CHARS: usize = 255;
+/// Bytes of an oversize body read and dropped before the 413 is sent.
+pub const DRAIN_MAX_BYTES: usize = 8 << 20;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const ID_PREFIX: &str = "file-";
 const COLUMNS: &str = "id, organization_id, bytes, created_at, filename, purpose, status";
 
@@ -208,14 +211,18 @@ async fn small_text(mut field: Field<'_>, name: &str, limit: u64) -> Result<Stri
 pub async fn upload_file(
     State(state): State<AppState>,
     Caller(org): Caller,
-    headers: HeaderMap,
-    multipart: std::result::Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> Result<Json<FileObject>> {
     let limit = state.config().max_upload_bytes;
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(MULTIPART_OVERHEAD_BYTES)) {
+        // Read (and drop) a bounded part of the body first, so that a client still sending
+        // sees the 413 rather than a reset connection.
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(request.into_body(), DRAIN_MAX_BYTES)).await;
         return Err(ServerError::PayloadTooLarge { limit });
     }
+    let multipart: std::result::Result<Multipart, MultipartRejection> = Multipart::from_request(request, &state).await;
     let mut multipart = multipart.map_err(|e| {
         ServerError::bad_request(format!("expected a multipart/form-data body: {}", e.body_text()), None, None)
     })?;

@@ -27,6 +27,9 @@ use crate::{Result, ServerError, files, health, jobs};
 /// Multipart framing allowed on top of the largest file (boundaries, headers, `purpose`).
 pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 
+/// Largest body of a request that is not an upload (JSON parameters).
+pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
+
 /// What every handler shares: the database and the settings.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -90,14 +93,15 @@ impl Modify for BearerAuth {
 }
 
 fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
+    // The upload handler answers a declared oversize body itself (after draining a part of
+    // it); the multipart reader stops a body that grows past the limit while streaming.
     let body_limit = config.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD_BYTES);
     let body_limit_usize = usize::try_from(body_limit).unwrap_or(usize::MAX);
     // Uploads run as long as bytes keep coming; everything else has a time limit.
     let uploads = OpenApiRouter::new()
         .routes(routes!(files::upload_file))
         .layer(RequestBodyTimeoutLayer::new(config.upload_idle_timeout))
-        .layer(DefaultBodyLimit::max(body_limit_usize))
-        .layer(RequestBodyLimitLayer::new(body_limit_usize));
+        .layer(DefaultBodyLimit::max(body_limit_usize));
     let rest = OpenApiRouter::new()
         .routes(routes!(files::list_files))
         .routes(routes!(files::retrieve_file, files::delete_file))
@@ -105,6 +109,7 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::openapi_json))
         .merge(jobs::router())
+        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(rest)
 }
@@ -121,7 +126,6 @@ pub(crate) fn openapi_text() -> &'static str {
 }
 
 /// The whole application: every route with its layers, errors in OpenAI's shape.
-#[must_use]
 pub fn router(state: AppState) -> Router {
     let (router, _) = api(state.config()).split_for_parts();
     router

@@ -1,5 +1,7 @@
 //! The Rust OpenAI SDK (async-openai), unmodified, against a local server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use async_openai::Client;

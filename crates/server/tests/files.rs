@@ -1,6 +1,8 @@
 //! `/v1/files`: upload, list, retrieve, content, delete; the isolation matrix between
 //! organizations; bad input refused with nothing stored.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{TestServer, chat_jsonl, error_of};
@@ -211,7 +213,8 @@ async fn oversize_bodies_get_413_streamed_or_declared() {
     let (_, key) = server.org("acme").await;
     // Declared: Content-Length over the limit, refused before the body is read.
     let r = server.upload(&key, "big.bin", vec![b'x'; 300_000], "batch").await;
-    error_of(r, 413).await;
+    let body = error_of(r, 413).await;
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
     // Streamed: no Content-Length, the count while streaming stops it.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..30).map(|_| Ok(vec![b'y'; 10_000])).collect();
     let stream = reqwest::Body::wrap_stream(futures::stream::iter(chunks));

@@ -3,6 +3,8 @@
 //! `cargo test -p docraft-server --test openai_python -- --include-ignored`
 //! (scripts/test.sh does).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! `/openapi.json`: an OpenAPI 3.1 document that lists every route the router answers, and
 //! only those.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::TestServer;

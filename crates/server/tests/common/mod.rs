@@ -1,5 +1,5 @@
 //! A real server on 127.0.0.1:0 over a real SQLite database in a temporary directory.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
