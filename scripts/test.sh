@@ -2,8 +2,9 @@
 # The test command (README, .ci/run): sets up what is missing (idempotent), then runs every
 # check: formatting, lints (also of the stub backends, with default features off), and all
 # tests -- the model-backed ones included. Plain `cargo test` runs only the fast offline tier;
-# the tests that need the models from setup are #[ignore = "needs scripts/setup.sh"] and run
-# here through --include-ignored.
+# the tests that need the models from setup (#[ignore = "needs scripts/setup.sh"]) or PyPI
+# (#[ignore = "needs PyPI"]: the unmodified OpenAI Python SDK in a venv) run here through
+# --include-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -22,6 +22,7 @@ mod raft;
 mod render;
 mod run;
 mod search;
+mod serve;
 mod train;
 
 /// docraft turns your documents (PDF, Markdown, text) into training data and better models,
@@ -130,6 +131,17 @@ enum Command {
     /// Talk to a base model, with or without an adapter: one message, or a conversation read
     /// from standard input line by line. Answers stream as they are generated.
     Chat(Box<train::ChatArgs>),
+    /// Serve the OpenAI-compatible HTTP API (files, organizations' API keys) until Ctrl-C or
+    /// SIGTERM.
+    ///
+    /// State lives in --data (SQLite in DATA/docraft.db, uploads under DATA/orgs/ORG-ID/) or
+    /// in the database of --database (sqlite://PATH or postgres://...). Create an
+    /// organization and its first key with `docraft admin org create NAME`.
+    Serve(serve::ServeArgs),
+    /// Administer the server's organizations and API keys (works on the same --data or
+    /// --database as `docraft serve`, also while it runs).
+    #[command(subcommand)]
+    Admin(serve::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -231,6 +243,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => train::convert(&a),
         Command::Merge(a) => train::merge(&a),
         Command::Chat(a) => train::chat(&a),
+        Command::Serve(a) => serve::serve(&a),
+        Command::Admin(a) => serve::admin(&a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,184 @@
+//! `docraft serve` and `docraft admin`: the HTTP service and its organizations and keys.
+//! Each command runs on its own tokio runtime; the rest of the CLI stays synchronous.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use docraft_server::{AppState, ServerConfig, admin};
+
+/// Where the state lives: a data directory (SQLite inside) or a database URL.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Data directory: the SQLite database (docraft.db) and each organization's files.
+    #[arg(long, value_name = "DIR", default_value = docraft_server::config::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Database URL instead of DATA/docraft.db: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+impl StoreArgs {
+    fn config(&self) -> ServerConfig {
+        ServerConfig { database_url: self.database.clone(), ..ServerConfig::with_data_dir(&self.data) }
+    }
+}
+
+/// `docraft serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the one chosen is printed).
+    #[arg(long, default_value = docraft_server::config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `docraft admin`.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// API keys of an organization.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `docraft admin org`.
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Create an organization and print its first API key, once.
+    Create {
+        /// Unique name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print `{"organization": ..., "api_key": ...}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `docraft admin key`.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create another API key and print it, once.
+    Create {
+        /// The organization's name.
+        #[arg(long)]
+        org: String,
+        /// A name for the key (e.g. who uses it).
+        #[arg(long, default_value = "default")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print `{"key": ..., "api_key": ...}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys (prefixes only; keys are never stored).
+    List {
+        /// The organization's name.
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it answers 401 from now on.
+    Revoke {
+        /// The organization's name.
+        #[arg(long)]
+        org: String,
+        /// The key's id (`key-…`) or listed prefix (`dck_…`).
+        key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Runs `docraft serve` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the database cannot be opened or the address cannot be used.
+pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
+    let config = ServerConfig { listen: args.listen, ..args.store.config() };
+    runtime()?.block_on(async move {
+        let (listener, addr) = docraft_server::bind(config.listen).await?;
+        let state = AppState::open(config.clone()).await?;
+        eprintln!(
+            "docraft serve: listening on http://{addr} (data: {}, database: {:?})",
+            config.data_dir.display(),
+            state.db().backend()
+        );
+        docraft_server::serve_with(listener, state, docraft_server::shutdown_signal()).await?;
+        eprintln!("docraft serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs a `docraft admin` command.
+///
+/// # Errors
+/// When the database cannot be opened or the command is refused (a taken name, an unknown
+/// organization or key).
+pub fn admin(command: &AdminCommand) -> Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match command {
+            AdminCommand::Org(OrgCommand::Create { name, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let (org, key) = admin::create_org(state.db(), name).await?;
+                if *json {
+                    println!("{}", serde_json::json!({"organization": org, "api_key": key.expose()}));
+                } else {
+                    println!("organization {} ({})", org.name, org.id);
+                    println!("API key (shown once, keep it): {}", key.expose());
+                }
+            }
+            AdminCommand::Key(KeyCommand::Create { org, name, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let (info, key) = admin::create_key(state.db(), org, name).await?;
+                if *json {
+                    println!("{}", serde_json::json!({"key": info, "api_key": key.expose()}));
+                } else {
+                    println!("key {} ({}) of {org}", info.name, info.id);
+                    println!("API key (shown once, keep it): {}", key.expose());
+                }
+            }
+            AdminCommand::Key(KeyCommand::List { org, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let keys = admin::list_keys(state.db(), org).await?;
+                if *json {
+                    println!("{}", serde_json::to_string(&keys)?);
+                } else {
+                    for k in keys {
+                        let state = k.revoked_at.map_or_else(|| "active".to_string(), |t| format!("revoked at {t}"));
+                        println!("{}  {}…  {}  created {}  {state}", k.id, k.prefix, k.name, k.created_at);
+                    }
+                }
+            }
+            AdminCommand::Key(KeyCommand::Revoke { org, key, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let info = admin::revoke_key(state.db(), org, key).await?;
+                if *json {
+                    println!("{}", serde_json::to_string(&info)?);
+                } else {
+                    println!("revoked {} ({}…) of {org}", info.id, info.prefix);
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,239 @@
+//! The router, its layers and the serving loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::{Result, ServerError, files, health, jobs};
+
+/// Multipart framing allowed on top of the largest file (boundaries, headers, `purpose`).
+pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+/// Largest body of a request that is not an upload (JSON parameters).
+pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
+
+/// What every handler shares: the database and the settings.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    db: Db,
+    config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// State over an open database.
+    #[must_use]
+    pub fn new(db: Db, config: ServerConfig) -> Self {
+        Self { db, config: Arc::new(config) }
+    }
+
+    /// Creates the data directory, connects to the database and migrates it.
+    ///
+    /// # Errors
+    /// [`ServerError::Io`] when the data directory cannot be made, the errors of
+    /// [`Db::connect`] otherwise.
+    pub async fn open(config: ServerConfig) -> Result<Self> {
+        tokio::fs::create_dir_all(&config.data_dir).await.map_err(|e| ServerError::io(&config.data_dir, e))?;
+        let db = Db::connect(&config.database_url(), config.max_connections).await?;
+        Ok(Self::new(db, config))
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// `DATA/orgs/<org-id>`: everything an organization stores. `org_id` comes from the
+    /// database, never from a request.
+    #[must_use]
+    pub fn org_dir(&self, org_id: &str) -> PathBuf {
+        self.config.data_dir.join("orgs").join(org_id)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "docraft", description = "OpenAI-compatible fine-tuning service of docraft."),
+    modifiers(&BearerAuth),
+    tags((name = "files", description = "Uploaded datasets"), (name = "health", description = "Liveness and this document"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
+    // The upload handler answers a declared oversize body itself (after draining a part of
+    // it); the multipart reader stops a body that grows past the limit while streaming.
+    let body_limit = config.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD_BYTES);
+    let body_limit_usize = usize::try_from(body_limit).unwrap_or(usize::MAX);
+    // Uploads run as long as bytes keep coming; everything else has a time limit.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(files::upload_file))
+        .layer(RequestBodyTimeoutLayer::new(config.upload_idle_timeout))
+        .layer(DefaultBodyLimit::max(body_limit_usize));
+    let rest = OpenApiRouter::new()
+        .routes(routes!(files::list_files))
+        .routes(routes!(files::retrieve_file, files::delete_file))
+        .routes(routes!(files::file_content))
+        .routes(routes!(health::health))
+        .routes(routes!(health::openapi_json))
+        .merge(jobs::router())
+        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(rest)
+}
+
+/// The OpenAPI 3.1 document of every route (generated from the handlers' annotations).
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(&ServerConfig::default()).into_openapi()
+}
+
+pub(crate) fn openapi_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| openapi().to_pretty_json().unwrap_or_default())
+}
+
+/// The whole application: every route with its layers, errors in OpenAI's shape.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = api(state.config()).split_for_parts();
+    router
+        .fallback(unknown_route)
+        .layer(middleware::from_fn(openai_errors))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn unknown_route(request: Request) -> ServerError {
+    ServerError::Http {
+        status: StatusCode::NOT_FOUND.as_u16(),
+        message: format!("no route {} {}", request.method(), request.uri().path()),
+        code: Some("unknown_url"),
+    }
+}
+
+/// Rewrites the errors that layers and extractors answer in plain text (a body over the
+/// limit, a timeout, a malformed query, a method the route lacks) into OpenAI's shape.
+async fn openai_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let (message, code) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("the request body is over the upload limit".to_string(), Some("payload_too_large"))
+        }
+        StatusCode::REQUEST_TIMEOUT => ("the request took too long".to_string(), Some("timeout")),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("this route does not take that method".to_string(), Some("method_not_allowed"))
+        }
+        _ if text.is_empty() => (status.canonical_reason().unwrap_or("error").to_string(), None),
+        _ => (text, None),
+    };
+    let mut out = ServerError::Http { status: status.as_u16(), message, code }.into_response();
+    *out.status_mut() = status;
+    out
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight
+/// and closes the database.
+///
+/// # Errors
+/// [`ServerError::Io`] when accepting connections fails.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let db = state.db().clone();
+    let addr = listener.local_addr().map_or_else(|_| "listener".into(), |a| a.to_string());
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ServerError::io(addr, e))?;
+    db.close().await;
+    Ok(())
+}
+
+/// Opens the data directory and database of `config`, listens on `config.listen` and
+/// serves until `shutdown` completes (graceful: requests in flight finish).
+///
+/// # Errors
+/// The errors of [`AppState::open`], [`ServerError::Bind`] when the address is taken.
+pub async fn serve(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let (listener, _) = bind(config.listen).await?;
+    let state = AppState::open(config).await?;
+    serve_with(listener, state, shutdown).await
+}
+
+/// Listens on `addr` (port 0: any free port) and says which address it got.
+///
+/// # Errors
+/// [`ServerError::Bind`] when the address cannot be used.
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener =
+        TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
+    let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
+    Ok((listener, local))
+}
+
+/// A future that completes on Ctrl-C or (on Unix) SIGTERM, for [`serve`].
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

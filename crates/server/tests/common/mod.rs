@@ -1,0 +1,119 @@
+//! A real server on 127.0.0.1:0 over a real SQLite database in a temporary directory.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use docraft_server::{AppState, ServerConfig, admin, bind, serve_with};
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<docraft_server::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        tune(&mut config);
+        let state = AppState::open(config.clone()).await.unwrap();
+        let (listener, addr) = bind(config.listen).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_with(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self { addr, dir, state, stop: Some(stop), task: Some(task), http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.state.config().data_dir.clone()
+    }
+
+    /// A new organization and its first key.
+    pub async fn org(&self, name: &str) -> (admin::Org, String) {
+        let (org, key) = admin::create_org(self.state.db(), name).await.unwrap();
+        (org, key.expose().to_string())
+    }
+
+    pub async fn upload(&self, key: &str, filename: &str, bytes: Vec<u8>, purpose: &str) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", purpose.to_string())
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()));
+        self.http.post(self.url("/v1/files")).bearer_auth(key).multipart(form).send().await.unwrap()
+    }
+
+    /// Rows in the files table (every organization).
+    pub async fn file_rows(&self) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM files").fetch_one(self.state.db().pool()).await.unwrap().get("n")
+    }
+
+    /// Every regular file under DATA/orgs (temporary ones included).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        walk(&self.data().join("orgs"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `n` valid OpenAI chat records, one per line.
+pub fn chat_jsonl(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({"messages": [
+                {"role": "system", "content": "You answer from the policy."},
+                {"role": "user", "content": format!("How long is record {i} kept?")},
+                {"role": "assistant", "content": format!("Record {i} is kept for {i} years.")}
+            ]})
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// The JSON body of an error response, checked to be in OpenAI's shape.
+pub async fn error_of(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "expected {status}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let e = &body["error"];
+    assert!(e["message"].is_string(), "{body}");
+    assert!(e["type"].is_string(), "{body}");
+    assert!(e.get("param").is_some() && e.get("code").is_some(), "{body}");
+    body
+}
