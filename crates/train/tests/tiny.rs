@@ -189,7 +189,13 @@ fn a_cancelled_run_checkpoints_where_it_stopped_and_resumes_to_the_same_adapter(
             token.cancel();
         }
     };
-    let r = Trainer::new(&model, settings(), load(), &run).unwrap().with_cancel(token.clone()).run(&progress).unwrap();
+    // A validation set (evaluated every 2 steps) fills the checkpoint's validation metrics.
+    let r = Trainer::new(&model, settings(), load(), &run)
+        .unwrap()
+        .with_valid(load())
+        .with_cancel(token.clone())
+        .run(&progress)
+        .unwrap();
     assert_eq!(*steps.lock().unwrap(), vec![1, 2, 3, 4], "no step after the cancel");
     assert!(r.cancelled && r.stopped_early && !run.join("adapter").exists());
     assert_eq!(r.steps, 4);
@@ -200,7 +206,9 @@ fn a_cancelled_run_checkpoints_where_it_stopped_and_resumes_to_the_same_adapter(
     assert_eq!((state.step, state.optimizer_steps, state.metrics.step), (4, 4, Some(4.0)));
     let acc = state.metrics.train_mean_token_accuracy.unwrap();
     assert!((0.0..=1.0).contains(&acc), "{acc}");
-    assert!(state.metrics.valid_loss.is_some(), "evaluated at step 4 (every 2)");
+    let m = &state.metrics;
+    assert!(m.valid_loss.is_some_and(f64::is_finite), "evaluated at step 4 (every 2)");
+    assert_eq!((m.full_valid_loss, m.full_valid_mean_token_accuracy), (m.valid_loss, m.valid_mean_token_accuracy));
     let events: Vec<TrainEvent> = std::fs::read_to_string(run.join("events.jsonl"))
         .unwrap()
         .lines()
