@@ -52,30 +52,32 @@ fn write_no_whitespace(path: &Path, bytes: usize) -> Result<()> {
     Ok(())
 }
 
+/// The vocabulary of the generated text.
+const WORDS: &[&str] = &[
+    "el",
+    "equipo",
+    "revisa",
+    "los",
+    "contratos",
+    "cada",
+    "lunes",
+    "con",
+    "la",
+    "dirección",
+    "según",
+    "política",
+    "interna",
+    "año",
+    "informe",
+    "datos",
+    "proveedor",
+    "factura",
+    "plazo",
+    "acuerdo",
+];
+
 /// `bytes` of Spanish-looking words separated by single spaces: one line, no sentence end.
 fn write_one_line_of_words(path: &Path, bytes: usize) -> Result<()> {
-    const WORDS: &[&str] = &[
-        "el",
-        "equipo",
-        "revisa",
-        "los",
-        "contratos",
-        "cada",
-        "lunes",
-        "con",
-        "la",
-        "dirección",
-        "según",
-        "política",
-        "interna",
-        "año",
-        "informe",
-        "datos",
-        "proveedor",
-        "factura",
-        "plazo",
-        "acuerdo",
-    ];
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let mut text = String::with_capacity(bytes + 16);
     while text.len() < bytes {
@@ -91,28 +93,6 @@ fn write_one_line_of_words(path: &Path, bytes: usize) -> Result<()> {
 /// `bytes` of ordinary prose for comparison: sentences, lines of about 80 bytes, a blank line
 /// every 6 lines.
 fn write_prose(path: &Path, bytes: usize) -> Result<()> {
-    const WORDS: &[&str] = &[
-        "el",
-        "equipo",
-        "revisa",
-        "los",
-        "contratos",
-        "cada",
-        "lunes",
-        "con",
-        "la",
-        "dirección",
-        "según",
-        "política",
-        "interna",
-        "año",
-        "informe",
-        "datos",
-        "proveedor",
-        "factura",
-        "plazo",
-        "acuerdo",
-    ];
     let mut rng = Rng(0x94D0_49BB_1331_11EB);
     let mut text = String::with_capacity(bytes + 128);
     let (mut line, mut lines, mut sentence) = (0usize, 0usize, 0usize);

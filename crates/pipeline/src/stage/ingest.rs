@@ -30,7 +30,7 @@ pub struct IngestOutcome {
 /// The chunking the settings ask for.
 ///
 /// # Errors
-/// [`PipelineError::Setting`] for a bad size; the ingest error for an unreadable tokenizer.
+/// [`PipelineError::Setting`](crate::PipelineError::Setting) for a bad size; the ingest error for an unreadable tokenizer.
 pub fn chunk_settings(s: &IngestSettings) -> Result<ChunkSettings> {
     let (sizer, default_size, default_overlap) = match &s.tokenizer {
         Some(t) => (Sizer::tokens_from_file(t)?, DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS),
