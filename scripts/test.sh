@@ -19,7 +19,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set -o pipefail
-cargo test --workspace --all-targets --locked -- --include-ignored 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --no-fail-fast -- --include-ignored 2>&1 | tee "$log"
 cargo test --workspace --doc --locked 2>&1 | tee -a "$log"
 # One closing line for the whole run: the sum of every test binary's result line.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -260,7 +260,8 @@ fn run_refuses_a_bad_config_naming_the_key() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("[raft]") && err.contains("--questions-per-chunck"), "{err}");
+    assert!(err.contains("[raft]") && err.contains("`questions-per-chunck`"), "{err}");
+    assert!(err.contains("did you mean `questions_per_chunk`"), "{err}");
     std::fs::write(&config, "[rafts]\n").unwrap();
     let o = common::docraft(&["run", s(&docs), "-o", s(&run), "--config", s(&config)]).unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown section [rafts]"));

@@ -455,6 +455,25 @@ pub fn section_keys(section: &str) -> BTreeSet<String> {
     }
 }
 
+/// The known key nearest `key` by edit distance, when it is near enough to be a typo.
+fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    known.iter().map(|k| (distance(key, k), k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min().map(|(_, k)| k.as_str())
+}
+
 /// `key-name` -> `key_name`, recursively in tables.
 fn normalize_keys(table: toml::Table) -> toml::Table {
     table
@@ -479,28 +498,31 @@ impl Settings {
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let config = |reason: String| PipelineError::Config { origin: origin.to_string(), reason };
         let table: toml::Table = toml::from_str(text).map_err(|e| config(format!("not valid TOML: {e}")))?;
-        let table = normalize_keys(table);
         for (section, value) in &table {
+            let section = section.replace('-', "_");
             if !SECTIONS.contains(&section.as_str()) {
                 return Err(config(format!("unknown section [{section}] (known: {})", SECTIONS.join(", "))));
             }
             let Some(t) = value.as_table() else {
                 return Err(config(format!("`{section}` must be a table ([{section}])")));
             };
-            let known = section_keys(section);
-            for key in t.keys() {
-                if known.contains(key) {
+            let known = section_keys(&section);
+            for written in t.keys() {
+                let key = written.replace('-', "_");
+                if known.contains(&key) {
                     continue;
                 }
-                let owned = RUN_OWNED.iter().any(|(s, keys)| s == section && keys.contains(&key.as_str()));
+                let owned = RUN_OWNED.iter().any(|(s, keys)| *s == section && keys.contains(&key.as_str()));
                 return Err(config(if owned {
-                    format!("[{section}] `{key}` is set by docraft run itself and cannot be configured")
+                    format!("[{section}] `{written}` is set by docraft run itself and cannot be configured")
                 } else {
+                    let hint = closest(&key, &known).map(|k| format!("did you mean `{k}`? ")).unwrap_or_default();
                     let list: Vec<&str> = known.iter().map(String::as_str).collect();
-                    format!("[{section}] unknown key `{key}` (known: {})", list.join(", "))
+                    format!("[{section}] unknown key `{written}`: {hint}(known: {})", list.join(", "))
                 }));
             }
         }
+        let table = normalize_keys(table);
         let settings: Self = toml::Value::Table(table).try_into().map_err(|e| config(format!("{e}")))?;
         settings.validate().map_err(|e| config(e.to_string()))?;
         Ok(settings)
@@ -682,7 +704,8 @@ mod tests {
     #[test]
     fn typos_name_the_section_and_key() {
         let e = Settings::from_toml("[raft]\nquestions-per-chunck = 2\n", "cfg.toml").unwrap_err().to_string();
-        assert!(e.contains("cfg.toml") && e.contains("[raft]") && e.contains("questions_per_chunck"), "{e}");
+        assert!(e.contains("cfg.toml") && e.contains("[raft]") && e.contains("`questions-per-chunck`"), "{e}");
+        assert!(e.contains("did you mean `questions_per_chunk`"), "{e}");
         let e = Settings::from_toml("[rafts]\n", "cfg.toml").unwrap_err().to_string();
         assert!(e.contains("unknown section [rafts]"), "{e}");
         let e = Settings::from_toml("[train]\ndata = \"x\"\n", "cfg.toml").unwrap_err().to_string();
