@@ -129,7 +129,6 @@ pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, 
         Err(e) if output.exists() => (fresh()?, format!("note: {e}; building a new index")),
         Err(_) => (fresh()?, format!("building {}", output.display())),
     };
-    ctx.info(how.clone());
     let report = super::with_threads(s.threads, ctx.stage(), || {
         let progress = |c: &Count| ctx.progress(c.done as u64, c.total as u64, "chunks embedded", String::new());
         let options = SyncOptions::new().with_progress(&progress).with_cancel(ctx.cancel().clone());
@@ -151,6 +150,7 @@ pub fn summary(o: &IndexOutcome, output: &Path) -> Vec<String> {
     let r = &o.report;
     let rate = if r.embed_seconds > 0.0 { r.embedded as f64 / r.embed_seconds } else { 0.0 };
     vec![
+        o.how.clone(),
         format!(
             "indexed {} chunks: {} added, {} removed, {} unchanged, {} duplicate ids ignored{}",
             o.chunks,
