@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::CancelToken;
 use docraft_pipeline::settings::EvalSettings;
 use docraft_pipeline::stage::eval::EvalInputs;
 use docraft_pipeline::stage::{self, Ctx};
@@ -86,7 +85,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode> {
     };
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Eval, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Eval, &sink, crate::render::cancel_on_interrupt());
     let report = stage::eval::run(&settings, &inputs, &ctx)?;
     println!("report: {}", report.display());
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use docraft_core::CancelToken;
 use docraft_ingest::{AutoLoader, Loader};
 use docraft_pipeline::settings::IngestSettings;
 use docraft_pipeline::stage::{self, Ctx};
@@ -284,9 +283,13 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     let settings = a.settings();
     let term = render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Ingest, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Ingest, &sink, crate::render::cancel_on_interrupt());
     let o = stage::ingest::run(&settings, &a.paths, &a.output, a.report.as_deref(), &ctx)?;
     term.event(&Event::Finished { stage: Stage::Ingest, seconds: 0.0, summary: stage::ingest::summary(&o, &a.output) });
+    if o.cancelled {
+        eprintln!("cancelled: the files done are kept; run the same command again to continue");
+        return Ok(ExitCode::from(130));
+    }
     let t = &o.report.totals;
     let failed_strict = a.strict && t.failed > 0;
     let nothing = t.ok == 0 && t.skipped == 0;

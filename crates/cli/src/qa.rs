@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::CancelToken;
 use docraft_llm::{Backend, GeneratorSettings, JsonMode};
 use docraft_pipeline::settings::{ExportSettings, QaSettings};
 use docraft_pipeline::stage::{self, Ctx};
@@ -189,7 +188,7 @@ impl GenerateArgs {
 pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Qa, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Qa, &sink, crate::render::cancel_on_interrupt());
     let paths =
         stage::qa::QaPaths { chunks: a.chunks.clone(), output: a.output.clone(), local_model: None, embedder: None };
     let o = stage::qa::generate(&a.settings(), &paths, a.estimate_only, &ctx)?;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::CancelToken;
 use docraft_pipeline::settings::{DistractorMode, RaftSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
@@ -130,7 +129,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     let settings = a.settings();
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Raft, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Raft, &sink, crate::render::cancel_on_interrupt());
     let paths = stage::raft::RaftPaths {
         chunks: a.chunks.clone(),
         index: a.index.clone(),

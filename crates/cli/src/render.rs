@@ -105,3 +105,25 @@ impl Terminal {
         }
     }
 }
+
+/// A token cancelled by the first Ctrl-C (SIGINT): the running stage stops after its current
+/// unit of work, keeps what it wrote, and the same command resumes it. A second Ctrl-C quits at
+/// once (exit status 130), as a kill would; that too is resumable.
+pub(crate) fn cancel_on_interrupt() -> docraft_core::CancelToken {
+    let token = docraft_core::CancelToken::new();
+    let t = token.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            eprintln!("\ninterrupted: stopping after the current unit of work (Ctrl-C again quits at once)");
+            t.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
+    token
+}

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use docraft_core::CancelToken;
 use docraft_pipeline::{Event, Pipeline, RunLayout, Settings, Stage};
 
 #[derive(Args)]
@@ -52,7 +51,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode> {
     let term = crate::render::Terminal::for_run(a.quiet);
     let pipeline =
         Pipeline::new(settings, a.docs.clone(), dir).with_force(a.force).with_until(until).with_config_origin(origin);
-    let summary = pipeline.run(&|e: &Event| term.event(e), &CancelToken::new())?;
+    let summary = pipeline.run(&|e: &Event| term.event(e), &crate::render::cancel_on_interrupt())?;
     if let Some(r) = &summary.report {
         println!("report: {}", r.display());
     }

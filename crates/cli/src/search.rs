@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::CancelToken;
 use docraft_index::{Filter, SearchOptions, Strategy, default_model_dir};
 use docraft_pipeline::settings::{EmbedBackend, IndexSettings};
 use docraft_pipeline::stage::{self, Ctx};
@@ -130,7 +129,7 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     let model_dir = a.model.clone().unwrap_or_else(default_model_dir);
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Index, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Index, &sink, crate::render::cancel_on_interrupt());
     let o = stage::index::build(&settings, &model_dir, &a.chunks, &a.output, &ctx)?;
     term.event(&Event::Finished {
         stage: Stage::Index,

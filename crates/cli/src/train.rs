@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use docraft_core::{CancelToken, ChatMessage, Role};
+use docraft_core::{ChatMessage, Role};
 use docraft_pipeline::settings::TrainSettings;
 use docraft_pipeline::stage::train::TrainPaths;
 use docraft_pipeline::stage::{self, Ctx};
@@ -150,7 +150,7 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     };
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
-    let ctx = Ctx::new(Stage::Train, &sink, CancelToken::new());
+    let ctx = Ctx::new(Stage::Train, &sink, crate::render::cancel_on_interrupt());
     let report = stage::train::run(&settings, &paths, a.resume, &ctx)
         .with_context(|| format!("training on {}", a.data.display()))?;
     term.event(&Event::Finished { stage: Stage::Train, seconds: 0.0, summary: stage::train::summary(&report) });

@@ -259,3 +259,50 @@ fn ingest_killed_mid_run_resumes_without_loss_or_duplicates() -> Result<()> {
     assert_eq!(unique, clean_lines, "the resumed output holds exactly the chunks of an uninterrupted run");
     Ok(())
 }
+
+/// Ctrl-C stops ingest after the file at hand, keeps what is written, and the same command
+/// completes it to exactly the output of an uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_ingest_cleanly_and_the_rerun_completes_it() -> anyhow::Result<()> {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir()?;
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir(&docs)?;
+    for i in 0..1500 {
+        let body: String =
+            (0..60).map(|j| format!("Line {j} of file {i}: invoices are kept for ten years.\n\n")).collect();
+        std::fs::write(docs.join(format!("f{i:04}.md")), format!("# File {i}\n\n{body}"))?;
+    }
+    let bin = env!("CARGO_BIN_EXE_docraft");
+    let full = tmp.path().join("full.jsonl");
+    let o = Command::new(bin).args(["ingest", "-q", "--threads", "1", "-o"]).arg(&full).arg(&docs).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = tmp.path().join("chunks.jsonl");
+    let child = Command::new(bin)
+        .args(["ingest", "-q", "--threads", "1", "-o"])
+        .arg(&out)
+        .arg(&docs)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    let o = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted") && err.contains("run the same command again"), "{err}");
+    let partial = std::fs::read_to_string(&out)?;
+    let whole = std::fs::read_to_string(&full)?;
+    assert!(!partial.is_empty() && partial.len() < whole.len(), "not stopped part-way");
+    assert!(partial.ends_with('\n'), "a torn line was left");
+
+    let o = Command::new(bin).args(["ingest", "-q", "--threads", "1", "-o"]).arg(&out).arg(&docs).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&out)?, whole);
+    Ok(())
+}
