@@ -7,9 +7,11 @@
 //! ```
 //! use docraft_core::train::MetricRecord;
 //!
+//! # fn main() -> Result<(), serde_json::Error> {
 //! // Older or partial lines read too: everything but the step and the loss is optional.
-//! let m: MetricRecord = serde_json::from_str(r#"{"step":3,"train_loss":2.5}"#).unwrap();
+//! let m: MetricRecord = serde_json::from_str(r#"{"step":3,"train_loss":2.5}"#)?;
 //! assert_eq!((m.step, m.train_loss, m.valid_loss), (3, 2.5, None));
+//! # Ok(()) }
 //! ```
 
 use std::path::PathBuf;

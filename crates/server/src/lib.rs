@@ -18,7 +18,8 @@
 //! # async fn demo() -> Result<(), docraft_server::ServerError> {
 //! use docraft_server::{AppState, ServerConfig, admin, serve_with, bind};
 //!
-//! let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ServerConfig::with_data_dir("data") };
+//! let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+//! let config = ServerConfig { listen, ..ServerConfig::with_data_dir("data") };
 //! let state = AppState::open(config.clone()).await?;
 //! let (_org, key) = admin::create_org(state.db(), "acme").await?;
 //! println!("key, shown once: {}", key.expose());
