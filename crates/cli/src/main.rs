@@ -285,7 +285,7 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Ingest, &sink, crate::render::cancel_on_interrupt());
     let o = stage::ingest::run(&settings, &a.paths, &a.output, a.report.as_deref(), &ctx)?;
-    term.event(&Event::Finished { stage: Stage::Ingest, seconds: 0.0, summary: stage::ingest::summary(&o, &a.output) });
+    term.summary(Stage::Ingest, &stage::ingest::summary(&o, &a.output));
     if o.cancelled {
         eprintln!("cancelled: the files done are kept; run the same command again to continue");
         return Ok(ExitCode::from(130));

@@ -195,7 +195,7 @@ pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
     if a.estimate_only {
         return Ok(ExitCode::SUCCESS);
     }
-    term.event(&Event::Finished { stage: Stage::Qa, seconds: 0.0, summary: stage::qa::summary(&o, &a.output) });
+    term.summary(Stage::Qa, &stage::qa::summary(&o, &a.output));
     Ok(ExitCode::SUCCESS)
 }
 

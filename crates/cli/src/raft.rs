@@ -137,7 +137,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
         local_model: None,
     };
     let o = stage::raft::run(&settings, &paths, &ctx)?;
-    term.event(&Event::Finished { stage: Stage::Raft, seconds: 0.0, summary: stage::raft::summary(&o, &a.output) });
+    term.summary(Stage::Raft, &stage::raft::summary(&o, &a.output));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -50,6 +50,20 @@ impl Terminal {
         }
     }
 
+    /// Prints a stage's summary lines (ingest and index on standard error, as their per-file
+    /// output; the datasets' counts on standard output).
+    pub(crate) fn summary(&self, stage: Stage, lines: &[String]) {
+        self.finish_bar();
+        let to_stderr = matches!(stage, Stage::Ingest | Stage::Index);
+        for line in lines {
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+
     /// Handles one event.
     pub(crate) fn event(&self, e: &Event) {
         match e {
@@ -86,17 +100,7 @@ impl Terminal {
                     self.println(text);
                 }
             }
-            Event::Finished { stage, summary, .. } => {
-                self.finish_bar();
-                let to_stderr = matches!(stage, Stage::Ingest | Stage::Index);
-                for line in summary {
-                    if to_stderr {
-                        eprintln!("{line}");
-                    } else {
-                        println!("{line}");
-                    }
-                }
-            }
+            Event::Finished { stage, summary, .. } => self.summary(*stage, summary),
             Event::Cancelled { stage } => {
                 self.finish_bar();
                 println!("[{stage}] cancelled: run the same command again to resume");

@@ -131,11 +131,7 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Index, &sink, crate::render::cancel_on_interrupt());
     let o = stage::index::build(&settings, &model_dir, &a.chunks, &a.output, &ctx)?;
-    term.event(&Event::Finished {
-        stage: Stage::Index,
-        seconds: o.seconds,
-        summary: stage::index::summary(&o, &a.output),
-    });
+    term.summary(Stage::Index, &stage::index::summary(&o, &a.output));
     Ok(ExitCode::SUCCESS)
 }
 

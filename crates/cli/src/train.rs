@@ -153,7 +153,7 @@ pub fn train(a: &TrainArgs) -> Result<ExitCode> {
     let ctx = Ctx::new(Stage::Train, &sink, crate::render::cancel_on_interrupt());
     let report = stage::train::run(&settings, &paths, a.resume, &ctx)
         .with_context(|| format!("training on {}", a.data.display()))?;
-    term.event(&Event::Finished { stage: Stage::Train, seconds: 0.0, summary: stage::train::summary(&report) });
+    term.summary(Stage::Train, &stage::train::summary(&report));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -266,7 +266,6 @@ impl Pipeline {
     fn stages(&self, r: &mut Runner<'_>, docs: &[PathBuf]) -> Result<()> {
         let s = &self.settings;
         let l = &self.layout;
-        let json = |v: &dyn erased::Json| v.json();
         let generator = s.models.generator_path();
         let base = s.models.base_path();
         let embedder = s.index.model.clone().unwrap_or_else(|| s.models.embedder_path());
@@ -275,7 +274,7 @@ impl Pipeline {
         // 1. ingest
         let plan = Plan {
             stage: Stage::Ingest,
-            settings: json(&s.ingest),
+            settings: to_json(&s.ingest),
             inputs: docs.to_vec(),
             models: vec![],
             prompts: false,
@@ -302,7 +301,7 @@ impl Pipeline {
         // 2. index
         let plan = Plan {
             stage: Stage::Index,
-            settings: json(&s.index),
+            settings: to_json(&s.index),
             inputs: vec![l.chunks()],
             models: vec![embedder.clone()],
             prompts: false,
@@ -323,7 +322,7 @@ impl Pipeline {
             let qa_files = docraft_qa_gen::RunFiles::new(&l.qa());
             let plan = Plan {
                 stage: Stage::Qa,
-                settings: json(&s.qa),
+                settings: to_json(&s.qa),
                 inputs: vec![l.chunks()],
                 models: local.into_iter().collect(),
                 prompts: true,
@@ -347,7 +346,7 @@ impl Pipeline {
             })?;
             let plan = Plan {
                 stage: Stage::Export,
-                settings: json(&s.export),
+                settings: to_json(&s.export),
                 inputs: vec![l.qa()],
                 models: vec![],
                 prompts: false,
@@ -371,7 +370,7 @@ impl Pipeline {
             let local = local_model(&s.raft.generator, &generator);
             let plan = Plan {
                 stage: Stage::Raft,
-                settings: json(&s.raft),
+                settings: to_json(&s.raft),
                 inputs: vec![l.chunks(), l.index()],
                 models: local.into_iter().collect(),
                 prompts: true,
@@ -414,7 +413,7 @@ impl Pipeline {
             let train_files = docraft_train::RunFiles::new(&l.train());
             let plan = Plan {
                 stage: Stage::Train,
-                settings: json(&s.train),
+                settings: to_json(&s.train),
                 inputs,
                 models: vec![base.clone()],
                 prompts: false,
@@ -492,7 +491,7 @@ impl Pipeline {
         }
         let plan = Plan {
             stage: Stage::Eval,
-            settings: json(&eval),
+            settings: to_json(&eval),
             inputs: files,
             models,
             prompts: false,
@@ -520,17 +519,10 @@ fn torn(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Settings as JSON for the manifest and fingerprints, without naming each type.
-mod erased {
-    pub(super) trait Json {
-        fn json(&self) -> serde_json::Value;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
+/// Settings as JSON for the manifest and fingerprints (settings are plain data: this does
+/// not fail; a `Null` would still fingerprint consistently).
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 impl Runner<'_> {

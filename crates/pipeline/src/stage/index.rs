@@ -52,8 +52,13 @@ pub fn open(
 /// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
 ///
 /// # Errors
-/// When the file cannot be read or holds no chunk.
+/// When the file cannot be read.
 pub fn read_chunks(path: &Path, ctx: &Ctx) -> Result<Vec<Chunk>> {
+    Ok(read_counted(path, ctx)?.0)
+}
+
+/// The chunks and the number of malformed lines skipped.
+fn read_counted(path: &Path, ctx: &Ctx) -> Result<(Vec<Chunk>, usize)> {
     let mut reader = JsonlReader::<Chunk>::open(path)?;
     let mut chunks = Vec::new();
     let mut bad = 0usize;
@@ -74,17 +79,7 @@ pub fn read_chunks(path: &Path, ctx: &Ctx) -> Result<Vec<Chunk>> {
             t.bytes
         ));
     }
-    if chunks.is_empty() {
-        return Err(PipelineError::Needs {
-            stage: ctx.stage(),
-            reason: format!(
-                "{}: no chunks{}",
-                path.display(),
-                if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() }
-            ),
-        });
-    }
-    Ok(chunks)
+    Ok((chunks, bad))
 }
 
 /// What an index build did.
@@ -108,7 +103,15 @@ pub struct IndexOutcome {
 /// Reading the chunks, loading the model, embedding or saving.
 pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, ctx: &Ctx) -> Result<IndexOutcome> {
     let started = std::time::Instant::now();
-    let chunks = read_chunks(chunks, ctx)?;
+    let path = chunks;
+    let (chunks, bad) = read_counted(path, ctx)?;
+    if chunks.is_empty() {
+        let bad = if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() };
+        return Err(PipelineError::Needs {
+            stage: ctx.stage(),
+            reason: format!("{}: no chunks to index{bad}", path.display()),
+        });
+    }
     let options = EmbedOptions { batch_size: s.batch.max(1), threads: s.threads, max_tokens: s.max_tokens.max(1) };
     let embedder = embedder(s.backend, model_dir, options)?;
     let params =

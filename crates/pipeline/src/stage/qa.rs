@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use docraft_core::jsonl::read_all;
 use docraft_core::{Chunk, Embedder, Generator};
 use docraft_llm::GeneratorSettings;
 use docraft_qa_gen::export::{ExportOptions, ExportReport, export};
@@ -12,15 +11,13 @@ use super::Ctx;
 use crate::error::{PipelineError, Result};
 use crate::settings::{EmbedBackend, ExportSettings, QaSettings};
 
-/// The chunks of a chunks.jsonl (the first `limit`), warning about a torn last line.
+/// The chunks of a chunks.jsonl (the first `limit`): [`super::index::read_chunks`], which
+/// reports malformed lines and a torn last line and goes on.
 ///
 /// # Errors
 /// When the file cannot be read.
 pub fn read_chunks(path: &Path, limit: Option<usize>, ctx: &Ctx) -> Result<Vec<Chunk>> {
-    let (mut chunks, torn) = read_all::<Chunk>(path)?;
-    if let Some(t) = torn {
-        ctx.warn(format!("warning: {t}"));
-    }
+    let mut chunks = super::index::read_chunks(path, ctx)?;
     if let Some(n) = limit {
         chunks.truncate(n);
     }
