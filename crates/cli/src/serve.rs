@@ -34,6 +34,20 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Fine-tuning jobs trained at once by this process (0: serve the API only).
+    #[arg(long, default_value_t = docraft_server::config::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// Threads each job trains on [default: the cores less one, shared among the workers].
+    #[arg(long, value_name = "N")]
+    pub train_threads: Option<usize>,
+    /// Seconds a job's lease lasts without a heartbeat: after a crash, its job is taken up
+    /// again (from its last checkpoint) once this runs out.
+    #[arg(long, value_name = "SECONDS", default_value_t = docraft_server::config::DEFAULT_LEASE.as_secs())]
+    pub lease_seconds: u64,
+    /// Where the registry's base models are (DIR/<name>/<file>.gguf)
+    /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// `docraft admin`.
@@ -45,6 +59,26 @@ pub enum AdminCommand {
     /// API keys of an organization.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Base models every organization can fine-tune.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+/// `docraft admin model`.
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Add a base model: a .gguf file or a Hugging Face model directory.
+    Add {
+        /// The name jobs give as `model`.
+        name: String,
+        /// The model's file or directory.
+        path: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `docraft admin org`.
@@ -114,14 +148,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// # Errors
 /// When the database cannot be opened or the address cannot be used.
 pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
-    let config = ServerConfig { listen: args.listen, ..args.store.config() };
+    let config = ServerConfig {
+        listen: args.listen,
+        workers: args.workers,
+        train_threads: args.train_threads,
+        lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+        models_dir: args.models_dir.clone(),
+        ..args.store.config()
+    };
     runtime()?.block_on(async move {
         let (listener, addr) = docraft_server::bind(config.listen).await?;
         let state = AppState::open(config.clone()).await?;
         eprintln!(
-            "docraft serve: listening on http://{addr} (data: {}, database: {:?})",
+            "docraft serve: listening on http://{addr} (data: {}, database: {:?}, {} workers of {} threads)",
             config.data_dir.display(),
-            state.db().backend()
+            state.db().backend(),
+            config.workers,
+            config.threads_per_job()
         );
         docraft_server::serve_with(listener, state, docraft_server::shutdown_signal()).await?;
         eprintln!("docraft serve: stopped");
@@ -145,6 +188,15 @@ pub fn admin(command: &AdminCommand) -> Result<ExitCode> {
                 } else {
                     println!("organization {} ({})", org.name, org.id);
                     println!("API key (shown once, keep it): {}", key.expose());
+                }
+            }
+            AdminCommand::Model(ModelCommand::Add { name, path, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let m = docraft_server::models::add_base_model(state.db(), name, path).await?;
+                if *json {
+                    println!("{}", serde_json::to_string(&m.to_hub())?);
+                } else {
+                    println!("base model {} ({})", m.id, m.path.display());
                 }
             }
             AdminCommand::Key(KeyCommand::Create { org, name, store, json }) => {

@@ -52,6 +52,9 @@ pub struct MetricRecord {
     /// Peak resident memory of the process in MiB, where known (`null` otherwise).
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// Top-1 token accuracy on the step's training examples (absent in logs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
     /// Mean token loss on the validation set, on steps where an evaluation ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_loss: Option<f64>,
@@ -215,6 +218,7 @@ mod tests {
             tokens_per_s: 5.0,
             elapsed_s: 1.5,
             peak_rss_mib: None,
+            train_accuracy: None,
             valid_loss: None,
             valid_accuracy: None,
         };

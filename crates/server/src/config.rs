@@ -21,6 +21,17 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Database connections by default.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// Fine-tuning jobs trained at once by default (`--workers`).
+pub const DEFAULT_WORKERS: usize = 1;
+/// How long a worker's claim on a job lasts without a heartbeat; a job whose worker died is
+/// taken up again once it runs out.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// How often a worker renews its lease, stores new events and checks for cancel/pause.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often an idle worker looks for a job (it is also woken when one is created).
+pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
+/// Most jobs an organization may have waiting or running at once.
+pub const DEFAULT_MAX_ACTIVE_JOBS_PER_ORG: i64 = 16;
 
 /// The server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +53,22 @@ pub struct ServerConfig {
     pub upload_idle_timeout: Duration,
     /// Database connections.
     pub max_connections: u32,
+    /// Fine-tuning jobs trained at once by this process (0: API only).
+    pub workers: usize,
+    /// Threads each training job computes on; `None`: the cores less one, shared among the
+    /// workers (at least one), so the API keeps answering while jobs train.
+    pub train_threads: Option<usize>,
+    /// How long a worker's claim on a job lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often a worker renews its lease, stores new events and checks for cancel/pause.
+    pub heartbeat: Duration,
+    /// How often an idle worker looks for a job.
+    pub poll: Duration,
+    /// Where the registry's base models are (`DIR/<name>/<file>.gguf`); `None`:
+    /// [`docraft_core::models_dir`].
+    pub models_dir: Option<PathBuf>,
+    /// Most jobs an organization may have waiting or running at once (429 beyond).
+    pub max_active_jobs_per_org: i64,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +82,13 @@ impl Default for ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: DEFAULT_WORKERS,
+            train_threads: None,
+            lease: DEFAULT_LEASE,
+            heartbeat: DEFAULT_HEARTBEAT,
+            poll: DEFAULT_POLL,
+            models_dir: None,
+            max_active_jobs_per_org: DEFAULT_MAX_ACTIVE_JOBS_PER_ORG,
         }
     }
 }
@@ -71,6 +105,24 @@ impl ServerConfig {
     #[must_use]
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| sqlite_url(&self.data_dir.join(DATABASE_FILE)))
+    }
+}
+
+impl ServerConfig {
+    /// The registry's models directory in use.
+    #[must_use]
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(docraft_core::models_dir)
+    }
+
+    /// Threads per training job: the configured number, else the cores less one shared among
+    /// the workers (at least one).
+    #[must_use]
+    pub fn threads_per_job(&self) -> usize {
+        self.train_threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            (cores.saturating_sub(1) / self.workers.max(1)).max(1)
+        })
     }
 }
 

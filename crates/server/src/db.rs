@@ -42,16 +42,18 @@ impl Backend {
 
     fn migrations(self) -> Vec<Migration> {
         let files: &[(i64, &'static str, &'static str)] = match self {
-            Self::Sqlite => &[(
-                1,
-                "organizations keys files",
-                include_str!("../migrations/sqlite/0001_organizations_keys_files.sql"),
-            )],
-            Self::Postgres => &[(
-                1,
-                "organizations keys files",
-                include_str!("../migrations/postgres/0001_organizations_keys_files.sql"),
-            )],
+            Self::Sqlite => &[
+                (1, "organizations keys files", include_str!("../migrations/sqlite/0001_organizations_keys_files.sql")),
+                (2, "jobs models", include_str!("../migrations/sqlite/0002_jobs_models.sql")),
+            ],
+            Self::Postgres => &[
+                (
+                    1,
+                    "organizations keys files",
+                    include_str!("../migrations/postgres/0001_organizations_keys_files.sql"),
+                ),
+                (2, "jobs models", include_str!("../migrations/postgres/0002_jobs_models.sql")),
+            ],
         };
         files
             .iter()

@@ -27,6 +27,10 @@ pub enum ServerError {
     /// No API key, or one that is unknown or revoked (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The object is visible but not the caller's to change (a base model every organization
+    /// shares) (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such object in the caller's organization (404, also for other organizations' objects).
     #[error("no {kind} {id:?}")]
     NotFound {
@@ -137,6 +141,7 @@ impl ServerError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,6 +165,7 @@ impl ServerError {
         let (kind, code, param) = match self {
             Self::BadRequest { param, code, .. } => ("invalid_request_error", code.map(str::to_string), param.clone()),
             Self::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key".into()), None),
+            Self::Forbidden(_) => ("invalid_request_error", Some("forbidden".into()), None),
             Self::NotFound { .. } => ("invalid_request_error", Some("not_found".into()), None),
             Self::Conflict(_) => ("invalid_request_error", Some("conflict".into()), None),
             Self::PayloadTooLarge { .. } => ("invalid_request_error", Some("payload_too_large".into()), None),

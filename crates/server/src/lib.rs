@@ -12,7 +12,10 @@
 //!   organization, and every query is scoped by it: another organization's object answers 404.
 //! - [`files`]: `/v1/files` as OpenAI defines it; a `fine-tune` upload is validated with
 //!   `docraft validate`'s checks ([`dataset`]) and refused, with nothing stored, when bad.
-//! - [`jobs`]: the place of the fine-tuning jobs (a later slice).
+//! - [`jobs`]: `/v1/fine_tuning/jobs` (create, list, retrieve, cancel, pause, resume, events
+//!   with an SSE stream, checkpoints) and the spec's `/fine_tuning/jobs` aliases.
+//! - [`worker`]: leases jobs from the database and trains them; survives restarts and kill -9.
+//! - [`models`]: `/v1/models` and the hub (`/hub/models`, `/hub/adapters` with a zip download).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), docraft_server::ServerError> {
@@ -39,7 +42,9 @@ pub mod files;
 pub mod health;
 pub mod ids;
 pub mod jobs;
+pub mod models;
 mod server;
+pub mod worker;
 
 pub use config::ServerConfig;
 pub use db::{Backend, Db};

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -12,6 +13,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
@@ -22,6 +24,7 @@ use utoipa_axum::routes;
 
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::worker::Workers;
 use crate::{Result, ServerError, files, health, jobs};
 
 /// Multipart framing allowed on top of the largest file (boundaries, headers, `purpose`).
@@ -30,18 +33,36 @@ pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// Largest body of a request that is not an upload (JSON parameters).
 pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
 
-/// What every handler shares: the database and the settings.
+/// What every handler shares: the database, the settings, and the signals to the workers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     db: Db,
     config: Arc<ServerConfig>,
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// State over an open database.
     #[must_use]
     pub fn new(db: Db, config: ServerConfig) -> Self {
-        Self { db, config: Arc::new(config) }
+        Self { db, config: Arc::new(config), wake: Arc::new(Notify::new()), closing: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Wakes an idle worker of this process (a job was created or resumed).
+    pub fn wake_workers(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Completes when [`AppState::wake_workers`] is called.
+    pub async fn workers_notified(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Whether the server is shutting down (event streams end).
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Creates the data directory, connects to the database and migrates it.
@@ -79,7 +100,11 @@ impl AppState {
 #[openapi(
     info(title = "docraft", description = "OpenAI-compatible fine-tuning service of docraft."),
     modifiers(&BearerAuth),
-    tags((name = "files", description = "Uploaded datasets"), (name = "health", description = "Liveness and this document"))
+    tags((name = "files", description = "Uploaded datasets"),
+         (name = "fine-tuning", description = "Fine-tuning jobs, their events and checkpoints"),
+         (name = "models", description = "Base and fine-tuned models"),
+         (name = "hub", description = "The users' spec's routes: hub models, adapters, jobs by name"),
+         (name = "health", description = "Liveness and this document"))
 )]
 struct ApiDoc;
 
@@ -174,8 +199,9 @@ async fn openai_errors(request: Request, next: Next) -> Response {
     out
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes the requests in flight
-/// and closes the database.
+/// Serves on `listener`, with `config.workers` workers training jobs, until `shutdown`
+/// completes; then stops accepting, checkpoints the running jobs and hands them back to the
+/// queue, finishes the requests in flight and closes the database.
 ///
 /// # Errors
 /// [`ServerError::Io`] when accepting connections fails.
@@ -186,10 +212,21 @@ pub async fn serve_with(
 ) -> Result<()> {
     let db = state.db().clone();
     let addr = listener.local_addr().map_or_else(|_| "listener".into(), |a| a.to_string());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::io(addr, e))?;
+    let workers = Workers::spawn(&state, state.config().workers);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closing = state.closing.clone();
+    let signal = async move {
+        shutdown.await;
+        closing.store(true, Ordering::Relaxed);
+        let _ = stopping.send(());
+    };
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let stop_workers = async move {
+        let _ = stopped.await;
+        workers.shutdown().await;
+    };
+    let (served, ()) = tokio::join!(served, stop_workers);
+    served.map_err(|e| ServerError::io(addr, e))?;
     db.close().await;
     Ok(())
 }

@@ -97,6 +97,8 @@ pub struct StepInfo {
     pub tokens_per_s: f64,
     /// Learning rate used.
     pub learning_rate: f64,
+    /// The step's full record, as written to `metrics.jsonl` (a service stores it as it happens).
+    pub record: MetricRecord,
 }
 
 /// The outcome of [`Trainer::run`].
@@ -498,6 +500,8 @@ impl<'a> Trainer<'a> {
                 tokens_per_s,
                 elapsed_s: elapsed_before + t0.elapsed().as_secs_f64(),
                 peak_rss_mib: peak_rss_mib(),
+                #[allow(clippy::cast_precision_loss)]
+                train_accuracy: Some(step_correct as f64 / step_scored.max(1) as f64),
                 valid_loss: None,
                 valid_accuracy: None,
             };
@@ -517,7 +521,14 @@ impl<'a> Trainer<'a> {
                 event(e)?;
             }
             metrics.write(&m)?;
-            progress.update(&StepInfo { step, total, loss: loss_sum, tokens_per_s, learning_rate: lr });
+            progress.update(&StepInfo {
+                step,
+                total,
+                loss: loss_sum,
+                tokens_per_s,
+                learning_rate: lr,
+                record: m.clone(),
+            });
             if step % per_epoch == 0 || step == total {
                 let mut e = info(EventKind::EpochFinished, format!("epoch {} finished", step.div_ceil(per_epoch)));
                 e.step = Some(step as u64);
@@ -528,7 +539,7 @@ impl<'a> Trainer<'a> {
             let checkpoint_metrics = CheckpointMetrics {
                 step: Some(step as f64),
                 train_loss: Some(loss_sum),
-                train_mean_token_accuracy: Some(step_correct as f64 / step_scored.max(1) as f64),
+                train_mean_token_accuracy: m.train_accuracy,
                 valid_loss: last_eval.0,
                 valid_mean_token_accuracy: last_eval.1,
                 full_valid_loss: m.valid_loss,

@@ -117,3 +117,45 @@ pub async fn error_of(response: reqwest::Response, status: u16) -> serde_json::V
     assert!(e.get("param").is_some() && e.get("code").is_some(), "{body}");
     body
 }
+
+/// The registry's SmolLM2-135M, as `GET /v1/models` lists it (fetched by scripts/setup.sh).
+pub const SMOLLM2: &str = "smollm2-135m-instruct";
+
+/// A server whose workers poll and beat fast, so a test sees state changes quickly.
+pub async fn fast_server(workers: usize) -> TestServer {
+    TestServer::start_with(|c| {
+        c.workers = workers;
+        c.heartbeat = std::time::Duration::from_millis(200);
+        c.poll = std::time::Duration::from_millis(200);
+        c.train_threads = Some(1);
+    })
+    .await
+}
+
+/// Polls a job (GET /v1/fine_tuning/jobs/{id}) until `done` holds, for at most `secs`.
+pub async fn wait_job(
+    server: &TestServer,
+    key: &str,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let job: serde_json::Value = server
+            .http
+            .get(server.url(&format!("/v1/fine_tuning/jobs/{id}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&job) {
+            return job;
+        }
+        assert!(std::time::Instant::now() < deadline, "job never got there: {job:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
