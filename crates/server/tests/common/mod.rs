@@ -22,7 +22,11 @@ impl TestServer {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::restart(tempfile::tempdir().unwrap(), tune).await
+    }
+
+    /// A server over the data directory of an earlier one (`dir/data`).
+    pub async fn restart(dir: tempfile::TempDir, tune: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::with_data_dir(dir.path().join("data"));
         config.listen = "127.0.0.1:0".parse().unwrap();
         tune(&mut config);
@@ -67,13 +71,19 @@ impl TestServer {
         walk(&self.data().join("orgs"))
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        drop(self.stop_keep().await);
+    }
+
+    /// Stops gracefully and keeps the directory, for [`TestServer::restart`].
+    pub async fn stop_keep(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+        self.dir
     }
 }
 
