@@ -1,6 +1,6 @@
 //! `/v1/files`, as OpenAI defines it: upload (multipart, streamed to disk), list, retrieve,
 //! content, delete. Files live at `DATA/orgs/<org-id>/files/<file-id>`; the name the user
-//! gave is only metadata, sanitized. A `fine-tune` file is validated on upload (see
+//! gave is only metadata, checked (a name that is a path is refused). A `fine-tune` file is validated on upload (see
 //! [`crate::dataset`]) and refused with nothing stored when it is not usable.
 
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ pub struct FileObject {
     pub created_at: i64,
     /// Always `null`: files do not expire.
     pub expires_at: Option<i64>,
-    /// The name given at upload, sanitized.
+    /// The name given at upload.
     pub filename: String,
     /// One of [`PURPOSES`].
     pub purpose: String,
@@ -125,14 +125,33 @@ pub struct ListQuery {
     pub order: Option<String>,
 }
 
-/// Keeps the last path component of a user's file name, without control characters; never
-/// used to build a path.
-#[must_use]
-pub fn sanitize_filename(name: &str) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = last.chars().filter(|c| !c.is_control()).take(MAX_FILENAME_CHARS).collect();
-    let clean = clean.trim().to_string();
-    if clean.is_empty() || clean.chars().all(|c| c == '.') { "upload".into() } else { clean }
+/// Checks a user's file name: one path component (no `/`, `\\`, `..`), no control
+/// characters, at most [`MAX_FILENAME_CHARS`]. It is only metadata, never used to build a
+/// path; a name that tries to be a path is refused rather than quietly changed.
+///
+/// # Errors
+/// [`ServerError::BadRequest`] (`invalid_filename`) naming what is wrong.
+pub fn check_filename(name: &str) -> Result<String> {
+    let name = name.trim();
+    let why = if name.is_empty() || name.chars().all(|c| c == '.') {
+        Some("is empty")
+    } else if name.contains(['/', '\\']) || name.contains("..") {
+        Some("is a path; send the file's name alone")
+    } else if name.chars().any(char::is_control) {
+        Some("holds control characters")
+    } else if name.chars().count() > MAX_FILENAME_CHARS {
+        Some("is too long")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ServerError::bad_request(
+            format!("file name {name:?} {why} (at most {MAX_FILENAME_CHARS} characters, no '/', '\\' or '..')"),
+            Some("file"),
+            Some("invalid_filename"),
+        )),
+        None => Ok(name.to_string()),
+    }
 }
 
 fn files_dir(state: &AppState, org_id: &str) -> PathBuf {
@@ -164,7 +183,7 @@ struct Received {
 }
 
 async fn receive(mut field: Field<'_>, dir: &Path, limit: u64, max_line_bytes: u64) -> Result<Received> {
-    let filename = sanitize_filename(field.file_name().unwrap_or("upload"));
+    let filename = check_filename(field.file_name().unwrap_or("upload"))?;
     let dir_owned = dir.to_path_buf();
     let (file, temp) = tokio::task::spawn_blocking(move || {
         tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir_owned).map_err(|e| ServerError::io(&dir_owned, e))
@@ -441,10 +460,11 @@ mod tests {
 
     #[test]
     fn file_names_lose_their_paths() {
-        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("..\\..\\x.jsonl"), "x.jsonl");
-        assert_eq!(sanitize_filename(".."), "upload");
-        assert_eq!(sanitize_filename("a\u{0}b\n.jsonl"), "ab.jsonl");
-        assert_eq!(sanitize_filename("train.jsonl"), "train.jsonl");
+        for bad in ["../../etc/passwd", "..\\..\\x.jsonl", "..", "a/b.jsonl", "a\u{0}b.jsonl", "", "x..", "..x"] {
+            let e = check_filename(bad).unwrap_err();
+            assert_eq!(e.body().error.code.as_deref(), Some("invalid_filename"), "{bad:?}");
+        }
+        assert_eq!(check_filename(" train.v2.jsonl ").unwrap(), "train.v2.jsonl");
+        assert!(check_filename(&"x".repeat(MAX_FILENAME_CHARS + 1)).is_err());
     }
 }

@@ -233,7 +233,7 @@ async fn oversize_bodies_get_413_streamed_or_declared() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_arrays_and_csv_are_converted_to_jsonl_and_names_sanitized() {
+async fn json_arrays_and_csv_are_converted_to_jsonl_and_path_names_refused() {
     let server = TestServer::start().await;
     let (org, key) = server.org("acme").await;
     let records: Vec<Value> = (0..10)
@@ -260,7 +260,13 @@ async fn json_arrays_and_csv_are_converted_to_jsonl_and_names_sanitized() {
     for i in 0..10 {
         csv.push_str(&format!("\"Invoice {i}, paid\",\"label {i}\"\n"));
     }
-    let f = json(server.upload(&key, "../../../escape.csv", csv.into_bytes(), "fine-tune").await).await;
+    // A name that is a path is refused, with nothing stored.
+    let e =
+        common::error_of(server.upload(&key, "../../../escape.csv", csv.clone().into_bytes(), "fine-tune").await, 400)
+            .await;
+    assert_eq!(e["error"]["code"], "invalid_filename", "{e}");
+    assert_eq!(server.stored_files().len(), 1);
+    let f = json(server.upload(&key, "escape.csv", csv.into_bytes(), "fine-tune").await).await;
     assert_eq!(f["filename"], "escape.csv");
     let id = f["id"].as_str().unwrap();
     let content =
