@@ -210,7 +210,7 @@ fn main() -> Result<()> {
             api.http.post(format!("{}/v1/fine_tuning/jobs/{j}/cancel", api.base)).bearer_auth(&api.key).send().await?;
         }
         for j in &jobs {
-            while !api.get(&format!("/v1/fine_tuning/jobs/{j}")).await?["status"].as_str().is_some_and(|s| s == "cancelled") {
+            while api.get(&format!("/v1/fine_tuning/jobs/{j}")).await?["status"] != "cancelled" {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

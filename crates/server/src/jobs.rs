@@ -564,7 +564,7 @@ fn auto_or_number(v: &Value, param: &str) -> Result<Option<f64>> {
 }
 
 fn whole(v: f64, param: &str) -> Result<usize> {
-    if v.fract() != 0.0 || v < 0.0 || v > 1e9 {
+    if v.fract() != 0.0 || !(0.0..=1e9).contains(&v) {
         return Err(ServerError::unprocessable(format!("{param}: {v} is not a whole number"), param));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

@@ -164,6 +164,68 @@ enum StopReason {
     Pause,
     Shutdown,
     LostLease,
+    /// Storing progress failed (the database): the job goes back to the queue.
+    Failure,
+}
+
+/// What a heartbeat reads.
+struct Beat<'a> {
+    state: &'a AppState,
+    job: &'a JobRow,
+    owner: &'a str,
+    last: Option<&'a MetricRecord>,
+    total: Option<u64>,
+    cpu: &'a CpuMeter,
+}
+
+/// Renews the lease, stores CPU time and the estimate, reads cancel/pause requests, and stores
+/// what the trainer wrote since the last beat; says why the run must stop, if it must.
+async fn heartbeat(b: &Beat<'_>, sync: &mut Sync) -> Result<Option<StopReason>> {
+    let db = b.state.db();
+    let t = now();
+    let estimate = match (b.last, b.total) {
+        (Some(m), Some(total)) if m.step > 0 && m.elapsed_s.is_finite() => {
+            #[allow(clippy::cast_precision_loss)]
+            let per_step = m.elapsed_s / m.step as f64;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            Some(t + (per_step * total.saturating_sub(m.step) as f64) as i64)
+        }
+        _ => None,
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    let cpu_total = b.job.cpu_seconds + b.cpu.sample().round() as i64;
+    let held = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, cpu_seconds = $3, \
+         estimated_finish = COALESCE($4, estimated_finish) WHERE id = $5 AND lease_owner = $6",
+    )
+    .bind(t + lease_secs(b.state))
+    .bind(t)
+    .bind(cpu_total)
+    .bind(estimate)
+    .bind(&b.job.id)
+    .bind(b.owner)
+    .execute(db.pool())
+    .await
+    .map_err(ServerError::db("heartbeat"))?
+    .rows_affected();
+    if held == 0 {
+        tracing::warn!(job = %b.job.id, "worker: lease lost; stopping the run");
+        return Ok(Some(StopReason::LostLease));
+    }
+    let requested: Option<String> = sqlx::query("SELECT requested FROM jobs WHERE id = $1")
+        .bind(&b.job.id)
+        .fetch_one(db.pool())
+        .await
+        .map_err(ServerError::db("requests"))?
+        .try_get("requested")
+        .map_err(ServerError::db("requests"))?;
+    sync.events(None).await?;
+    sync.checkpoints().await?;
+    Ok(match requested.as_deref() {
+        Some("cancel") => Some(StopReason::Cancel),
+        Some("pause") => Some(StopReason::Pause),
+        _ => None,
+    })
 }
 
 /// What the training thread tells the worker.
@@ -514,7 +576,11 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
         tokio::select! {
             result = &mut handle => break result,
             Some(msg) = rx.recv() => {
-                handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last).await?;
+                // The training thread runs on: stop it before anything returns.
+                if let Err(e) = handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last).await {
+                    tracing::error!(job = %job.id, error = %e, "worker: storing progress failed; handing the job back");
+                    stop_now(&mut reason, StopReason::Failure);
+                }
             }
             _ = stop.changed() => {
                 if *stop.borrow() {
@@ -522,49 +588,15 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
                 }
             }
             _ = tick.tick() => {
-                let t = now();
-                let estimate = match (&last, total) {
-                    (Some(m), Some(total)) if m.step > 0 && m.elapsed_s.is_finite() => {
-                        let per_step = m.elapsed_s / m.step as f64;
-                        #[allow(clippy::cast_possible_truncation)]
-                        Some(t + (per_step * total.saturating_sub(m.step) as f64) as i64)
+                let beat = Beat { state, job: &job, owner, last: last.as_ref(), total, cpu: &cpu };
+                match heartbeat(&beat, &mut sync).await {
+                    Ok(Some(why)) => stop_now(&mut reason, why),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(job = %job.id, error = %e, "worker: heartbeat failed; handing the job back");
+                        stop_now(&mut reason, StopReason::Failure);
                     }
-                    _ => None,
-                };
-                #[allow(clippy::cast_possible_truncation)]
-                let cpu_total = job.cpu_seconds + cpu.sample().round() as i64;
-                let held = sqlx::query(
-                    "UPDATE jobs SET lease_expires_at = $1, updated_at = $2, cpu_seconds = $3, \
-                     estimated_finish = COALESCE($4, estimated_finish) WHERE id = $5 AND lease_owner = $6",
-                )
-                .bind(t + lease_secs(state))
-                .bind(t)
-                .bind(cpu_total)
-                .bind(estimate)
-                .bind(&job.id)
-                .bind(owner)
-                .execute(db.pool())
-                .await
-                .map_err(ServerError::db("heartbeat"))?
-                .rows_affected();
-                if held == 0 {
-                    tracing::warn!(job = %job.id, "worker: lease lost; stopping the run");
-                    stop_now(&mut reason, StopReason::LostLease);
                 }
-                let requested: Option<String> = sqlx::query("SELECT requested FROM jobs WHERE id = $1")
-                    .bind(&job.id)
-                    .fetch_one(db.pool())
-                    .await
-                    .map_err(ServerError::db("requests"))?
-                    .try_get("requested")
-                    .map_err(ServerError::db("requests"))?;
-                match requested.as_deref() {
-                    Some("cancel") => stop_now(&mut reason, StopReason::Cancel),
-                    Some("pause") => stop_now(&mut reason, StopReason::Pause),
-                    _ => {}
-                }
-                sync.events(None).await?;
-                sync.checkpoints().await?;
             }
         }
     };
@@ -599,7 +631,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
                 settle(&db, &job.id, owner, JobStatus::Paused, None).await.map(|_| ())
             }
             Some(StopReason::LostLease) => Ok(()),
-            Some(StopReason::Shutdown) | None => {
+            Some(StopReason::Shutdown | StopReason::Failure) | None => {
                 let msg = format!("The server stopped at step {step}; the job is queued to continue from there");
                 add_event(&db, &job.id, &format!("s:handback:{}", new_id("")?), "info", "message", &msg, None, None)
                     .await?;

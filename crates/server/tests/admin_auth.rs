@@ -78,7 +78,10 @@ async fn health_reports_database_and_disk() {
     assert_eq!(h["database"], "ok");
     assert!(h["disk_free_bytes"].as_u64().unwrap() > 0, "{h}");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!((h["workers"].as_u64(), h["jobs_running"].as_i64(), h["jobs_queued"].as_i64()), (Some(1), Some(0), Some(0)));
+    assert_eq!(
+        (h["workers"].as_u64(), h["jobs_running"].as_i64(), h["jobs_queued"].as_i64()),
+        (Some(1), Some(0), Some(0))
+    );
     // Unknown routes and methods answer in OpenAI's shape too.
     let (_, key) = server.org("acme").await;
     let unknown = server.http.get(server.url("/v1/nothing")).bearer_auth(&key).send().await.unwrap();
