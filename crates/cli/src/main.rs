@@ -15,7 +15,10 @@ use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 
 mod ask;
+mod client;
 mod eval;
+mod hub;
+mod jobs;
 mod qa;
 mod raft;
 mod render;
@@ -141,6 +144,21 @@ enum Command {
     /// --database as `docraft serve`, also while it runs).
     #[command(subcommand)]
     Admin(serve::AdminCommand),
+    /// Fine-tuning jobs on a `docraft serve` server: create (uploading the dataset), list,
+    /// get, cancel, pause, resume, events.
+    ///
+    /// Every command takes --server URL (DOCRAFT_SERVER, default http://127.0.0.1:8420),
+    /// --api-key KEY (DOCRAFT_API_KEY; an organization's key from `docraft admin org create`)
+    /// and --json (the server's JSON as returned). Server errors are printed as
+    /// `error (HTTP STATUS): MESSAGE` and exit with status 1.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// The models and LoRA adapters of a `docraft serve` server: list, get, delete, and
+    /// download an adapter's files.
+    ///
+    /// Takes the same --server, --api-key and --json as `docraft jobs`.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 #[derive(Subcommand)]
@@ -244,11 +262,16 @@ fn main() -> ExitCode {
         Command::Chat(a) => train::chat(&a),
         Command::Serve(a) => serve::serve(&a),
         Command::Admin(a) => serve::admin(&a),
+        Command::Jobs(a) => jobs::jobs(&a),
+        Command::Hub(a) => hub::hub(&a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<client::ClientError>() {
+                Some(client::ClientError::Api { status, .. }) => eprintln!("error (HTTP {status}): {e:#}"),
+                _ => eprintln!("error: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
