@@ -30,6 +30,12 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often an idle worker looks for a job (it is also woken when one is created).
 pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
+/// Largest document of a collection by default: 100 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 100 << 20;
+/// Bytes of documents an organization may keep by default: 10 GiB.
+pub const DEFAULT_MAX_ORG_DOCUMENT_BYTES: i64 = 10 << 30;
+/// Documents ingested at once by default.
+pub const DEFAULT_DOCUMENT_WORKERS: usize = 1;
 /// Most jobs an organization may have waiting or running at once.
 pub const DEFAULT_MAX_ACTIVE_JOBS_PER_ORG: i64 = 16;
 
@@ -69,6 +75,14 @@ pub struct ServerConfig {
     pub models_dir: Option<PathBuf>,
     /// Most jobs an organization may have waiting or running at once (429 beyond).
     pub max_active_jobs_per_org: i64,
+    /// Largest document of a collection, in bytes (413 beyond).
+    pub max_document_bytes: u64,
+    /// Bytes of documents an organization may keep (429 beyond).
+    pub max_org_document_bytes: i64,
+    /// Time one document may take to read and chunk before it is marked failed.
+    pub document_timeout: Duration,
+    /// Documents ingested at once by this process (0: none).
+    pub document_workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +103,10 @@ impl Default for ServerConfig {
             poll: DEFAULT_POLL,
             models_dir: None,
             max_active_jobs_per_org: DEFAULT_MAX_ACTIVE_JOBS_PER_ORG,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            max_org_document_bytes: DEFAULT_MAX_ORG_DOCUMENT_BYTES,
+            document_timeout: crate::collections::DEFAULT_DOCUMENT_TIMEOUT,
+            document_workers: DEFAULT_DOCUMENT_WORKERS,
         }
     }
 }

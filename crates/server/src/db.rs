@@ -45,6 +45,7 @@ impl Backend {
             Self::Sqlite => &[
                 (1, "organizations keys files", include_str!("../migrations/sqlite/0001_organizations_keys_files.sql")),
                 (2, "jobs models", include_str!("../migrations/sqlite/0002_jobs_models.sql")),
+                (3, "collections", include_str!("../migrations/sqlite/0003_collections.sql")),
             ],
             Self::Postgres => &[
                 (
@@ -53,6 +54,7 @@ impl Backend {
                     include_str!("../migrations/postgres/0001_organizations_keys_files.sql"),
                 ),
                 (2, "jobs models", include_str!("../migrations/postgres/0002_jobs_models.sql")),
+                (3, "collections", include_str!("../migrations/postgres/0003_collections.sql")),
             ],
         };
         files

@@ -56,6 +56,9 @@ pub enum ServerError {
         /// The parameter at fault.
         param: Option<String>,
     },
+    /// A model or service the request needs is not set up (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Too many requests (429).
     #[error("{0}")]
     RateLimited(String),
@@ -147,6 +150,7 @@ impl ServerError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Http { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             Self::Database { .. }
             | Self::Migrate(_)
@@ -171,11 +175,12 @@ impl ServerError {
             Self::PayloadTooLarge { .. } => ("invalid_request_error", Some("payload_too_large".into()), None),
             Self::Unprocessable { param, .. } => ("invalid_request_error", Some("invalid_value".into()), param.clone()),
             Self::RateLimited(_) => ("requests", Some("rate_limit_exceeded".into()), None),
+            Self::Unavailable(_) => ("server_error", Some("unavailable".into()), None),
             Self::Http { code, .. } if status.is_server_error() => ("server_error", code.map(str::to_string), None),
             Self::Http { code, .. } => ("invalid_request_error", code.map(str::to_string), None),
             _ => ("server_error", None, None),
         };
-        let message = if status.is_server_error() && !matches!(self, Self::Http { .. }) {
+        let message = if status.is_server_error() && !matches!(self, Self::Http { .. } | Self::Unavailable(_)) {
             "internal server error".into()
         } else {
             self.to_string()

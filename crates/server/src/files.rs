@@ -243,7 +243,11 @@ pub async fn upload_file(
     }
     let multipart: std::result::Result<Multipart, MultipartRejection> = Multipart::from_request(request, &state).await;
     let mut multipart = multipart.map_err(|e| {
-        ServerError::bad_request(format!("expected a multipart/form-data body: {}", e.body_text()), None, Some("invalid_multipart"))
+        ServerError::bad_request(
+            format!("expected a multipart/form-data body: {}", e.body_text()),
+            None,
+            Some("invalid_multipart"),
+        )
     })?;
     let dir = files_dir(&state, &org.id);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ServerError::io(&dir, e))?;

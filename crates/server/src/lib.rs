@@ -15,6 +15,8 @@
 //! - [`jobs`]: `/v1/fine_tuning/jobs` (create, list, retrieve, cancel, pause, resume, events
 //!   with an SSE stream, checkpoints) and the spec's `/fine_tuning/jobs` aliases.
 //! - [`worker`]: leases jobs from the database and trains them; survives restarts and kill -9.
+//! - [`collections`]: document collections: uploads ingested and indexed in the background,
+//!   search with metadata filters, page previews for citations.
 //! - [`models`]: `/v1/models` and the hub (`/hub/models`, `/hub/adapters` with a zip download).
 //!
 //! ```no_run
@@ -34,6 +36,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod collections;
 pub mod config;
 pub mod dataset;
 pub mod db;

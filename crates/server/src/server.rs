@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::worker::Workers;
-use crate::{Result, ServerError, files, health, jobs};
+use crate::{Result, ServerError, collections, files, health, jobs};
 
 /// Multipart framing allowed on top of the largest file (boundaries, headers, `purpose`).
 pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
@@ -40,13 +40,26 @@ pub struct AppState {
     config: Arc<ServerConfig>,
     wake: Arc<Notify>,
     closing: Arc<AtomicBool>,
+    collections: Arc<crate::collections::CollectionCache>,
 }
 
 impl AppState {
     /// State over an open database.
     #[must_use]
     pub fn new(db: Db, config: ServerConfig) -> Self {
-        Self { db, config: Arc::new(config), wake: Arc::new(Notify::new()), closing: Arc::new(AtomicBool::new(false)) }
+        Self {
+            db,
+            config: Arc::new(config),
+            wake: Arc::new(Notify::new()),
+            closing: Arc::new(AtomicBool::new(false)),
+            collections: Arc::default(),
+        }
+    }
+
+    /// The embedder and open indexes of the collections.
+    #[must_use]
+    pub fn collections(&self) -> &crate::collections::CollectionCache {
+        &self.collections
     }
 
     /// Wakes an idle worker of this process (a job was created or resumed).
@@ -103,6 +116,7 @@ impl AppState {
     tags((name = "files", description = "Uploaded datasets"),
          (name = "fine-tuning", description = "Fine-tuning jobs, their events and checkpoints"),
          (name = "models", description = "Base and fine-tuned models"),
+         (name = "collections", description = "Document collections: upload, ingest, index, search"),
          (name = "hub", description = "The users' spec's routes: hub models, adapters, jobs by name"),
          (name = "health", description = "Liveness and this document"))
 )]
@@ -123,6 +137,17 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
     let body_limit = config.max_upload_bytes.saturating_add(MULTIPART_OVERHEAD_BYTES);
     let body_limit_usize = usize::try_from(body_limit).unwrap_or(usize::MAX);
     // Uploads run as long as bytes keep coming; everything else has a time limit.
+    let doc_limit = usize::try_from(
+        config
+            .max_document_bytes
+            .saturating_mul(crate::collections::MAX_FILES_PER_UPLOAD as u64)
+            .saturating_add(MULTIPART_OVERHEAD_BYTES),
+    )
+    .unwrap_or(usize::MAX);
+    let documents = OpenApiRouter::new()
+        .routes(routes!(collections::upload_documents, collections::list_documents))
+        .layer(RequestBodyTimeoutLayer::new(config.upload_idle_timeout))
+        .layer(DefaultBodyLimit::max(doc_limit));
     let uploads = OpenApiRouter::new()
         .routes(routes!(files::upload_file))
         .layer(RequestBodyTimeoutLayer::new(config.upload_idle_timeout))
@@ -134,9 +159,15 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::openapi_json))
         .merge(jobs::router())
+        .routes(routes!(collections::create_collection, collections::list_collections))
+        .routes(routes!(collections::retrieve_collection, collections::delete_collection))
+        .routes(routes!(collections::retrieve_document, collections::delete_document))
+        .routes(routes!(collections::document_content))
+        .routes(routes!(collections::document_page))
+        .routes(routes!(collections::search))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(rest)
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(documents).merge(rest)
 }
 
 /// The OpenAPI 3.1 document of every route (generated from the handlers' annotations).

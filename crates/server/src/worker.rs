@@ -50,17 +50,22 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `n` workers over `state` (none for 0).
+    /// Starts `n` training workers over `state` (none for 0), and the configured document
+    /// (ingest) workers.
     #[must_use]
     pub fn spawn(state: &AppState, n: usize) -> Self {
         let (stop, _) = watch::channel(false);
-        let tasks = (0..n)
+        let mut tasks: Vec<JoinHandle<()>> = (0..n)
             .map(|i| {
                 let state = state.clone();
                 let rx = stop.subscribe();
                 tokio::spawn(async move { worker_loop(state, i, rx).await })
             })
             .collect();
+        for i in 0..state.config().document_workers {
+            let (state, rx) = (state.clone(), stop.subscribe());
+            tasks.push(tokio::spawn(async move { crate::collections::document_worker(state, i, rx).await }));
+        }
         Self { tasks, stop }
     }
 

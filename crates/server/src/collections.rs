@@ -1,0 +1,1134 @@
+//! Document collections: `/v1/collections`. An organization uploads PDF, Markdown and text
+//! files into a collection; a worker ingests and indexes each one in the background (status
+//! `queued`, `ingesting`, `indexed` or `failed` with the reason); search and chat read the
+//! collection's vector index.
+//!
+//! Files live at `DATA/orgs/<org-id>/collections/<collection-id>/docs/<document-id>` (the
+//! original), `<document-id>.json` (the extracted text with its pages, for citation
+//! previews) and `index/` (the collection's HNSW index). Nothing is ever named after what a
+//! caller sent.
+//!
+//! Uploads are hostile input: a per-file limit (413) and a per-organization quota (429), the
+//! type sniffed from the bytes (archives and other binaries are refused, never unpacked),
+//! and each document parsed under a time limit, so one crafted PDF cannot hold a worker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::multipart::Field;
+use axum::extract::{FromRequest, Multipart, Path as UrlPath, Request, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use docraft_core::{Chunk, Document, Embedder};
+use docraft_index::{Filter, SearchOptions, SyncOptions, VectorIndex};
+use docraft_ingest::{Chunker, Loader};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::db::{Db, now};
+use crate::ids::{is_id, new_id};
+use crate::server::AppState;
+use crate::{Result, ServerError};
+
+/// The prefix of collection ids.
+pub const COLLECTION_PREFIX: &str = "col-";
+/// The prefix of document ids.
+pub const DOCUMENT_PREFIX: &str = "doc-";
+/// Most files one upload request may carry.
+pub const MAX_FILES_PER_UPLOAD: usize = 100;
+/// Most results a search returns.
+pub const MAX_K: usize = 100;
+/// Longest collection name.
+pub const MAX_NAME_CHARS: usize = 128;
+const DOC_COLUMNS: &str = "id, collection_id, organization_id, filename, content_hash, bytes, media_type, metadata, \
+    status, error, pages, chunks, doc_key, created_at, updated_at";
+
+/// A collection of documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Collection {
+    /// `col-…`
+    pub id: String,
+    /// Always `collection`.
+    pub object: String,
+    /// Unique within the organization.
+    pub name: String,
+    /// The caller's key-value pairs.
+    pub metadata: Option<Value>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Documents by status.
+    pub documents: BTreeMap<String, i64>,
+}
+
+/// A document of a collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DocumentObject {
+    /// `doc-…`
+    pub id: String,
+    /// Always `collection.document`.
+    pub object: String,
+    /// The collection.
+    pub collection_id: String,
+    /// The name given at upload.
+    pub filename: String,
+    /// Size in bytes.
+    pub bytes: i64,
+    /// `application/pdf`, `text/markdown` or `text/plain` (sniffed from the bytes).
+    pub media_type: String,
+    /// sha256 of the bytes.
+    pub content_hash: String,
+    /// The caller's metadata (chat and search filter on it).
+    pub metadata: Option<Value>,
+    /// `queued`, `ingesting`, `indexed` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Pages (PDF).
+    pub pages: Option<i64>,
+    /// Chunks in the index.
+    pub chunks: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One row of the documents table.
+#[derive(Debug, Clone)]
+struct DocRow {
+    obj: DocumentObject,
+    organization_id: String,
+}
+
+impl DocRow {
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let d = || ServerError::db("decode document");
+        let metadata: Option<String> = row.try_get("metadata").map_err(d())?;
+        Ok(Self {
+            obj: DocumentObject {
+                id: row.try_get("id").map_err(d())?,
+                object: "collection.document".into(),
+                collection_id: row.try_get("collection_id").map_err(d())?,
+                filename: row.try_get("filename").map_err(d())?,
+                bytes: row.try_get("bytes").map_err(d())?,
+                media_type: row.try_get("media_type").map_err(d())?,
+                content_hash: row.try_get("content_hash").map_err(d())?,
+                metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+                status: row.try_get("status").map_err(d())?,
+                error: row.try_get("error").map_err(d())?,
+                pages: row.try_get("pages").map_err(d())?,
+                chunks: row.try_get("chunks").map_err(d())?,
+                created_at: row.try_get("created_at").map_err(d())?,
+            },
+            organization_id: row.try_get("organization_id").map_err(d())?,
+        })
+    }
+}
+
+/// A list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct List<T> {
+    /// Always `list`.
+    pub object: String,
+    /// The items.
+    pub data: Vec<T>,
+}
+
+/// The body of `POST /v1/collections`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Unique within the organization.
+    pub name: String,
+    /// Key-value pairs.
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// The body of a search.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The question or keywords.
+    pub query: String,
+    /// Results (default 5, at most 100).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Metadata conditions: `{"key": "value"}` or `{"key": ["a", "b"]}` (any of them); keys of
+    /// one filter must all hold. `document_id` and `filename` are metadata of every chunk.
+    #[serde(default)]
+    pub filter: Option<Map<String, Value>>,
+}
+
+/// A search result: a chunk with where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Source {
+    /// The document.
+    pub document_id: String,
+    /// Its file name.
+    pub filename: String,
+    /// First and last page (PDF).
+    pub pages: Option<[u32; 2]>,
+    /// Byte span of the chunk in the document's extracted text.
+    pub span: [usize; 2],
+    /// The chunk's text.
+    pub text: String,
+    /// Cosine similarity with the query.
+    pub score: f32,
+    /// The chunk's metadata (the document's, plus language and title).
+    pub metadata: Value,
+}
+
+/// A page's extracted text, with the chunks on it (for citation previews).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PageText {
+    /// The document.
+    pub document_id: String,
+    /// 1-based.
+    pub page: usize,
+    /// Pages of the document.
+    pub pages: usize,
+    /// The page's text.
+    pub text: String,
+    /// Chunks overlapping the page: byte spans relative to `text`.
+    pub chunks: Vec<Value>,
+}
+
+/// What the server keeps per process for collections: the embedder, loaded once, and the
+/// open indexes.
+#[derive(Default)]
+pub struct CollectionCache {
+    embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
+    indexes: std::sync::Mutex<HashMap<String, Arc<RwLock<VectorIndex>>>>,
+}
+
+impl std::fmt::Debug for CollectionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectionCache").finish_non_exhaustive()
+    }
+}
+
+fn lock_err<T>(_: T) -> ServerError {
+    ServerError::Internal("a lock was poisoned".into())
+}
+
+/// The embedder every collection uses (the registry's all-MiniLM-L6-v2), loaded on first use.
+///
+/// # Errors
+/// [`ServerError::Unavailable`] when the model is not set up.
+pub async fn embedder(state: &AppState) -> Result<Arc<dyn Embedder>> {
+    state
+        .collections()
+        .embedder
+        .get_or_try_init(|| async {
+            let dir = docraft_index::default_model_dir();
+            tokio::task::spawn_blocking(move || {
+                docraft_pipeline::stage::index::embedder(
+                    docraft_pipeline::settings::EmbedBackend::default(),
+                    &dir,
+                    docraft_index::EmbedOptions::default(),
+                )
+                .map(Arc::from)
+                .map_err(|e| {
+                    ServerError::Unavailable(format!(
+                        "the embedding model is not available ({e}); run scripts/setup.sh"
+                    ))
+                })
+            })
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+        })
+        .await
+        .cloned()
+}
+
+fn collection_dir(state: &AppState, org_id: &str, collection_id: &str) -> PathBuf {
+    state.org_dir(org_id).join("collections").join(collection_id)
+}
+
+/// The collection's index, opened once per process (a new one when it has none yet).
+fn open_index(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+    embedder: &dyn Embedder,
+) -> Result<Arc<RwLock<VectorIndex>>> {
+    let mut map = state.collections().indexes.lock().map_err(lock_err)?;
+    if let Some(ix) = map.get(collection_id) {
+        return Ok(ix.clone());
+    }
+    let dir = collection_dir(state, org_id, collection_id).join("index");
+    let index = if dir.join("index.json").exists() || dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        VectorIndex::load(&dir).map_err(|e| ServerError::Internal(format!("index of {collection_id}: {e}")))?
+    } else {
+        VectorIndex::new(embedder.model_id(), docraft_index::HnswParams::default())
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+    };
+    let ix = Arc::new(RwLock::new(index));
+    map.insert(collection_id.to_string(), ix.clone());
+    Ok(ix)
+}
+
+fn save_index(state: &AppState, org_id: &str, collection_id: &str, index: &VectorIndex) -> Result<()> {
+    let dir = collection_dir(state, org_id, collection_id).join("index");
+    index.save(&dir).map_err(|e| ServerError::Internal(format!("saving the index of {collection_id}: {e}")))
+}
+
+fn check_collection_name(name: &str) -> Result<()> {
+    let ok = !name.trim().is_empty() && name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::bad_request(
+            format!("collection name {name:?}: 1 to {MAX_NAME_CHARS} characters, no control characters"),
+            Some("name"),
+            Some("invalid_name"),
+        ))
+    }
+}
+
+async fn load_collection(db: &Db, org_id: &str, id: &str) -> Result<Collection> {
+    let nf = || ServerError::NotFound { kind: "collection", id: id.to_string() };
+    if !is_id(id, COLLECTION_PREFIX) {
+        return Err(nf());
+    }
+    let row =
+        sqlx::query("SELECT id, name, metadata, created_at FROM collections WHERE id = $1 AND organization_id = $2")
+            .bind(id)
+            .bind(org_id)
+            .fetch_optional(db.pool())
+            .await
+            .map_err(ServerError::db("find collection"))?
+            .ok_or_else(nf)?;
+    collection_of(db, &row).await
+}
+
+async fn collection_of(db: &Db, row: &AnyRow) -> Result<Collection> {
+    let d = || ServerError::db("decode collection");
+    let id: String = row.try_get("id").map_err(d())?;
+    let metadata: Option<String> = row.try_get("metadata").map_err(d())?;
+    let counts = sqlx::query("SELECT status, COUNT(*) AS n FROM documents WHERE collection_id = $1 GROUP BY status")
+        .bind(&id)
+        .fetch_all(db.pool())
+        .await
+        .map_err(ServerError::db("count documents"))?;
+    let mut documents = BTreeMap::new();
+    for r in &counts {
+        documents.insert(r.try_get::<String, _>("status").map_err(d())?, r.try_get::<i64, _>("n").map_err(d())?);
+    }
+    Ok(Collection {
+        id,
+        object: "collection".into(),
+        name: row.try_get("name").map_err(d())?,
+        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+        created_at: row.try_get("created_at").map_err(d())?,
+        documents,
+    })
+}
+
+/// Creates a collection.
+#[utoipa::path(post, path = "/v1/collections", tag = "collections", security(("bearer" = [])),
+    request_body = CreateCollection,
+    responses((status = 200, description = "The collection", body = Collection),
+              (status = 400, description = "Unusable request", body = crate::ErrorBody),
+              (status = 409, description = "The name is taken", body = crate::ErrorBody)))]
+pub async fn create_collection(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Collection>> {
+    let req: CreateCollection = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::bad_request(format!("invalid request: {e}"), None, Some("invalid_json")))?;
+    check_collection_name(&req.name)?;
+    if let Some(m) = &req.metadata
+        && (m.len() > 16 || m.values().any(|v| !(v.is_string() || v.is_number() || v.is_boolean())))
+    {
+        return Err(ServerError::bad_request(
+            "metadata: at most 16 keys of strings, numbers or booleans",
+            Some("metadata"),
+            Some("invalid_value"),
+        ));
+    }
+    let taken = sqlx::query("SELECT id FROM collections WHERE organization_id = $1 AND name = $2")
+        .bind(&org.id)
+        .bind(&req.name)
+        .fetch_optional(state.db().pool())
+        .await
+        .map_err(ServerError::db("find collection"))?;
+    if taken.is_some() {
+        return Err(ServerError::Conflict(format!("a collection named {:?} exists", req.name)));
+    }
+    let id = new_id(COLLECTION_PREFIX)?;
+    sqlx::query(
+        "INSERT INTO collections (id, organization_id, name, metadata, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(&org.id)
+    .bind(&req.name)
+    .bind(req.metadata.as_ref().map(|m| Value::Object(m.clone()).to_string()))
+    .bind(now())
+    .execute(state.db().pool())
+    .await
+    .map_err(ServerError::db("insert collection"))?;
+    Ok(Json(load_collection(state.db(), &org.id, &id).await?))
+}
+
+/// The organization's collections, newest first.
+#[utoipa::path(get, path = "/v1/collections", tag = "collections", security(("bearer" = [])),
+    responses((status = 200, description = "The collections", body = List<Collection>)))]
+pub async fn list_collections(State(state): State<AppState>, Caller(org): Caller) -> Result<Json<List<Collection>>> {
+    let rows = sqlx::query(
+        "SELECT id, name, metadata, created_at FROM collections WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
+    )
+    .bind(&org.id)
+    .fetch_all(state.db().pool())
+    .await
+    .map_err(ServerError::db("list collections"))?;
+    let mut data = Vec::with_capacity(rows.len());
+    for r in &rows {
+        data.push(collection_of(state.db(), r).await?);
+    }
+    Ok(Json(List { object: "list".into(), data }))
+}
+
+/// One collection with its document counts.
+#[utoipa::path(get, path = "/v1/collections/{id}", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    responses((status = 200, description = "The collection", body = Collection),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn retrieve_collection(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Collection>> {
+    Ok(Json(load_collection(state.db(), &org.id, &id).await?))
+}
+
+/// Deletes a collection, its documents and its index.
+#[utoipa::path(delete, path = "/v1/collections/{id}", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    responses((status = 200, description = "Deleted"),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn delete_collection(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Value>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND organization_id = $2")
+        .bind(&c.id)
+        .bind(&org.id)
+        .execute(state.db().pool())
+        .await
+        .map_err(ServerError::db("delete documents"))?;
+    sqlx::query("DELETE FROM collections WHERE id = $1 AND organization_id = $2")
+        .bind(&c.id)
+        .bind(&org.id)
+        .execute(state.db().pool())
+        .await
+        .map_err(ServerError::db("delete collection"))?;
+    state.collections().indexes.lock().map_err(lock_err)?.remove(&c.id);
+    let _ = tokio::fs::remove_dir_all(collection_dir(&state, &org.id, &c.id)).await;
+    Ok(Json(json!({"id": c.id, "object": "collection", "deleted": true})))
+}
+
+/// What the bytes are: `application/pdf`, `text/markdown`, `text/plain`, or why they are refused.
+///
+/// # Errors
+/// A reason naming the kind of file refused (an archive, an executable, binary data).
+pub fn sniff(filename: &str, head: &[u8]) -> std::result::Result<&'static str, String> {
+    const REFUSED: [(&[u8], &str); 8] = [
+        (b"PK\x03\x04", "a zip archive (also docx, xlsx, odt): archives are never unpacked"),
+        (b"\x1f\x8b", "a gzip archive"),
+        (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+        (b"Rar!", "a rar archive"),
+        (b"\x7fELF", "an executable"),
+        (b"MZ", "an executable"),
+        (b"\x89PNG", "an image"),
+        (b"\xff\xd8\xff", "an image"),
+    ];
+    if head.starts_with(b"%PDF-") {
+        return Ok("application/pdf");
+    }
+    if let Some((_, what)) = REFUSED.iter().find(|(magic, _)| head.starts_with(magic)) {
+        return Err(format!("{filename} is {what}; upload PDF, Markdown or text"));
+    }
+    if head.contains(&0) {
+        return Err(format!("{filename} is binary data, not PDF, Markdown or text"));
+    }
+    let lower = filename.to_ascii_lowercase();
+    Ok(if [".md", ".markdown", ".mdown", ".mkd"].iter().any(|e| lower.ends_with(e)) {
+        "text/markdown"
+    } else {
+        "text/plain"
+    })
+}
+
+/// The name the loader sees: the user's name with the extension of the sniffed type, so a
+/// PDF named `.txt` is read as a PDF and a text named `.pdf` as text.
+fn loader_name(filename: &str, media_type: &str) -> String {
+    let stem = Path::new(filename).file_stem().and_then(|s| s.to_str()).unwrap_or("document");
+    let ext = match media_type {
+        "application/pdf" => "pdf",
+        "text/markdown" => "md",
+        _ => "txt",
+    };
+    format!("{stem}.{ext}")
+}
+
+async fn org_bytes(db: &Db, org_id: &str) -> Result<i64> {
+    let docs: Option<i64> = sqlx::query("SELECT SUM(bytes) AS n FROM documents WHERE organization_id = $1")
+        .bind(org_id)
+        .fetch_one(db.pool())
+        .await
+        .map_err(ServerError::db("quota"))?
+        .try_get("n")
+        .map_err(ServerError::db("quota"))?;
+    Ok(docs.unwrap_or(0))
+}
+
+/// A file received to a temporary path, with its hash and first bytes.
+struct Received {
+    temp: tempfile::TempPath,
+    bytes: u64,
+    hash: String,
+    head: Vec<u8>,
+    filename: String,
+}
+
+async fn receive(mut field: Field<'_>, dir: &Path, limit: u64) -> Result<Received> {
+    let filename = crate::files::check_filename(field.file_name().unwrap_or("document"))?;
+    let dir_owned = dir.to_path_buf();
+    let (file, temp) = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir_owned).map_err(|e| ServerError::io(&dir_owned, e))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))??
+    .into_parts();
+    let mut out = tokio::fs::File::from_std(file);
+    let mut hasher = Sha256::new();
+    let mut head = Vec::new();
+    let mut bytes = 0u64;
+    loop {
+        let chunk = field.chunk().await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ServerError::PayloadTooLarge { limit }
+            } else {
+                ServerError::bad_request(
+                    format!("malformed multipart body: {}", e.body_text()),
+                    None,
+                    Some("invalid_multipart"),
+                )
+            }
+        })?;
+        let Some(chunk) = chunk else { break };
+        bytes += chunk.len() as u64;
+        if bytes > limit {
+            return Err(ServerError::PayloadTooLarge { limit });
+        }
+        if head.len() < 8192 {
+            head.extend_from_slice(&chunk[..chunk.len().min(8192 - head.len())]);
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(|e| ServerError::io(&*temp, e))?;
+    }
+    out.flush().await.map_err(|e| ServerError::io(&*temp, e))?;
+    let hash = format!("{:x}", hasher.finalize());
+    Ok(Received { temp, bytes, hash, head, filename })
+}
+
+async fn find_by_hash(db: &Db, collection_id: &str, hash: &str) -> Result<Option<DocRow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DOC_COLUMNS} FROM documents WHERE collection_id = $1 AND content_hash = $2"
+    )))
+    .bind(collection_id)
+    .bind(hash)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(ServerError::db("find document"))?;
+    row.as_ref().map(DocRow::from_row).transpose()
+}
+
+/// Uploads documents (multipart: the field `file`, repeated; a `metadata` field, a JSON
+/// object, applies to the files after it). Each file becomes a document: `queued` for the
+/// ingest worker, `failed` with the reason when its type is refused, or, when the collection
+/// already holds the same bytes, that document (nothing is stored or indexed twice).
+#[utoipa::path(post, path = "/v1/collections/{id}/documents", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body(content_type = "multipart/form-data", description = "`file` (repeated) and optional `metadata` (a JSON object) fields"),
+    responses((status = 200, description = "The documents", body = List<DocumentObject>),
+              (status = 404, description = "No such collection", body = crate::ErrorBody),
+              (status = 413, description = "A file over the limit", body = crate::ErrorBody),
+              (status = 429, description = "Over the organization's quota", body = crate::ErrorBody)))]
+pub async fn upload_documents(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+    request: Request,
+) -> Result<Json<List<DocumentObject>>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    let mut multipart = Multipart::from_request(request, &state).await.map_err(|e| {
+        ServerError::bad_request(
+            format!("expected a multipart/form-data body: {}", e.body_text()),
+            None,
+            Some("invalid_multipart"),
+        )
+    })?;
+    let dir = collection_dir(&state, &org.id, &c.id).join("docs");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ServerError::io(&dir, e))?;
+    let limit = state.config().max_document_bytes;
+    let quota = state.config().max_org_document_bytes;
+    let mut used = org_bytes(state.db(), &org.id).await?;
+    let mut metadata: Option<Map<String, Value>> = None;
+    let mut out = Vec::new();
+    let mut files = 0;
+    while let Some(field) = multipart.next_field().await.map_err(|e| {
+        ServerError::bad_request(
+            format!("malformed multipart body: {}", e.body_text()),
+            None,
+            Some("invalid_multipart"),
+        )
+    })? {
+        match field.name().unwrap_or_default() {
+            "metadata" => {
+                let text = field.text().await.map_err(|e| {
+                    ServerError::bad_request(format!("metadata: {}", e.body_text()), Some("metadata"), None)
+                })?;
+                let v: Map<String, Value> = serde_json::from_str(&text).map_err(|e| {
+                    ServerError::bad_request(
+                        format!("metadata is not a JSON object: {e}"),
+                        Some("metadata"),
+                        Some("invalid_value"),
+                    )
+                })?;
+                if v.len() > 32 || v.values().any(|x| !(x.is_string() || x.is_number() || x.is_boolean())) {
+                    return Err(ServerError::bad_request(
+                        "metadata: at most 32 keys of strings, numbers or booleans",
+                        Some("metadata"),
+                        Some("invalid_value"),
+                    ));
+                }
+                metadata = Some(v);
+            }
+            "file" => {
+                files += 1;
+                if files > MAX_FILES_PER_UPLOAD {
+                    return Err(ServerError::bad_request(
+                        format!("at most {MAX_FILES_PER_UPLOAD} files per request"),
+                        Some("file"),
+                        Some("too_many_files"),
+                    ));
+                }
+                let got = receive(field, &dir, limit).await?;
+                if let Some(existing) = find_by_hash(state.db(), &c.id, &got.hash).await? {
+                    out.push(existing.obj);
+                    continue;
+                }
+                let size = i64::try_from(got.bytes).unwrap_or(i64::MAX);
+                if used.saturating_add(size) > quota {
+                    return Err(ServerError::RateLimited(format!(
+                        "this organization's documents would take {} bytes, over its quota of {quota} bytes; \
+                         delete documents or ask the administrator for more",
+                        used.saturating_add(size)
+                    )));
+                }
+                let (media_type, status, error) = match sniff(&got.filename, &got.head) {
+                    Ok(m) => (m, "queued", None),
+                    Err(why) => ("application/octet-stream", "failed", Some(why)),
+                };
+                let doc_id = new_id(DOCUMENT_PREFIX)?;
+                if status == "queued" {
+                    let path = dir.join(&doc_id);
+                    got.temp.persist(&path).map_err(|e| ServerError::io(&path, e.error))?;
+                    used = used.saturating_add(size);
+                }
+                let t = now();
+                sqlx::query(
+                    "INSERT INTO documents (id, collection_id, organization_id, filename, content_hash, bytes, media_type, \
+                     metadata, status, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                )
+                .bind(&doc_id)
+                .bind(&c.id)
+                .bind(&org.id)
+                .bind(&got.filename)
+                .bind(&got.hash)
+                .bind(if status == "queued" { size } else { 0 })
+                .bind(media_type)
+                .bind(metadata.as_ref().map(|m| Value::Object(m.clone()).to_string()))
+                .bind(status)
+                .bind(error)
+                .bind(t)
+                .execute(state.db().pool())
+                .await
+                .map_err(ServerError::db("insert document"))?;
+                out.push(load_doc(state.db(), &org.id, &c.id, &doc_id).await?.obj);
+            }
+            other => {
+                return Err(ServerError::bad_request(
+                    format!("unknown field {other:?}: send `file` (repeated) and `metadata`"),
+                    Some(other),
+                    Some("invalid_multipart"),
+                ));
+            }
+        }
+    }
+    if files == 0 {
+        return Err(ServerError::bad_request("no `file` field in the form", Some("file"), Some("missing_file")));
+    }
+    state.wake_workers();
+    Ok(Json(List { object: "list".into(), data: out }))
+}
+
+async fn load_doc(db: &Db, org_id: &str, collection_id: &str, doc_id: &str) -> Result<DocRow> {
+    let nf = || ServerError::NotFound { kind: "document", id: doc_id.to_string() };
+    if !is_id(doc_id, DOCUMENT_PREFIX) {
+        return Err(nf());
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DOC_COLUMNS} FROM documents WHERE id = $1 AND collection_id = $2 AND organization_id = $3"
+    )))
+    .bind(doc_id)
+    .bind(collection_id)
+    .bind(org_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(ServerError::db("find document"))?
+    .ok_or_else(nf)?;
+    DocRow::from_row(&row)
+}
+
+/// The collection's documents with their status, newest first.
+#[utoipa::path(get, path = "/v1/collections/{id}/documents", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    responses((status = 200, description = "The documents", body = List<DocumentObject>),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<List<DocumentObject>>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DOC_COLUMNS} FROM documents WHERE collection_id = $1 AND organization_id = $2 ORDER BY created_at DESC, id DESC"
+    )))
+    .bind(&c.id)
+    .bind(&org.id)
+    .fetch_all(state.db().pool())
+    .await
+    .map_err(ServerError::db("list documents"))?;
+    let data = rows.iter().map(|r| DocRow::from_row(r).map(|d| d.obj)).collect::<Result<_>>()?;
+    Ok(Json(List { object: "list".into(), data }))
+}
+
+/// One document.
+#[utoipa::path(get, path = "/v1/collections/{id}/documents/{doc}", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "The document", body = DocumentObject),
+              (status = 404, description = "No such document", body = crate::ErrorBody)))]
+pub async fn retrieve_document(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath((id, doc)): UrlPath<(String, String)>,
+) -> Result<Json<DocumentObject>> {
+    Ok(Json(load_doc(state.db(), &org.id, &id, &doc).await?.obj))
+}
+
+/// Deletes a document: its chunks leave the index before this answers.
+#[utoipa::path(delete, path = "/v1/collections/{id}/documents/{doc}", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "Deleted"),
+              (status = 404, description = "No such document", body = crate::ErrorBody)))]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath((id, doc)): UrlPath<(String, String)>,
+) -> Result<Json<Value>> {
+    let d = load_doc(state.db(), &org.id, &id, &doc).await?;
+    sqlx::query("DELETE FROM documents WHERE id = $1 AND organization_id = $2")
+        .bind(&d.obj.id)
+        .bind(&org.id)
+        .execute(state.db().pool())
+        .await
+        .map_err(ServerError::db("delete document"))?;
+    if d.obj.status == "indexed" {
+        let emb = embedder(&state).await?;
+        let (st, org_id, cid, doc_id) = (state.clone(), org.id.clone(), id.clone(), d.obj.id.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
+            let mut index = ix.write().map_err(lock_err)?;
+            let removed =
+                index.remove_where(|c| c.metadata.get("document_id").and_then(Value::as_str) == Some(&doc_id));
+            if removed > 0 {
+                save_index(&st, &org_id, &cid, &index)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))??;
+    }
+    let dir = collection_dir(&state, &org.id, &id).join("docs");
+    let _ = tokio::fs::remove_file(dir.join(&d.obj.id)).await;
+    let _ = tokio::fs::remove_file(dir.join(format!("{}.json", d.obj.id))).await;
+    Ok(Json(json!({"id": d.obj.id, "object": "collection.document", "deleted": true})))
+}
+
+/// The original file, as uploaded.
+#[utoipa::path(get, path = "/v1/collections/{id}/documents/{doc}/content", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "The file's bytes"),
+              (status = 404, description = "No such document", body = crate::ErrorBody)))]
+pub async fn document_content(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath((id, doc)): UrlPath<(String, String)>,
+) -> Result<Response> {
+    let d = load_doc(state.db(), &org.id, &id, &doc).await?;
+    let path = collection_dir(&state, &org.id, &id).join("docs").join(&d.obj.id);
+    let file =
+        tokio::fs::File::open(&path).await.map_err(|_| ServerError::NotFound { kind: "document content", id: doc })?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    let name: String = d.obj.filename.chars().filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\').collect();
+    Ok((
+        [(CONTENT_TYPE, d.obj.media_type.clone()), (CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn read_document(state: &AppState, org_id: &str, collection_id: &str, doc_id: &str) -> Result<Document> {
+    let path = collection_dir(state, org_id, collection_id).join("docs").join(format!("{doc_id}.json"));
+    let text = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|_| ServerError::NotFound { kind: "document text (not indexed yet)", id: doc_id.to_string() })?;
+    serde_json::from_str(&text).map_err(|e| ServerError::Internal(format!("{}: {e}", path.display())))
+}
+
+/// A page's extracted text and the chunks on it: what a citation `[file, p. N]` points at.
+/// Unpaged formats have one page.
+#[utoipa::path(get, path = "/v1/collections/{id}/documents/{doc}/pages/{n}", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id"), ("doc" = String, Path, description = "The document's id"),
+           ("n" = usize, Path, description = "1-based page")),
+    responses((status = 200, description = "The page", body = PageText),
+              (status = 404, description = "No such document or page", body = crate::ErrorBody)))]
+pub async fn document_page(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath((id, doc, n)): UrlPath<(String, String, usize)>,
+) -> Result<Json<PageText>> {
+    let d = load_doc(state.db(), &org.id, &id, &doc).await?;
+    let document = read_document(&state, &org.id, &id, &d.obj.id).await?;
+    let spans: Vec<(usize, usize)> = if document.pages.is_empty() {
+        vec![(0, document.text.len())]
+    } else {
+        document.pages.iter().map(|p| (p.start, p.end)).collect()
+    };
+    let Some(&(start, end)) = n.checked_sub(1).and_then(|i| spans.get(i)) else {
+        return Err(ServerError::NotFound { kind: "page", id: n.to_string() });
+    };
+    let text = document.text.get(start..end).unwrap_or_default().to_string();
+    let chunks_path = collection_dir(&state, &org.id, &id).join("docs").join(format!("{}.chunks.json", d.obj.id));
+    let chunks: Vec<Chunk> = tokio::fs::read_to_string(&chunks_path)
+        .await
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let on_page = chunks
+        .iter()
+        .filter(|c| c.span.start < end && start < c.span.end)
+        .map(|c| {
+            json!({"chunk_id": c.id.as_str(), "start": c.span.start.max(start) - start,
+                   "end": c.span.end.min(end) - start, "chunk_index": c.chunk_index})
+        })
+        .collect();
+    Ok(Json(PageText { document_id: d.obj.id, page: n, pages: spans.len(), text, chunks: on_page }))
+}
+
+/// The index filter of a request's `filter` object.
+///
+/// # Errors
+/// [`ServerError::BadRequest`] for a value that is not a string, number, boolean or list of them.
+pub fn filter_of(filter: Option<&Map<String, Value>>) -> Result<Filter> {
+    let mut exprs = Vec::new();
+    for (k, v) in filter.into_iter().flatten() {
+        let values: Vec<&Value> = match v {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for v in values {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(_) | Value::Bool(_) => v.to_string(),
+                _ => {
+                    return Err(ServerError::bad_request(
+                        format!("filter.{k}: a string, number, boolean or a list of them"),
+                        Some(&format!("filter.{k}")),
+                        Some("invalid_value"),
+                    ));
+                }
+            };
+            exprs.push(format!("{k}={s}"));
+        }
+    }
+    Filter::parse(&exprs).map_err(|e| ServerError::bad_request(e.to_string(), Some("filter"), Some("invalid_value")))
+}
+
+/// Searches a collection: its `k` chunks nearest the query that pass the filter.
+///
+/// # Errors
+/// Those of the embedder and the index.
+pub async fn search_collection(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+    query: &str,
+    k: usize,
+    filter: Filter,
+) -> Result<Vec<Source>> {
+    let emb = embedder(state).await?;
+    let (st, org_id, cid, query) = (state.clone(), org_id.to_string(), collection_id.to_string(), query.to_string());
+    tokio::task::spawn_blocking(move || -> Result<Vec<Source>> {
+        let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
+        let index = ix.read().map_err(lock_err)?;
+        if index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let opts = SearchOptions::new(k).with_filter(filter);
+        let hits = index
+            .search_text(emb.as_ref(), &query, &opts)
+            .map_err(|e| ServerError::Internal(format!("search: {e}")))?;
+        Ok(hits.iter().map(|h| source_of(h.chunk, h.score)).collect())
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?
+}
+
+/// A chunk as a search result.
+#[must_use]
+pub fn source_of(c: &Chunk, score: f32) -> Source {
+    let str_meta = |k: &str| c.metadata.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    Source {
+        document_id: str_meta("document_id"),
+        filename: str_meta("filename"),
+        pages: c.pages.map(|p| [p.first, p.last]),
+        span: [c.span.start, c.span.end],
+        text: c.text.clone(),
+        score,
+        metadata: serde_json::to_value(&c.metadata).unwrap_or(Value::Null),
+    }
+}
+
+/// Searches the collection.
+#[utoipa::path(post, path = "/v1/collections/{id}/search", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body = SearchRequest,
+    responses((status = 200, description = "The nearest chunks", body = List<Source>),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<List<Source>>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    let req: SearchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::bad_request(format!("invalid request: {e}"), None, Some("invalid_json")))?;
+    if req.query.trim().is_empty() {
+        return Err(ServerError::bad_request("query is empty", Some("query"), Some("invalid_value")));
+    }
+    let k = req.k.unwrap_or(5);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(ServerError::unprocessable(format!("k: 1 to {MAX_K}"), "k"));
+    }
+    let filter = filter_of(req.filter.as_ref())?;
+    let data = search_collection(&state, &org.id, &c.id, &req.query, k, filter).await?;
+    Ok(Json(List { object: "list".into(), data }))
+}
+
+// The ingest worker.
+
+/// Takes the oldest queued document (or one whose worker's lease ran out).
+async fn claim(db: &Db, owner: &str, lease: i64) -> Result<Option<DocRow>> {
+    let t = now();
+    let claimable = "status IN ('queued', 'ingesting') AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE documents SET lease_owner = $1, lease_expires_at = $2, status = 'ingesting', updated_at = $3 \
+         WHERE id = (SELECT id FROM documents WHERE {claimable} ORDER BY created_at, id LIMIT 1) AND {claimable}"
+    )))
+    .bind(owner)
+    .bind(t + lease)
+    .bind(t)
+    .execute(db.pool())
+    .await
+    .map_err(ServerError::db("claim document"))?
+    .rows_affected();
+    if n == 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DOC_COLUMNS} FROM documents WHERE lease_owner = $1")))
+        .bind(owner)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(ServerError::db("claimed document"))?;
+    row.as_ref().map(DocRow::from_row).transpose()
+}
+
+async fn settle_doc(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    result: std::result::Result<(i64, i64, String), String>,
+) -> Result<()> {
+    let t = now();
+    let q = match &result {
+        Ok((pages, chunks, key)) => sqlx::query(
+            "UPDATE documents SET status = 'indexed', error = NULL, pages = $1, chunks = $2, doc_key = $3, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 WHERE id = $5 AND lease_owner = $6",
+        )
+        .bind(*pages)
+        .bind(*chunks)
+        .bind(key.clone()),
+        Err(why) => sqlx::query(
+            "UPDATE documents SET status = 'failed', error = $1, pages = $2, chunks = $3, doc_key = $4, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(why.clone())
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<String>),
+    };
+    q.bind(t).bind(id).bind(owner).execute(db.pool()).await.map_err(ServerError::db("settle document"))?;
+    Ok(())
+}
+
+/// Ingests and indexes one claimed document; the outcome is its status.
+async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64, String), String> {
+    let dir = collection_dir(state, &d.organization_id, &d.obj.collection_id).join("docs");
+    let path = dir.join(&d.obj.id);
+    let name = loader_name(&d.obj.filename, &d.obj.media_type);
+    let timeout = state.config().document_timeout;
+    let parse = tokio::task::spawn_blocking(move || -> std::result::Result<(Document, Vec<Chunk>), String> {
+        let bytes = std::fs::read(&path).map_err(|e| format!("reading the upload: {e}"))?;
+        let doc = docraft_ingest::AutoLoader::new().load(Path::new(&name), &bytes).map_err(|e| e.to_string())?;
+        if doc.text.trim().is_empty() {
+            return Err("no text could be extracted (a scanned PDF without a text layer?)".into());
+        }
+        let settings =
+            docraft_pipeline::stage::ingest::chunk_settings(&docraft_pipeline::settings::IngestSettings::default())
+                .map_err(|e| e.to_string())?;
+        let chunks = docraft_ingest::TextChunker::new(settings).chunk(&doc).map_err(|e| e.to_string())?;
+        Ok((doc, chunks))
+    });
+    let (mut doc, mut chunks) = match tokio::time::timeout(timeout, parse).await {
+        Err(_) => return Err(format!("reading the file took longer than {} s; it was given up", timeout.as_secs())),
+        Ok(Err(join)) => return Err(format!("the reader failed: {join}")),
+        Ok(Ok(r)) => r?,
+    };
+    doc.source.clone_from(&d.obj.filename);
+    let user_meta: Map<String, Value> = d.obj.metadata.as_ref().and_then(Value::as_object).cloned().unwrap_or_default();
+    for c in &mut chunks {
+        c.source.clone_from(&d.obj.filename);
+        for (k, v) in &user_meta {
+            c.metadata.insert(k.clone(), v.clone());
+        }
+        c.metadata.insert("document_id".into(), Value::String(d.obj.id.clone()));
+        c.metadata.insert("filename".into(), Value::String(d.obj.filename.clone()));
+    }
+    let pages = i64::try_from(doc.pages.len()).unwrap_or(0);
+    let n_chunks = i64::try_from(chunks.len()).unwrap_or(0);
+    let key = doc.id.as_str().to_string();
+    let json_path = dir.join(format!("{}.json", d.obj.id));
+    let chunks_path = dir.join(format!("{}.chunks.json", d.obj.id));
+    let doc_json = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    let chunks_json = serde_json::to_vec(&chunks).map_err(|e| e.to_string())?;
+    tokio::fs::write(&json_path, doc_json).await.map_err(|e| format!("writing the text: {e}"))?;
+    tokio::fs::write(&chunks_path, chunks_json).await.map_err(|e| format!("writing the chunks: {e}"))?;
+    let emb = embedder(state).await.map_err(|e| e.to_string())?;
+    let (st, org_id, cid) = (state.clone(), d.organization_id.clone(), d.obj.collection_id.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
+        // Embed outside the write lock: searches go on meanwhile.
+        let mut staging = VectorIndex::new(emb.model_id(), docraft_index::HnswParams::default())
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        staging
+            .add_chunks(emb.as_ref(), chunks, &SyncOptions::new())
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let (rows, vectors): (Vec<Chunk>, Vec<Vec<f32>>) =
+            staging.chunks().filter_map(|c| staging.vector(&c.id).map(|v| (c.clone(), v.to_vec()))).unzip();
+        let mut index = ix.write().map_err(lock_err)?;
+        index.insert(rows, vectors).map_err(|e| ServerError::Internal(e.to_string()))?;
+        save_index(&st, &org_id, &cid, &index)
+    })
+    .await
+    .map_err(|e| format!("indexing failed: {e}"))?
+    .map_err(|e| format!("indexing failed: {e}"))?;
+    Ok((pages, n_chunks, key))
+}
+
+/// One ingest worker: claims queued documents and processes them until `stop` says so.
+pub(crate) async fn document_worker(state: AppState, index: usize, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let lease = i64::try_from(state.config().document_timeout.as_secs().saturating_mul(2).max(30)).unwrap_or(300);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let owner = match new_id("") {
+            Ok(r) => format!("d{index}-{}-{r}", std::process::id()),
+            Err(_) => return,
+        };
+        match claim(state.db(), &owner, lease).await {
+            Ok(Some(d)) => {
+                let result = process(&state, &d).await;
+                if let Err(why) = &result {
+                    tracing::warn!(document = %d.obj.id, reason = %why, "document failed");
+                }
+                if let Err(e) = settle_doc(state.db(), &d.obj.id, &owner, result).await {
+                    tracing::error!(document = %d.obj.id, error = %e, "storing a document's status failed");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "claiming a document failed"),
+        }
+        tokio::select! {
+            () = state.workers_notified() => {}
+            () = tokio::time::sleep(state.config().poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// How long the worker gives one document by default.
+pub const DEFAULT_DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn types_are_sniffed_from_the_bytes() {
+        assert_eq!(sniff("a.txt", b"%PDF-1.7\n").unwrap(), "application/pdf");
+        assert_eq!(sniff("notes.md", "# Título\n".as_bytes()).unwrap(), "text/markdown");
+        assert_eq!(sniff("notes.pdf", b"plain words").unwrap(), "text/plain");
+        assert!(sniff("a.pdf", b"PK\x03\x04rest").unwrap_err().contains("archive"));
+        assert!(sniff("a.txt", b"\x7fELF").unwrap_err().contains("executable"));
+        assert!(sniff("a.txt", b"ab\0cd").unwrap_err().contains("binary"));
+        assert_eq!(loader_name("report.txt", "application/pdf"), "report.pdf");
+    }
+
+    #[test]
+    fn filters_from_json() {
+        let m: Map<String, Value> = serde_json::from_str(r#"{"team": ["legal", "hr"], "year": 2024}"#).unwrap();
+        assert!(!filter_of(Some(&m)).unwrap().is_empty());
+        let bad: Map<String, Value> = serde_json::from_str(r#"{"team": {"x": 1}}"#).unwrap();
+        assert_eq!(filter_of(Some(&bad)).unwrap_err().body().error.param.as_deref(), Some("filter.team"));
+    }
+}
