@@ -277,6 +277,33 @@ fn open_index(
     Ok(ix)
 }
 
+/// The collection's index and the embedder it is searched with, for a retriever (lock the
+/// index for reading inside a blocking task). The collection must be the caller's: check it
+/// with [`collection_exists`] first.
+///
+/// # Errors
+/// [`ServerError::Unavailable`] without the embedding model; index errors.
+pub async fn index_of(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+) -> Result<(Arc<RwLock<VectorIndex>>, Arc<dyn Embedder>)> {
+    let emb = embedder(state).await?;
+    let (st, org_id, cid, e) = (state.clone(), org_id.to_string(), collection_id.to_string(), emb.clone());
+    let ix = tokio::task::spawn_blocking(move || open_index(&st, &org_id, &cid, e.as_ref()))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))??;
+    Ok((ix, emb))
+}
+
+/// Whether `collection_id` is a collection of `org_id` ([`ServerError::NotFound`] if not).
+///
+/// # Errors
+/// [`ServerError::NotFound`], [`ServerError::Database`].
+pub async fn collection_exists(db: &Db, org_id: &str, collection_id: &str) -> Result<()> {
+    load_collection(db, org_id, collection_id).await.map(|_| ())
+}
+
 fn save_index(state: &AppState, org_id: &str, collection_id: &str, index: &VectorIndex) -> Result<()> {
     let dir = collection_dir(state, org_id, collection_id).join("index");
     index.save(&dir).map_err(|e| ServerError::Internal(format!("saving the index of {collection_id}: {e}")))
