@@ -335,7 +335,7 @@ pub struct EventsQuery {
 /// The columns every job query selects (what [`JobRow::from_row`] decodes).
 pub const JOB_COLUMNS: &str = "id, organization_id, model, training_file, validation_file, settings, hyperparameters, \
     suffix, output_name, seed, metadata, status, error, fine_tuned_model, result_files, trained_tokens, total_steps, \
-    created_at, started_at, finished_at, estimated_finish, requested, lease_owner, cpu_seconds";
+    created_at, created_ms, started_at, finished_at, estimated_finish, requested, lease_owner, cpu_seconds";
 
 /// A row of the jobs table.
 #[derive(Debug, Clone)]
@@ -376,6 +376,8 @@ pub struct JobRow {
     pub total_steps: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix milliseconds (orders jobs made within one second).
+    pub created_ms: i64,
     /// When training first started.
     pub started_at: Option<i64>,
     /// When it ended.
@@ -422,6 +424,7 @@ impl JobRow {
             trained_tokens: row.try_get("trained_tokens").map_err(d())?,
             total_steps: row.try_get("total_steps").map_err(d())?,
             created_at: row.try_get("created_at").map_err(d())?,
+            created_ms: row.try_get("created_ms").map_err(d())?,
             started_at: row.try_get("started_at").map_err(d())?,
             finished_at: row.try_get("finished_at").map_err(d())?,
             estimated_finish: row.try_get("estimated_finish").map_err(d())?,
@@ -499,7 +502,7 @@ async fn load_by_name(db: &Db, org_id: &str, name: &str) -> Result<JobRow> {
     }
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE output_name = $1 AND organization_id = $2 \
-         ORDER BY created_at DESC, id DESC LIMIT 1"
+         ORDER BY created_ms DESC, id DESC LIMIT 1"
     )))
     .bind(name)
     .bind(org_id)
@@ -847,8 +850,8 @@ pub async fn create_job(
     let t = now();
     sqlx::query(
         "INSERT INTO jobs (id, organization_id, model, training_file, validation_file, settings, hyperparameters, \
-         suffix, output_name, seed, metadata, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+         suffix, output_name, seed, metadata, status, created_at, updated_at, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
     )
     .bind(&id)
     .bind(&org.id)
@@ -863,6 +866,7 @@ pub async fn create_job(
     .bind(req.metadata.as_ref().map(|m| Value::Object(m.clone()).to_string()))
     .bind(JobStatus::ValidatingFiles.as_str())
     .bind(t)
+    .bind(crate::db::now_ms())
     .execute(state.db().pool())
     .await
     .map_err(ServerError::db("insert job"))?;
@@ -870,7 +874,8 @@ pub async fn create_job(
         .await?;
     state.wake_workers();
     let job = load(state.db(), &org.id, &id).await?;
-    Ok(Json(job.to_openai(Value::Null)))
+    let extra = progress(state.db(), &job).await?;
+    Ok(Json(job.to_openai(extra)))
 }
 
 /// docraft's extension of a job: steps done, latest metrics, per-epoch seconds, resources.
@@ -922,6 +927,7 @@ async fn progress(db: &Db, job: &JobRow) -> Result<Value> {
         "peak_rss_mib": get("peak_rss_mib"),
         "cpu_seconds": job.cpu_seconds,
         "output_name": job.output_name,
+        "requested": job.requested,
     }))
 }
 
@@ -972,7 +978,7 @@ pub async fn list_jobs(
         Some(a) => {
             let j =
                 load(state.db(), &org.id, a).await.map_err(|_| bad(format!("after {a:?}: no such job"), "after"))?;
-            Some((j.created_at, j.id))
+            Some((j.created_ms, j.id))
         }
         None => None,
     };
@@ -983,15 +989,15 @@ pub async fn list_jobs(
     loop {
         let rows = match &cursor {
             Some((c, id)) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
+                 ORDER BY created_ms DESC, id DESC LIMIT $4"
             )))
             .bind(&org.id)
             .bind(*c)
             .bind(id)
             .bind(batch),
             None => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2"
             )))
             .bind(&org.id)
             .bind(batch),
@@ -1002,7 +1008,7 @@ pub async fn list_jobs(
         let n = rows.len();
         for row in &rows {
             let job = JobRow::from_row(row)?;
-            cursor = Some((job.created_at, job.id.clone()));
+            cursor = Some((job.created_ms, job.id.clone()));
             let keep = meta
                 .iter()
                 .all(|(k, v)| job.metadata.as_ref().and_then(|m| m.get(k)).and_then(Value::as_str) == Some(v));

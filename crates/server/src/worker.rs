@@ -126,7 +126,7 @@ async fn claim(state: &AppState, owner: &str) -> Result<Option<JobRow>> {
                      AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
     let n = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs WHERE {claimable} ORDER BY created_at, id LIMIT 1) AND {claimable}"
+         WHERE id = (SELECT id FROM jobs WHERE {claimable} ORDER BY created_ms, id LIMIT 1) AND {claimable}"
     )))
     .bind(owner)
     .bind(t + lease_secs(state))
@@ -239,6 +239,13 @@ enum Msg {
     Total(u64),
     Step(Box<MetricRecord>),
     Log(Level, String),
+}
+
+/// `text` without the server's paths: `DATA/orgs/<org>/files/file-x` becomes `file-x`, any
+/// other path under the organization's directory becomes relative to it.
+fn scrub(text: &str, org_dir: &Path) -> String {
+    let org = format!("{}/", org_dir.display());
+    text.replace(&format!("{org}files/"), "").replace(&org, "")
 }
 
 /// Sets a job's final (or waiting) status, if this worker still holds it.
@@ -582,7 +589,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
             result = &mut handle => break result,
             Some(msg) = rx.recv() => {
                 // The training thread runs on: stop it before anything returns.
-                if let Err(e) = handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last).await {
+                if let Err(e) = handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last, &org_dir).await {
                     tracing::error!(job = %job.id, error = %e, "worker: storing progress failed; handing the job back");
                     stop_now(&mut reason, StopReason::Failure);
                 }
@@ -606,7 +613,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
         }
     };
     while let Ok(msg) = rx.try_recv() {
-        handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last).await?;
+        handle_msg(&db, &job, msg, &mut total, &mut prepared, &mut last, &org_dir).await?;
     }
     sync.events(None).await?;
     sync.checkpoints().await?;
@@ -646,7 +653,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
         },
         Ok(Err(e)) => {
             let code = if prepared { "training_failed" } else { "invalid_training_file" };
-            fail(&db, &job, owner, code, &e.to_string()).await
+            fail(&db, &job, owner, code, &scrub(&e.to_string(), &org_dir)).await
         }
     }
 }
@@ -658,6 +665,7 @@ async fn handle_msg(
     total: &mut Option<u64>,
     prepared: &mut bool,
     last: &mut Option<MetricRecord>,
+    org_dir: &Path,
 ) -> Result<()> {
     match msg {
         Msg::Prepared { examples, tokens, truncated, rejected, valid } => {
@@ -710,6 +718,7 @@ async fn handle_msg(
             *last = Some(*m);
         }
         Msg::Log(level, text) => {
+            let text = scrub(&text, org_dir);
             let level = match level {
                 Level::Info => "info",
                 Level::Warn => "warn",
@@ -848,6 +857,13 @@ async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained) 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn server_paths_are_scrubbed_from_messages() {
+        let dir = Path::new("/srv/data/orgs/org-1");
+        let text = "/srv/data/orgs/org-1/files/file-abc: 10 examples; /srv/data/orgs/org-1/jobs/j/run/x";
+        assert_eq!(scrub(text, dir), "file-abc: 10 examples; jobs/j/run/x");
+    }
 
     #[test]
     fn cpu_time_of_a_stat_line_with_spaces_in_the_name() {

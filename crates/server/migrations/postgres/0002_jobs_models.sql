@@ -38,6 +38,7 @@ CREATE TABLE jobs (
     trained_tokens BIGINT,
     total_steps BIGINT,
     created_at BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
     started_at BIGINT,
     finished_at BIGINT,
     estimated_finish BIGINT,
@@ -49,8 +50,9 @@ CREATE TABLE jobs (
     cpu_seconds BIGINT NOT NULL DEFAULT 0,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX jobs_organization ON jobs(organization_id, created_at, id);
-CREATE INDEX jobs_queue ON jobs(status, lease_expires_at, created_at);
+-- created_ms orders jobs made within one second (created_at is OpenAI's unix seconds).
+CREATE INDEX jobs_organization ON jobs(organization_id, created_ms, id);
+CREATE INDEX jobs_queue ON jobs(status, lease_expires_at, created_ms);
 
 -- seq orders the events of every job; dedup makes each write idempotent (a step's metrics,
 -- a line of the trainer's events.jsonl), so a resumed run never duplicates a row.
