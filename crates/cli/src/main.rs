@@ -187,8 +187,27 @@ struct ExtractArgs {
 #[derive(Args)]
 struct IngestArgs {
     /// Files and directories to ingest.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "sql")]
     paths: Vec<PathBuf>,
+    /// Read database rows instead of files: sqlite://PATH or postgres://USER@HOST/DB (a
+    /// read-only transaction); each row becomes a document. Needs --query.
+    #[arg(long, value_name = "URL", requires = "query", conflicts_with = "paths")]
+    sql: Option<String>,
+    /// The SELECT whose rows are read (with --sql).
+    #[arg(long, value_name = "SELECT")]
+    query: Option<String>,
+    /// The column naming each row (with --sql) [default: the row's position].
+    #[arg(long, value_name = "COLUMN")]
+    id_column: Option<String>,
+    /// Columns making each row's text, comma-separated (with --sql) [default: the text columns].
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    text_columns: Vec<String>,
+    /// Columns kept as metadata, comma-separated (with --sql) [default: the others].
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    metadata_columns: Vec<String>,
+    /// Most rows read (with --sql).
+    #[arg(long, value_name = "N", default_value_t = docraft_ingest::sql::DEFAULT_ROW_LIMIT)]
+    row_limit: usize,
     /// The chunks file (JSONL, appended to; one chunk per line with id, doc_id, source, text,
     /// span, pages, headings).
     #[arg(short, long)]
@@ -307,6 +326,24 @@ fn ingest(a: &IngestArgs) -> Result<ExitCode> {
     let term = render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Ingest, &sink, crate::render::cancel_on_interrupt());
+    if let (Some(url), Some(query)) = (&a.sql, &a.query) {
+        let mut source = docraft_ingest::sql::SqlSource::new(url.clone(), query.clone())?
+            .with_text_columns(a.text_columns.clone())
+            .with_metadata_columns(a.metadata_columns.clone())
+            .with_limit(a.row_limit);
+        if let Some(c) = &a.id_column {
+            source = source.with_id_column(c.clone());
+        }
+        let o = stage::ingest::run_sql(&settings, &source, &a.output, &ctx)?;
+        println!(
+            "{} rows: {} chunks appended to {}, {} rows unchanged",
+            o.rows,
+            o.chunks,
+            a.output.display(),
+            o.unchanged
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let o = stage::ingest::run(&settings, &a.paths, &a.output, a.report.as_deref(), &ctx)?;
     term.summary(Stage::Ingest, &stage::ingest::summary(&o, &a.output));
     if o.cancelled {
@@ -353,6 +390,12 @@ mod tests {
         "qa_set",
         "adapter",
         "train_run",
+        "sql",
+        "query",
+        "id_column",
+        "text_columns",
+        "metadata_columns",
+        "row_limit",
     ];
 
     #[test]

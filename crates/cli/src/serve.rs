@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
+    /// The directory SQLite sources of collections may be read from (none by default: no
+    /// SQLite sources).
+    #[arg(long, value_name = "DIR")]
+    pub sql_dir: Option<PathBuf>,
 }
 
 /// `docraft admin`.
@@ -91,6 +95,20 @@ pub enum OrgCommand {
         #[command(flatten)]
         store: StoreArgs,
         /// Print `{"organization": ..., "api_key": ...}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the organization's dataset jobs use endpoints off this machine (personal data is
+    /// redacted before anything leaves); `--deny` forbids it again.
+    AllowRemote {
+        /// The organization's name.
+        name: String,
+        /// Forbid instead.
+        #[arg(long)]
+        deny: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +172,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         train_threads: args.train_threads,
         lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
         models_dir: args.models_dir.clone(),
+        sql_dir: args.sql_dir.clone(),
         ..args.store.config()
     };
     runtime()?.block_on(async move {
@@ -188,6 +207,17 @@ pub fn admin(command: &AdminCommand) -> Result<ExitCode> {
                 } else {
                     println!("organization {} ({})", org.name, org.id);
                     println!("API key (shown once, keep it): {}", key.expose());
+                }
+            }
+            AdminCommand::Org(OrgCommand::AllowRemote { name, deny, store, json }) => {
+                let state = AppState::open(store.config()).await?;
+                let org = admin::set_allow_remote(state.db(), name, !*deny).await?;
+                if *json {
+                    println!("{}", serde_json::to_string(&org)?);
+                } else if org.allow_remote {
+                    println!("organization {}: dataset jobs may use endpoints off this machine", org.name);
+                } else {
+                    println!("organization {}: documents stay on this machine", org.name);
                 }
             }
             AdminCommand::Model(ModelCommand::Add { name, path, store, json }) => {

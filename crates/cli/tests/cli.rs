@@ -306,3 +306,54 @@ fn ctrl_c_stops_ingest_cleanly_and_the_rerun_completes_it() -> anyhow::Result<()
     assert_eq!(std::fs::read_to_string(&out)?, whole);
     Ok(())
 }
+
+#[test]
+fn ingest_reads_database_rows_as_documents() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("tickets.db");
+    let made = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+                c.execute('CREATE TABLE t (id INTEGER, body TEXT, team TEXT)'); \
+                c.executemany('INSERT INTO t VALUES (?,?,?)', [(1,'The printer on floor 2 jams every morning.','it'), \
+                (2,'Las vacaciones se piden con un mes de antelación.','rrhh')]); c.commit()",
+        ])
+        .arg(&db)
+        .status()?;
+    assert!(made.success(), "python3 could not make the test database");
+    let out = dir.path().join("chunks.jsonl");
+    let url = format!("sqlite://{}", db.display());
+    let args = [
+        "ingest",
+        "--sql",
+        &url,
+        "--query",
+        "SELECT id, body, team FROM t",
+        "--id-column",
+        "id",
+        "--text-columns",
+        "body",
+        "--metadata-columns",
+        "team",
+        "-o",
+        s(&out),
+    ];
+    let run = docraft(&args)?;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let chunks: Vec<Value> =
+        std::fs::read_to_string(&out)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1]["metadata"]["team"], "rrhh");
+    assert_eq!(chunks[1]["metadata"]["language"], "es");
+    assert!(chunks[1]["text"].as_str().context("text")?.contains("vacaciones"));
+    // Again: nothing new.
+    let again = docraft(&args)?;
+    assert!(String::from_utf8_lossy(&again.stdout).contains("2 rows unchanged"));
+    assert_eq!(std::fs::read_to_string(&out)?.lines().count(), 2);
+    // A write is refused by name.
+    let bad = docraft(&["ingest", "--sql", &url, "--query", "DELETE FROM t", "-o", s(&out)])?;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("only a SELECT"));
+    Ok(())
+}

@@ -47,6 +47,7 @@ mod progress;
 pub mod prompt;
 mod qa;
 mod raft;
+pub mod redact;
 mod retrieve;
 pub mod rng;
 pub mod split;
@@ -64,6 +65,7 @@ pub use lang::{guess_language, language_name};
 pub use progress::{Count, NoProgress, Progress};
 pub use qa::{ChunkRef, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftEvalRecord, RaftMeta, RaftRecord};
+pub use redact::{PiiKind, Redacted, Redactor};
 pub use retrieve::{RetrieveError, Retriever, Scored};
 
 /// Where models live, as `scripts/setup.sh` fills it: `$DOCRAFT_MODELS`, else

@@ -103,6 +103,14 @@ pub enum Error {
     /// Reading or writing the output failed.
     #[error(transparent)]
     Output(#[from] docraft_core::Error),
+    /// A database source failed: its URL (password hidden) and why.
+    #[error("{source_name}: {reason}")]
+    Sql {
+        /// The database URL, password hidden.
+        source_name: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -126,6 +134,7 @@ impl Error {
             Self::Glob { .. } => "glob",
             Self::NotFound { .. } => "not_found",
             Self::Output(_) => "output",
+            Self::Sql { .. } => "sql",
         }
     }
 }

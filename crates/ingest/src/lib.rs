@@ -37,6 +37,8 @@ mod load;
 pub mod markdown;
 pub mod pdf;
 mod pipeline;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod text;
 mod walk;
 

@@ -195,6 +195,22 @@ pub async fn find_org(db: &Db, name: &str) -> Result<Org> {
         .ok_or_else(|| ServerError::NotFound { kind: "organization", id: name.to_string() })
 }
 
+/// Allows (or forbids again) the organization named `name` to send documents to endpoints off
+/// this machine (dataset jobs with a remote generator; personal data is redacted first).
+///
+/// # Errors
+/// [`ServerError::NotFound`] for an unknown organization, [`ServerError::Database`].
+pub async fn set_allow_remote(db: &Db, name: &str, allow: bool) -> Result<Org> {
+    let org = find_org(db, name).await?;
+    sqlx::query("UPDATE organizations SET allow_remote = $1 WHERE id = $2")
+        .bind(i64::from(allow))
+        .bind(&org.id)
+        .execute(db.pool())
+        .await
+        .map_err(ServerError::db("allow remote"))?;
+    find_org(db, name).await
+}
+
 /// Every organization, by name.
 ///
 /// # Errors

@@ -714,6 +714,161 @@ pub async fn upload_documents(
     Ok(Json(List { object: "list".into(), data: out }))
 }
 
+/// A SQL source of a collection (`POST /v1/collections/{id}/sql`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// The source.
+    pub sql: SqlSpec,
+}
+
+/// Where the rows come from and which columns mean what.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSpec {
+    /// `postgres://USER:PASS@HOST/DB` (a host off this machine needs the organization's
+    /// `allow-remote`) or `sqlite://PATH` (a file inside the server's `--sql-dir`).
+    pub url: String,
+    /// One `SELECT` (or `WITH … SELECT`), run in a read-only transaction.
+    pub query: String,
+    /// The column naming each row.
+    #[serde(default)]
+    pub id_column: Option<String>,
+    /// The columns making each document's text (default: every text column not listed as
+    /// metadata).
+    #[serde(default)]
+    pub text_columns: Vec<String>,
+    /// The columns kept as metadata (default: every other column).
+    #[serde(default)]
+    pub metadata_columns: Vec<String>,
+    /// Rows read at most (default and maximum: the server's row limit).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Checks that a SQL source is one the caller may read: a SQLite file inside the server's
+/// SQL directory, or PostgreSQL on this machine (elsewhere with `allow-remote`).
+fn check_sql_url(state: &AppState, url: &str, allow_remote: bool) -> Result<String> {
+    let refuse = |why: String| ServerError::Forbidden(why);
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let Some(dir) = state.config().sql_dir.clone() else {
+            return Err(refuse("SQLite sources are off: the server was started without --sql-dir".into()));
+        };
+        let path = rest.split('?').next().unwrap_or_default();
+        let canonical = std::fs::canonicalize(path).map_err(|_| {
+            ServerError::bad_request(format!("{path}: no such database file"), Some("sql.url"), Some("invalid_value"))
+        })?;
+        let root = std::fs::canonicalize(&dir).map_err(|e| ServerError::io(&dir, e))?;
+        if !canonical.starts_with(&root) || !canonical.is_file() {
+            return Err(refuse(format!("{path} is not a database file inside the server's SQL directory")));
+        }
+        return Ok(format!("sqlite://{}", canonical.display()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let host = url.split("://").nth(1).unwrap_or_default();
+        let host = host.rsplit('@').next().unwrap_or_default().split(['/', '?']).next().unwrap_or_default();
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h).trim_matches(['[', ']']);
+        let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !local && !allow_remote {
+            return Err(refuse(format!(
+                "{host} is not this machine; an administrator can allow the organization to read it \
+                 (`docraft admin org allow-remote`)"
+            )));
+        }
+        return Ok(url.to_string());
+    }
+    Err(ServerError::bad_request("sql.url: sqlite://PATH or postgres://…", Some("sql.url"), Some("invalid_value")))
+}
+
+/// Fills the collection from a database: each row of the query becomes a document (its text
+/// columns the text, its other columns metadata), ingested and indexed like an upload. An
+/// unchanged row costs nothing the second time.
+#[utoipa::path(post, path = "/v1/collections/{id}/sql", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id")),
+    request_body = SqlRequest,
+    responses((status = 200, description = "The documents", body = List<DocumentObject>),
+              (status = 400, description = "An unusable source or query", body = crate::ErrorBody),
+              (status = 403, description = "A source the caller may not read", body = crate::ErrorBody),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn add_sql(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<List<DocumentObject>>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    let req: SqlRequest = serde_json::from_slice(&body)
+        .map_err(|e| ServerError::bad_request(format!("invalid request: {e}"), Some("sql"), Some("invalid_json")))?;
+    let spec = req.sql;
+    let url = check_sql_url(&state, &spec.url, org.allow_remote)?;
+    let max = state.config().max_sql_rows;
+    let limit = spec.limit.unwrap_or(max);
+    if !(1..=max).contains(&limit) {
+        return Err(ServerError::unprocessable(format!("sql.limit: 1 to {max}"), "sql.limit"));
+    }
+    let mut source = docraft_ingest::sql::SqlSource::new(url, spec.query)
+        .map_err(|e| ServerError::bad_request(e.to_string(), Some("sql.query"), Some("invalid_value")))?
+        .with_text_columns(spec.text_columns)
+        .with_metadata_columns(spec.metadata_columns)
+        .with_limit(limit);
+    if let Some(col) = spec.id_column {
+        source = source.with_id_column(col);
+    }
+    let docs = tokio::task::spawn_blocking(move || source.read())
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| ServerError::bad_request(e.to_string(), Some("sql"), Some("sql_failed")))?;
+    let dir = collection_dir(&state, &org.id, &c.id).join("docs");
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ServerError::io(&dir, e))?;
+    let quota = state.config().max_org_document_bytes;
+    let mut used = org_bytes(state.db(), &org.id).await?;
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let bytes = doc.text.as_bytes();
+        let hash = format!("{:x}", Sha256::digest(bytes));
+        if let Some(existing) = find_by_hash(state.db(), &c.id, &hash).await? {
+            out.push(existing.obj);
+            continue;
+        }
+        let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        if used.saturating_add(size) > quota {
+            return Err(ServerError::RateLimited(format!(
+                "this organization's documents would pass its quota of {quota} bytes"
+            )));
+        }
+        used = used.saturating_add(size);
+        let row_id = doc.metadata.fields.get("row_id").and_then(Value::as_str).unwrap_or("row").to_string();
+        let filename: String = format!("row-{row_id}.txt")
+            .chars()
+            .filter(|ch| !ch.is_control() && !matches!(ch, '/' | '\\'))
+            .take(200)
+            .collect();
+        let doc_id = new_id(DOCUMENT_PREFIX)?;
+        let path = dir.join(&doc_id);
+        tokio::fs::write(&path, bytes).await.map_err(|e| ServerError::io(&path, e))?;
+        let metadata = Value::Object(doc.metadata.fields.clone().into_iter().collect());
+        let t = now();
+        sqlx::query(
+            "INSERT INTO documents (id, collection_id, organization_id, filename, content_hash, bytes, media_type, \
+             metadata, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'text/plain', $7, 'queued', $8, $8)",
+        )
+        .bind(&doc_id)
+        .bind(&c.id)
+        .bind(&org.id)
+        .bind(&filename)
+        .bind(&hash)
+        .bind(size)
+        .bind(metadata.to_string())
+        .bind(t)
+        .execute(state.db().pool())
+        .await
+        .map_err(ServerError::db("insert document"))?;
+        out.push(load_doc(state.db(), &org.id, &c.id, &doc_id).await?.obj);
+    }
+    state.wake_workers();
+    Ok(Json(List { object: "list".into(), data: out }))
+}
+
 async fn load_doc(db: &Db, org_id: &str, collection_id: &str, doc_id: &str) -> Result<DocRow> {
     let nf = || ServerError::NotFound { kind: "document", id: doc_id.to_string() };
     if !is_id(doc_id, DOCUMENT_PREFIX) {

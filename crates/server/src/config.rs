@@ -36,8 +36,15 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 100 << 20;
 pub const DEFAULT_MAX_ORG_DOCUMENT_BYTES: i64 = 10 << 30;
 /// Documents ingested at once by default.
 pub const DEFAULT_DOCUMENT_WORKERS: usize = 1;
+/// Most rows one SQL source may add by default.
+pub const DEFAULT_MAX_SQL_ROWS: usize = 100_000;
+/// Dataset jobs run at once by default.
+pub const DEFAULT_DATASET_WORKERS: usize = 1;
 /// Most jobs an organization may have waiting or running at once.
 pub const DEFAULT_MAX_ACTIVE_JOBS_PER_ORG: i64 = 16;
+/// Time limit of a chat completion that is not streamed (generation on a CPU is slow; a
+/// stream has no limit once its first chunk is sent).
+pub const DEFAULT_CHAT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The server's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +90,15 @@ pub struct ServerConfig {
     pub document_timeout: Duration,
     /// Documents ingested at once by this process (0: none).
     pub document_workers: usize,
+    /// Dataset jobs run at once by this process (0: none).
+    pub dataset_workers: usize,
+    /// The directory SQLite sources of collections may be read from (`None`: no SQLite
+    /// sources).
+    pub sql_dir: Option<PathBuf>,
+    /// Most rows one SQL source may add.
+    pub max_sql_rows: usize,
+    /// Time limit of `POST /v1/chat/completions` until its response (or first stream chunk).
+    pub chat_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +123,10 @@ impl Default for ServerConfig {
             max_org_document_bytes: DEFAULT_MAX_ORG_DOCUMENT_BYTES,
             document_timeout: crate::collections::DEFAULT_DOCUMENT_TIMEOUT,
             document_workers: DEFAULT_DOCUMENT_WORKERS,
+            dataset_workers: DEFAULT_DATASET_WORKERS,
+            sql_dir: None,
+            max_sql_rows: DEFAULT_MAX_SQL_ROWS,
+            chat_timeout: DEFAULT_CHAT_TIMEOUT,
         }
     }
 }

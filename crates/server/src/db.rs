@@ -46,6 +46,8 @@ impl Backend {
                 (1, "organizations keys files", include_str!("../migrations/sqlite/0001_organizations_keys_files.sql")),
                 (2, "jobs models", include_str!("../migrations/sqlite/0002_jobs_models.sql")),
                 (3, "collections", include_str!("../migrations/sqlite/0003_collections.sql")),
+                (5, "datasets", include_str!("../migrations/sqlite/0005_datasets.sql")),
+                (4, "conversations", include_str!("../migrations/sqlite/0004_conversations.sql")),
             ],
             Self::Postgres => &[
                 (
@@ -55,6 +57,8 @@ impl Backend {
                 ),
                 (2, "jobs models", include_str!("../migrations/postgres/0002_jobs_models.sql")),
                 (3, "collections", include_str!("../migrations/postgres/0003_collections.sql")),
+                (5, "datasets", include_str!("../migrations/postgres/0005_datasets.sql")),
+                (4, "conversations", include_str!("../migrations/postgres/0004_conversations.sql")),
             ],
         };
         files

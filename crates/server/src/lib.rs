@@ -17,7 +17,12 @@
 //! - [`worker`]: leases jobs from the database and trains them; survives restarts and kill -9.
 //! - [`collections`]: document collections: uploads ingested and indexed in the background,
 //!   search with metadata filters, page previews for citations.
+//! - [`chat`]: `/v1/chat/completions` as OpenAI defines it, answering from a collection with
+//!   citations (`docraft: {collection}`), and stored conversations (`/v1/conversations`).
+//! - [`datasets`]: dataset jobs: a collection's chunks to question/answer or RAFT files in
+//!   `/v1/files`, with a local model or an endpoint (personal data redacted before it leaves).
 //! - [`models`]: `/v1/models` and the hub (`/hub/models`, `/hub/adapters` with a zip download).
+//! - [`web`]: the web app at `/` (its files embedded in the binary, served at `/app/{file}`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), docraft_server::ServerError> {
@@ -36,9 +41,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod chat;
 pub mod collections;
 pub mod config;
 pub mod dataset;
+pub mod datasets;
 pub mod db;
 mod error;
 pub mod files;
@@ -47,6 +54,7 @@ pub mod ids;
 pub mod jobs;
 pub mod models;
 mod server;
+pub mod web;
 pub mod worker;
 
 pub use config::ServerConfig;

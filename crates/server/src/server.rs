@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::config::ServerConfig;
 use crate::db::Db;
 use crate::worker::Workers;
-use crate::{Result, ServerError, collections, files, health, jobs};
+use crate::{Result, ServerError, chat, collections, files, health, jobs};
 
 /// Multipart framing allowed on top of the largest file (boundaries, headers, `purpose`).
 pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
@@ -41,6 +41,7 @@ pub struct AppState {
     wake: Arc<Notify>,
     closing: Arc<AtomicBool>,
     collections: Arc<crate::collections::CollectionCache>,
+    chat: Arc<crate::chat::ChatModels>,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
             closing: Arc::new(AtomicBool::new(false)),
             collections: Arc::default(),
+            chat: Arc::default(),
         }
     }
 
@@ -60,6 +62,12 @@ impl AppState {
     #[must_use]
     pub fn collections(&self) -> &crate::collections::CollectionCache {
         &self.collections
+    }
+
+    /// The chat models loaded in this process.
+    #[must_use]
+    pub fn chat_models(&self) -> &crate::chat::ChatModels {
+        &self.chat
     }
 
     /// Wakes an idle worker of this process (a job was created or resumed).
@@ -117,6 +125,8 @@ impl AppState {
          (name = "fine-tuning", description = "Fine-tuning jobs, their events and checkpoints"),
          (name = "models", description = "Base and fine-tuned models"),
          (name = "collections", description = "Document collections: upload, ingest, index, search"),
+         (name = "datasets", description = "Dataset jobs: documents in, fine-tuning files out"),
+         (name = "chat", description = "Chat completions answered from collections, and conversations"),
          (name = "hub", description = "The users' spec's routes: hub models, adapters, jobs by name"),
          (name = "health", description = "Liveness and this document"))
 )]
@@ -165,9 +175,22 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(collections::document_content))
         .routes(routes!(collections::document_page))
         .routes(routes!(collections::search))
+        .routes(routes!(collections::add_sql))
+        .routes(routes!(crate::datasets::create, crate::datasets::list))
+        .routes(routes!(crate::datasets::retrieve))
+        .routes(routes!(crate::datasets::cancel))
+        .routes(routes!(crate::datasets::resume))
+        .routes(routes!(crate::datasets::events))
+        .routes(routes!(chat::create_conversation, chat::list_conversations))
+        .routes(routes!(chat::retrieve_conversation, chat::delete_conversation))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(documents).merge(rest)
+    // Generation is slow on a CPU: completions have their own time limit.
+    let completions = OpenApiRouter::new()
+        .routes(routes!(chat::chat_completions))
+        .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.chat_timeout));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(documents).merge(rest).merge(completions)
 }
 
 /// The OpenAPI 3.1 document of every route (generated from the handlers' annotations).
@@ -185,6 +208,7 @@ pub(crate) fn openapi_text() -> &'static str {
 pub fn router(state: AppState) -> Router {
     let (router, _) = api(state.config()).split_for_parts();
     router
+        .merge(crate::web::router())
         .fallback(unknown_route)
         .layer(middleware::from_fn(openai_errors))
         .layer(TraceLayer::new_for_http())

@@ -62,6 +62,10 @@ impl Workers {
                 tokio::spawn(async move { worker_loop(state, i, rx).await })
             })
             .collect();
+        for i in 0..state.config().dataset_workers {
+            let (state, rx) = (state.clone(), stop.subscribe());
+            tasks.push(tokio::spawn(async move { crate::datasets::worker(state, i, rx).await }));
+        }
         for i in 0..state.config().document_workers {
             let (state, rx) = (state.clone(), stop.subscribe());
             tasks.push(tokio::spawn(async move { crate::collections::document_worker(state, i, rx).await }));

@@ -333,3 +333,112 @@ async fn a_document_over_the_time_limit_fails_and_the_rest_go_on() {
     assert_eq!(h["status"], "ok");
     server.stop().await;
 }
+
+fn tickets_db(dir: &std::path::Path) -> String {
+    let path = dir.join("tickets.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+            for q in [
+                "CREATE TABLE tickets (id INTEGER PRIMARY KEY, title TEXT, body TEXT, team TEXT)",
+                "INSERT INTO tickets VALUES (1, 'Printer', 'The printer on floor 2 jams every Monday morning.', 'it')",
+                "INSERT INTO tickets VALUES (2, 'Vacaciones', 'Las vacaciones se piden con un mes de antelación al responsable.', 'rrhh')",
+                "INSERT INTO tickets VALUES (3, 'Badge', 'Lost badges are replaced at reception on the ground floor.', 'it')",
+            ] {
+                sqlx::query(q).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        });
+    })
+    .join()
+    .unwrap();
+    format!("sqlite://{}", path.display())
+}
+
+async fn add_sql(server: &TestServer, key: &str, col: &str, sql: Value) -> reqwest::Response {
+    let url = server.url(&format!("/v1/collections/{col}/sql"));
+    server.http.post(url).bearer_auth(key).json(&json!({"sql": sql})).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_rows_become_documents_from_allowed_sources_only() {
+    let sql_dir = tempfile::tempdir().unwrap();
+    let url = tickets_db(sql_dir.path());
+    let outside = tempfile::tempdir().unwrap();
+    let outside_url = tickets_db(outside.path());
+    let dir = sql_dir.path().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.document_workers = 0;
+        c.sql_dir = Some(dir);
+    })
+    .await;
+    let (_, key) = server.org("acme").await;
+    let col = collection(&server, &key, "tickets").await;
+    let spec = json!({"url": url, "query": "SELECT id, title, body, team FROM tickets ORDER BY id", "id_column": "id",
+                      "text_columns": ["title", "body"], "metadata_columns": ["team"]});
+    let docs = ok(add_sql(&server, &key, &col, spec.clone()).await).await;
+    let data = docs["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    assert_eq!(data[1]["metadata"]["team"], "rrhh");
+    assert_eq!(data[1]["metadata"]["row_id"], "2");
+    assert_eq!(data[1]["filename"], "row-2.txt");
+    assert_eq!(data[1]["status"], "queued");
+    // Unchanged rows cost nothing the second time.
+    let again = ok(add_sql(&server, &key, &col, spec.clone()).await).await;
+    assert_eq!(again["data"][1]["id"], data[1]["id"]);
+    // A database outside the server's SQL directory, another file, a write: refused.
+    let mut other = spec.clone();
+    other["url"] = json!(outside_url);
+    error_of(add_sql(&server, &key, &col, other).await, 403).await;
+    let mut etc = spec.clone();
+    etc["url"] = json!(format!("sqlite://{}/../../../etc/passwd", sql_dir.path().display()));
+    assert!([400, 403].contains(&add_sql(&server, &key, &col, etc).await.status().as_u16()));
+    let mut write = spec.clone();
+    write["query"] = json!("DELETE FROM tickets");
+    error_of(add_sql(&server, &key, &col, write).await, 400).await;
+    let mut remote = spec.clone();
+    remote["url"] = json!("postgres://u:p@db.example.com/x");
+    let e = error_of(add_sql(&server, &key, &col, remote).await, 403).await;
+    assert!(!e.to_string().contains(":p@"), "the password leaked: {e}");
+    let mut missing = spec;
+    missing["text_columns"] = json!(["nope"]);
+    error_of(add_sql(&server, &key, &col, missing).await, 400).await;
+    server.stop().await;
+
+    // Without --sql-dir, SQLite sources are off.
+    let server = TestServer::start_with(|c| c.document_workers = 0).await;
+    let (_, key) = server.org("acme").await;
+    let col = collection(&server, &key, "tickets").await;
+    let e =
+        error_of(add_sql(&server, &key, &col, json!({"url": url, "query": "SELECT * FROM tickets"})).await, 403).await;
+    assert!(e["error"]["message"].as_str().unwrap().contains("--sql-dir"), "{e}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn database_rows_are_searched_and_filtered_by_their_columns() {
+    let sql_dir = tempfile::tempdir().unwrap();
+    let url = tickets_db(sql_dir.path());
+    let dir = sql_dir.path().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.workers = 0;
+        c.poll = std::time::Duration::from_millis(200);
+        c.sql_dir = Some(dir);
+    })
+    .await;
+    let (_, key) = server.org("acme").await;
+    let col = collection(&server, &key, "tickets").await;
+    let spec = json!({"url": url, "query": "SELECT id, title, body, team FROM tickets", "id_column": "id",
+                      "text_columns": ["title", "body"], "metadata_columns": ["team"]});
+    ok(add_sql(&server, &key, &col, spec).await).await;
+    wait_indexed(&server, &key, &col, 3).await;
+    let hits = search(&server, &key, &col, json!({"query": "¿Cómo se piden las vacaciones?", "k": 1})).await;
+    assert_eq!(hits[0]["filename"], "row-2.txt", "{hits:#?}");
+    let it = search(&server, &key, &col, json!({"query": "vacaciones", "k": 5, "filter": {"team": "it"}})).await;
+    assert!(!it.is_empty() && it.iter().all(|h| h["metadata"]["team"] == "it"), "{it:#?}");
+    server.stop().await;
+}

@@ -44,6 +44,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/hub/adapters/{name}"),
     ("delete", "/hub/adapters/{name}"),
     ("get", "/hub/adapters/{name}/download"),
+    // Chat and conversations.
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/conversations"),
+    ("get", "/v1/conversations"),
+    ("get", "/v1/conversations/{id}"),
+    ("delete", "/v1/conversations/{id}"),
     // The users' spec's job routes.
     ("post", "/fine_tuning/jobs"),
     ("get", "/fine_tuning/jobs"),

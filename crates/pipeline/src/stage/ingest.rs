@@ -111,6 +111,58 @@ pub fn run(
     Ok(IngestOutcome { report: result, chunking, cancelled })
 }
 
+/// What [`run_sql`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlOutcome {
+    /// Rows read (one document each).
+    pub rows: usize,
+    /// Chunks appended.
+    pub chunks: usize,
+    /// Rows already in the output (same text), skipped.
+    pub unchanged: usize,
+}
+
+/// Database rows as documents: reads `source`, chunks each row's text with the settings'
+/// chunking and appends the chunks (with the row's columns as metadata) to `output`. Rows
+/// whose chunks are already in `output` are skipped, so a second run adds only what changed.
+///
+/// # Errors
+/// The source's error (connection, query, columns), chunking or writing errors.
+pub fn run_sql(
+    s: &IngestSettings,
+    source: &docraft_ingest::sql::SqlSource,
+    output: &Path,
+    ctx: &Ctx,
+) -> Result<SqlOutcome> {
+    use docraft_core::jsonl::{JsonlReader, JsonlWriter};
+    use docraft_ingest::Chunker;
+    let docs = source.read()?;
+    let chunker = docraft_ingest::TextChunker::new(chunk_settings(s)?);
+    let mut known = std::collections::HashSet::new();
+    if output.exists() {
+        for c in JsonlReader::<docraft_core::Chunk>::open(output)?.flatten() {
+            known.insert(c.doc_id);
+        }
+    }
+    let (mut writer, _) = JsonlWriter::<docraft_core::Chunk>::append(output)?;
+    let mut out = SqlOutcome { rows: docs.len(), chunks: 0, unchanged: 0 };
+    for (i, doc) in docs.iter().enumerate() {
+        if ctx.is_cancelled() {
+            return Err(crate::PipelineError::Cancelled { stage: ctx.stage() });
+        }
+        if known.contains(&doc.id) {
+            out.unchanged += 1;
+            continue;
+        }
+        let chunks = chunker.chunk(doc)?;
+        out.chunks += chunks.len();
+        writer.write_all(&chunks)?;
+        ctx.progress(i as u64 + 1, docs.len() as u64, "rows", String::new());
+    }
+    writer.sync()?;
+    Ok(out)
+}
+
 /// The summary lines of an ingest run.
 #[must_use]
 pub fn summary(o: &IngestOutcome, output: &Path) -> Vec<String> {
