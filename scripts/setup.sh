@@ -24,9 +24,10 @@ done
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. System packages (Debian). cmake and libclang-dev build llama.cpp; poppler-utils gives
-#    pdftotext for the extraction benchmark; python3-pip fetches model wheels.
+#    pdftotext for the extraction benchmark; python3-pip fetches model wheels; chromium and
+#    chromium-driver run the web app's browser tests (crates/server/tests/browser.rs).
 need=()
-for p in cmake libclang-dev poppler-utils python3-pip unzip; do
+for p in cmake libclang-dev poppler-utils python3-pip unzip chromium chromium-driver; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -31,8 +31,9 @@
 //! # What is not
 //!
 //! - Numbers glued to letters or digits are never matched: a match must not touch a letter or
-//!   digit on either side, nor continue a digit run through one separator (`ABC12345678Z9`,
-//!   `4111 1111 1111 1111 2023` and `612 345 678,5` are left alone).
+//!   digit on either side, nor continue a digit run through one space, hyphen, dot, comma
+//!   or colon (`ABC12345678Z9`, `4111 1111 1111 1111 2023`, `612 345 678,5` are left alone,
+//!   and so is `612345678 12345678Z`: two numbers one space apart read as one).
 //! - Ordinary numbers stay: years (`2023`), dates (`15/01/2024`, `2024-01-15`), times
 //!   (`10:30`), amounts (`1.234,56 €`, and phone-shaped numbers next to `€ $ £ ¥ %`), postal
 //!   codes (`28013`), article and page numbers.
@@ -40,6 +41,8 @@
 //!   (`12345678A`), an IBAN failing mod-97, a card number failing Luhn. A typo in real
 //!   personal data therefore goes through unredacted; that is the price of not eating
 //!   ordinary numbers.
+//! - Known over-redaction, accepted to keep recall: a bare 9-digit number starting 6–9 (not
+//!   next to a currency sign) reads as a Spanish phone, and `name@2x.png` as an e-mail.
 //! - Names, postal addresses, dates of birth, social-security and passport numbers are not
 //!   detected at all.
 //!

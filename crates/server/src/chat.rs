@@ -12,6 +12,8 @@
 //!
 //! The history of a question is the user/assistant pairs before it in `messages`, or, with
 //! `docraft.conversation`, the turns stored in that conversation (each answer appends one).
+//! `system` messages only reach a plain chat: an answer from a collection uses docraft's own
+//! prompts. `temperature` defaults to 0 (greedy: the same answer every time), not OpenAI's 1.
 //!
 //! Models: the base models of `GET /v1/models` and the organization's fine-tuned ones (`ft:…`:
 //! the base model's weights with the job's LoRA adapter merged in). The last
@@ -907,7 +909,8 @@ fn stream_response(
     request_body = ChatCompletionRequest,
     responses((status = 200, description = "The answer (with `stream`: server-sent `chat.completion.chunk` events)",
                content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
-              (status = 400, description = "Unusable request, unknown model (`model_not_found`)", body = crate::ErrorBody),
+              (status = 400, description = "Unusable request; an unknown model (`model_not_found`)",
+               body = crate::ErrorBody),
               (status = 404, description = "No such collection or conversation", body = crate::ErrorBody),
               (status = 422, description = "A parameter out of range", body = crate::ErrorBody),
               (status = 503, description = "The model or the embedder is not set up", body = crate::ErrorBody)))]
@@ -1271,7 +1274,8 @@ mod tests {
         assert_eq!(e.body().error.param.as_deref(), Some("docraft.k"));
         assert!(req(json!({"model": "x", "messages": [{"role": "assistant", "content": "hi"}]})).is_err());
         assert!(req(json!({"model": "x", "messages": [{"role": "tool", "content": "hi"}]})).is_err());
-        assert!(req(json!({"model": "x", "messages": m(1), "docraft": {"colection": "col-x"}})).is_err());
+        let typo = json!({"model": "x", "messages": m(1), "docraft": {"colection": "col-x"}});
+        assert!(serde_json::from_value::<ChatCompletionRequest>(typo).is_err());
         let big = "a".repeat(MAX_MESSAGE_BYTES + 1);
         assert!(req(json!({"model": "x", "messages": [{"role": "user", "content": big}]})).is_err());
     }

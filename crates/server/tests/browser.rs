@@ -257,7 +257,7 @@ async fn web_flow(b: &Session, server: &TestServer, key: &str) -> Result<()> {
     b.fill("#job-suffix", "webapp").await?;
     b.fill("#hp-n-epochs", "1").await?;
     b.fill("#hp-batch-size", "1").await?;
-    b.fill("#hp-max-steps", "4").await?;
+    b.fill("#hp-max-steps", "8").await?;
     b.click_css("#job-start").await?;
     b.wait("#loss-chart", 30).await?;
     let t0 = Instant::now();
@@ -272,12 +272,12 @@ async fn web_flow(b: &Session, server: &TestServer, key: &str) -> Result<()> {
     eprintln!("{points} points on the chart after {:.1} s", t0.elapsed().as_secs_f64());
     wait_job_status(b, "succeeded", 600).await?;
     let drawn = b.execute("return document.querySelector('#loss-chart').dataset.points;", vec![]).await?;
-    ensure!(drawn == json!("4"), "4 steps drawn, not {drawn}");
+    ensure!(drawn == json!("8"), "8 steps drawn, not {drawn}");
     let log =
         b.execute("return [...document.querySelectorAll('#event-log li')].map(l => l.textContent);", vec![]).await?;
     let log: Vec<String> = serde_json::from_value(log)?;
     ensure!(log.iter().any(|l| l.contains("successfully completed")), "the event log: {log:#?}");
-    ensure!(log.iter().filter(|l| l.contains("Step ")).count() >= 4, "the event log: {log:#?}");
+    ensure!(log.iter().filter(|l| l.contains("Step ")).count() == 8, "the event log: {log:#?}");
     let paused = b
         .execute(
             "return [document.querySelector('#job-pause').disabled, document.querySelector('#job-cancel').disabled];",
@@ -295,6 +295,18 @@ async fn web_flow(b: &Session, server: &TestServer, key: &str) -> Result<()> {
     ensure!(text.contains("webapp") && text.contains(SMOLLM2), "the hub's row: {text}");
     b.wait("#adapters-table tr[data-adapter-id]", 30).await?;
     readme_shot(b, "hub").await?;
+
+    // Datasets: the collection is offered; the jobs list shows (or the server's refusal).
+    b.click_css("#nav a[data-route=\"datasets\"]").await?;
+    b.wait("#ds-collection option", 30).await?;
+    b.wait_until(
+        "the dataset jobs list",
+        30,
+        "return document.querySelector('.page-datasets [aria-busy=\"false\"]') !== null;",
+    )
+    .await?;
+    b.click_css("#nav a[data-route=\"hub\"]").await?;
+    b.wait("#models-table", 30).await?;
 
     // Spanish, from the header; remembered for the tab.
     b.click_css("#lang option[value=\"es\"]").await?;
@@ -314,11 +326,21 @@ async fn web_flow(b: &Session, server: &TestServer, key: &str) -> Result<()> {
     )
     .await?;
 
-    // Signing out forgets the key.
+    // Signing out forgets the key, not the language (also after a reload).
     b.click_css("#signout").await?;
     b.wait("#api-key", 10).await?;
     let stored = b.execute("return sessionStorage.getItem('docraft.key');", vec![]).await?;
     ensure!(stored.is_null(), "the key outlived sign-out");
+    b.goto(&server.url("/")).await?;
+    let button = b.text(&b.wait("#signin-submit", 10).await?).await?;
+    ensure!(button == "Iniciar sesión", "the sign-in button after a reload: {button}");
+
+    // A key refused later (revoked) sends the user back to sign in, with the server's message.
+    sign_in(b, server, key).await?;
+    b.execute("sessionStorage.setItem('docraft.key', 'dck_revoked'); location.hash = '#/hub';", vec![]).await?;
+    let message = b.text(&b.wait(".messages .info", 30).await?).await?;
+    ensure!(message.starts_with("Inicie sesión de nuevo:"), "after a 401: {message}");
+    ensure!(b.current_url().await?.ends_with("#/signin"), "after a 401: {}", b.current_url().await?);
     Ok(())
 }
 
@@ -424,6 +446,7 @@ async fn chat_flow(b: &Session, server: &TestServer, key: &str) -> Result<()> {
     ensure!(marked.len() > 20, "the marked passage: {marked:?}");
     let meta = b.text(&b.find("#source-panel .meta").await?).await?;
     ensure!(meta.starts_with("Page "), "the panel: {meta}");
+    b.execute("document.querySelector('.turn').scrollIntoView({block: 'start'});", vec![]).await?;
     readme_shot(b, "chat").await?;
 
     // The conversation was kept: it is listed, and opens with its turn.

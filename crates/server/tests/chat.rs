@@ -83,7 +83,8 @@ async fn bad_chat_requests_are_refused_in_openais_shape() {
     error_of(chat(&server, &a, &json!({"model": SMOLLM2, "messages": many})).await, 400).await;
     let long = json!({"model": SMOLLM2, "messages": user(&"a".repeat(32 * 1024 + 1))});
     assert_eq!(error_of(chat(&server, &a, &long).await, 400).await["error"]["param"], "messages[0].content");
-    let image = json!({"model": SMOLLM2, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]});
+    let parts = json!([{"type": "image_url", "image_url": {"url": "x"}}]);
+    let image = json!({"model": SMOLLM2, "messages": [{"role": "user", "content": parts}]});
     error_of(chat(&server, &a, &image).await, 400).await;
     // A body over the JSON limit.
     let huge = json!({"model": SMOLLM2, "messages": user(&"a".repeat(2 << 20))});
@@ -449,5 +450,38 @@ async fn openai_python_sdk_chats_with_a_collection() {
     let stdout = run_python(venv.path(), SDK_SCRIPT, env).await;
     eprintln!("{stdout}");
     assert!(stdout.starts_with("OK "), "{stdout}");
+    server.stop().await;
+}
+
+/// A model the organization fine-tuned answers too (the base model's weights with the job's
+/// adapter); another organization cannot use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_fine_tuned_model_answers_for_its_organization_only() {
+    let server = common::fast_server(1).await;
+    let (_, key) = server.org("acme").await;
+    let (_, other) = server.org("other").await;
+    let f = ok(server.upload(&key, "train.jsonl", common::chat_jsonl(10).into_bytes(), "fine-tune").await).await;
+    let job = json!({"model": SMOLLM2, "training_file": f["id"], "suffix": "chat",
+                     "hyperparameters": {"n_epochs": 1, "batch_size": 5, "max_steps": 1}});
+    let job = ok(post(&server, &key, "/v1/fine_tuning/jobs", &job).await).await;
+    let t = Instant::now();
+    let done = common::wait_job(&server, &key, job["id"].as_str().unwrap(), 600, |j| {
+        assert!(!["failed", "cancelled"].contains(&j["status"].as_str().unwrap()), "{j:#}");
+        j["status"] == "succeeded"
+    })
+    .await;
+    eprintln!("trained in {:.1} s", t.elapsed().as_secs_f64());
+    let model = done["fine_tuned_model"].as_str().unwrap().to_string();
+    let body = json!({"model": model, "messages": user("How long is record 3 kept?"), "max_tokens": 12});
+    let a = ok(chat(&server, &key, &body).await).await;
+    assert_eq!(a["model"], model.as_str());
+    assert!(!content(&a).is_empty(), "{a:#}");
+    let e = error_of(chat(&server, &other, &body).await, 400).await;
+    assert_eq!(e["error"]["code"], "model_not_found");
+    // The base model too: both stay loaded; a third would push out the least recently used.
+    let base = json!({"model": SMOLLM2, "messages": user("Say hello."), "max_tokens": 4});
+    ok(chat(&server, &key, &base).await).await;
+    assert_eq!(server.state.chat_models().loaded_ids(), vec![model, SMOLLM2.to_string()]);
     server.stop().await;
 }

@@ -6,7 +6,7 @@ import { t } from './i18n.js';
 
 const W = 640;
 const H = 260;
-const PAD = { left: 56, right: 16, top: 14, bottom: 40 };
+const PAD = { left: 56, right: 16, top: 30, bottom: 40 };
 
 /** Round tick values covering [lo, hi]. */
 function ticks(lo, hi, count) {
@@ -104,12 +104,13 @@ export function lossChart() {
       }
     }
     for (const [s, l] of va) svg.append(h('svg:circle', { class: 'valid-point', cx: x(s), cy: y(l), r: 4.5 }));
-    const legendY = y1 + 4;
+    // The legend, above the plot.
+    const legendY = 12;
     svg.append(
-      h('svg:line', { class: 'train', x1: x1 - 190, y1: legendY, x2: x1 - 170, y2: legendY }),
-      h('svg:text', { class: 'legend', x: x1 - 165, y: legendY + 4 }, t('train_loss')),
-      h('svg:circle', { class: 'valid-point', cx: x1 - 80, cy: legendY, r: 4.5 }),
-      h('svg:text', { class: 'legend', x: x1 - 72, y: legendY + 4 }, t('valid_loss')),
+      h('svg:line', { class: 'train', x1: x0, y1: legendY, x2: x0 + 20, y2: legendY }),
+      h('svg:text', { class: 'legend', x: x0 + 26, y: legendY + 4 }, t('train_loss')),
+      h('svg:circle', { class: 'valid-point', cx: x0 + 200, cy: legendY, r: 4.5 }),
+      h('svg:text', { class: 'legend', x: x0 + 208, y: legendY + 4 }, t('valid_loss')),
     );
   }
 

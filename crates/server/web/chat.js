@@ -422,7 +422,8 @@ export function render(container, params) {
       if (range) {
         const mark = h('mark', { id: 'cited' }, text.slice(range[0], range[1]));
         replace(panelText, text.slice(0, range[0]), mark, text.slice(range[1]));
-        mark.scrollIntoView({ block: 'center' });
+        // Scroll the page's text only, not the window.
+        panelText.scrollTop = Math.max(0, mark.offsetTop - panelText.clientHeight / 4);
       } else {
         replace(panelText, text);
       }

@@ -317,7 +317,7 @@ export function renderCollection(container, { id }) {
       })
         .then((res) => {
           const doc = res?.data?.[0];
-          state.textContent = doc ? t(`status_${doc.status}`) : t('uploaded');
+          state.textContent = doc?.status === 'failed' ? doc.error || t('status_failed') : t('uploaded');
           loadDocuments();
         })
         .catch((err) => {

@@ -342,11 +342,14 @@ export function renderJob(container, { id }) {
 
   async function follow() {
     // The stream replays the job's events from the first, then follows until it ends. A
-    // paused job's stream goes on (pause is not final); a dropped connection is reopened.
+    // paused job's stream goes on (pause is not final); a dropped connection is reopened
+    // after the last event seen.
     const seen = new Set();
+    let lastId = null;
     for (let attempt = 0; !stopped && attempt < 20; attempt += 1) {
       try {
-        await stream('GET', `${path}/events?stream=true`, {
+        const after = lastId ? `&after=${encodeURIComponent(lastId)}` : '';
+        await stream('GET', `${path}/events?stream=true${after}`, {
           signal: controller.signal,
           onData(data) {
             let e;
@@ -357,6 +360,7 @@ export function renderJob(container, { id }) {
             }
             if (seen.has(e.id)) return;
             seen.add(e.id);
+            lastId = e.id;
             addEvent(e);
             if (e.type === 'metrics') chart.add(e.data);
             else if (e.data && typeof e.data.step === 'number') chart.add({ step: e.data.step, valid_loss: e.data.valid_loss });

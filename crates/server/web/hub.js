@@ -13,8 +13,9 @@ function evaluationText(e) {
   return parts.join(' · ');
 }
 
-function parametersText(p) {
-  if (!p || typeof p !== 'object') return '';
+function parametersText(parameters) {
+  if (!parameters || typeof parameters !== 'object') return '';
+  const p = parameters.hyperparameters && typeof parameters.hyperparameters === 'object' ? parameters.hyperparameters : parameters;
   return ['n_epochs', 'batch_size', 'lora_rank', 'learning_rate_multiplier', 'max_steps']
     .filter((k) => p[k] !== undefined && p[k] !== null)
     .map((k) => `${k}=${p[k]}`)

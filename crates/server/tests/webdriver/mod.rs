@@ -12,12 +12,15 @@ use serde_json::{Value, json};
 /// The key W3C WebDriver names element references with.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Debian's chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's chromedriver (package chromium-driver).
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// chromedriver on a free port of 127.0.0.1, killed when dropped.
 pub struct Driver {
     child: Child,
+    /// `http://127.0.0.1:PORT`.
     pub url: String,
     http: reqwest::Client,
 }
@@ -139,10 +142,12 @@ impl Session {
         self.cmd(reqwest::Method::GET, path, None).await
     }
 
+    /// Navigates to `url` (waits for the page to load).
     pub async fn goto(&self, url: &str) -> Result<()> {
         self.post("/url", json!({ "url": url })).await.map(drop)
     }
 
+    /// The address shown (with its `#` route).
     pub async fn current_url(&self) -> Result<String> {
         Ok(self.get("/url").await?.as_str().unwrap_or_default().to_string())
     }
@@ -153,6 +158,7 @@ impl Session {
         v[ELEMENT].as_str().map(|s| Element(s.to_string())).ok_or_else(|| anyhow!("{css}: {v}"))
     }
 
+    /// Every element matching a CSS selector (none is no error).
     pub async fn find_all(&self, css: &str) -> Result<Vec<Element>> {
         let v = self.post("/elements", json!({"using": "css selector", "value": css})).await?;
         Ok(v.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT].as_str()).map(|s| Element(s.into())).collect())
@@ -193,6 +199,7 @@ impl Session {
         }
     }
 
+    /// Clicks an element (scrolled into view first, as a user would).
     pub async fn click(&self, el: &Element) -> Result<()> {
         self.post(&format!("/element/{}/click", el.0), json!({})).await.map(drop)
     }
@@ -208,6 +215,7 @@ impl Session {
         self.post(&format!("/element/{}/value", el.0), json!({ "text": text })).await.map(drop)
     }
 
+    /// Empties an input or textarea.
     pub async fn clear(&self, el: &Element) -> Result<()> {
         self.post(&format!("/element/{}/clear", el.0), json!({})).await.map(drop)
     }
@@ -219,10 +227,12 @@ impl Session {
         self.send_keys(&el, text).await
     }
 
+    /// The rendered text of an element.
     pub async fn text(&self, el: &Element) -> Result<String> {
         Ok(self.get(&format!("/element/{}/text", el.0)).await?.as_str().unwrap_or_default().to_string())
     }
 
+    /// An attribute of an element (`None` when absent).
     pub async fn attribute(&self, el: &Element, name: &str) -> Result<Option<String>> {
         Ok(self.get(&format!("/element/{}/attribute/{name}", el.0)).await?.as_str().map(str::to_string))
     }
@@ -232,6 +242,7 @@ impl Session {
         self.post("/execute/sync", json!({"script": script, "args": args})).await
     }
 
+    /// An element as an argument of [`Session::execute`].
     pub fn arg(el: &Element) -> Value {
         el.json()
     }
