@@ -198,6 +198,9 @@ pub struct PageText {
     pub pages: usize,
     /// The page's text.
     pub text: String,
+    /// Byte offset of the page's text in the document's text (a source's `span` minus this
+    /// is its place in `text`).
+    pub page_start: usize,
     /// Chunks overlapping the page: byte spans relative to `text`.
     pub chunks: Vec<Value>,
 }
@@ -512,13 +515,14 @@ fn loader_name(filename: &str, media_type: &str) -> String {
 }
 
 async fn org_bytes(db: &Db, org_id: &str) -> Result<i64> {
-    let docs: Option<i64> = sqlx::query("SELECT SUM(bytes) AS n FROM documents WHERE organization_id = $1")
-        .bind(org_id)
-        .fetch_one(db.pool())
-        .await
-        .map_err(ServerError::db("quota"))?
-        .try_get("n")
-        .map_err(ServerError::db("quota"))?;
+    let docs: Option<i64> =
+        sqlx::query("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS n FROM documents WHERE organization_id = $1")
+            .bind(org_id)
+            .fetch_one(db.pool())
+            .await
+            .map_err(ServerError::db("quota"))?
+            .try_get("n")
+            .map_err(ServerError::db("quota"))?;
     Ok(docs.unwrap_or(0))
 }
 
@@ -1030,7 +1034,7 @@ pub async fn document_page(
                    "end": c.span.end.min(end) - start, "chunk_index": c.chunk_index})
         })
         .collect();
-    Ok(Json(PageText { document_id: d.obj.id, page: n, pages: spans.len(), text, chunks: on_page }))
+    Ok(Json(PageText { document_id: d.obj.id, page: n, pages: spans.len(), text, page_start: start, chunks: on_page }))
 }
 
 /// The index filter of a request's `filter` object.

@@ -398,7 +398,7 @@ async fn delete_own(state: &AppState, org_id: &str, id_or_name: &str) -> Result<
         .await
         .map_err(ServerError::db("delete model"))?;
     let dir = state.org_dir(org_id).join(&m.path);
-    if dir.starts_with(state.org_dir(org_id)) {
+    if plain_relative(&m.path) {
         let _ = tokio::fs::remove_dir_all(&dir).await;
     }
     Ok(m)
@@ -538,7 +538,7 @@ pub async fn hub_download_adapter(
     let m = find_adapter(&state, &org.id, &name).await?;
     let org_dir = state.org_dir(&org.id);
     let dir = org_dir.join(&m.path);
-    if !dir.starts_with(&org_dir) || !dir.is_dir() {
+    if !plain_relative(&m.path) || !dir.is_dir() {
         return Err(ServerError::NotFound { kind: "adapter", id: name });
     }
     let tmp_dir = org_dir.join("tmp");
@@ -556,6 +556,12 @@ pub async fn hub_download_adapter(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Whether `path` is relative and made of plain names only (no `..`, no root): a path that
+/// stays inside the directory it is joined to.
+fn plain_relative(path: &Path) -> bool {
+    path.components().all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Writes the files of `dir` (not its subdirectories) into an unnamed temporary zip file and
@@ -591,4 +597,15 @@ fn zip_dir(dir: &Path, tmp_dir: &Path) -> Result<(std::fs::File, u64)> {
     let len = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| ServerError::io(dir, e))?;
     std::io::Seek::rewind(&mut file).map_err(|e| ServerError::io(dir, e))?;
     Ok((file, len))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_relative_paths_are_joined() {
+        use std::path::Path;
+        assert!(super::plain_relative(Path::new("jobs/ftjob-1/run/adapter")));
+        assert!(!super::plain_relative(Path::new("jobs/../../etc")));
+        assert!(!super::plain_relative(Path::new("/etc")));
+    }
 }

@@ -131,11 +131,8 @@ async fn completions(State(seen): State<Seen>, body: String) -> Json<Value> {
         .as_str()
         .unwrap()
         .to_string();
-    let line = user
-        .lines()
-        .filter(|l| l.contains("travel policy requires"))
-        .next()
-        .unwrap_or("The travel policy requires approval.");
+    let line =
+        user.lines().find(|l| l.contains("travel policy requires")).unwrap_or("The travel policy requires approval.");
     let answer: String = line.split_whitespace().skip_while(|w| *w != "The").take(12).collect::<Vec<_>>().join(" ");
     let content = json!({"pairs": [{"question": "What does the travel policy require before booking flights?", "answer": answer}]});
     Json(json!({

@@ -44,6 +44,26 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/hub/adapters/{name}"),
     ("delete", "/hub/adapters/{name}"),
     ("get", "/hub/adapters/{name}/download"),
+    // Collections.
+    ("post", "/v1/collections"),
+    ("get", "/v1/collections"),
+    ("get", "/v1/collections/{id}"),
+    ("delete", "/v1/collections/{id}"),
+    ("post", "/v1/collections/{id}/documents"),
+    ("get", "/v1/collections/{id}/documents"),
+    ("get", "/v1/collections/{id}/documents/{doc}"),
+    ("delete", "/v1/collections/{id}/documents/{doc}"),
+    ("get", "/v1/collections/{id}/documents/{doc}/content"),
+    ("get", "/v1/collections/{id}/documents/{doc}/pages/{n}"),
+    ("post", "/v1/collections/{id}/search"),
+    ("post", "/v1/collections/{id}/sql"),
+    // Dataset jobs.
+    ("post", "/v1/datasets/jobs"),
+    ("get", "/v1/datasets/jobs"),
+    ("get", "/v1/datasets/jobs/{id}"),
+    ("post", "/v1/datasets/jobs/{id}/cancel"),
+    ("post", "/v1/datasets/jobs/{id}/resume"),
+    ("get", "/v1/datasets/jobs/{id}/events"),
     // Chat and conversations.
     ("post", "/v1/chat/completions"),
     ("post", "/v1/conversations"),
@@ -77,6 +97,8 @@ fn concrete(path: &str) -> String {
             "id" => "ftjob-000000000000000000000000",
             "model" => "ft:smollm2-135m-instruct:acme:nothing:ftjob-000000000000000000000000",
             "name" => "no-such-name",
+            "doc" => "doc-000000000000000000000000",
+            "n" => "1",
             other => panic!("{path}: give the test a dummy value for {{{other}}}"),
         });
         rest = &rest[end + 1..];
