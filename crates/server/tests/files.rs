@@ -16,42 +16,7 @@ async fn json(r: reqwest::Response) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_list_retrieve_content_delete() {
     let server = TestServer::start().await;
-    let (org, key) = server.org("acme").await;
-    let body = chat_jsonl(12);
-    let file = json(server.upload(&key, "train.jsonl", body.clone().into_bytes(), "fine-tune").await).await;
-    let id = file["id"].as_str().unwrap().to_string();
-    assert!(id.starts_with("file-") && id.len() == 29, "{id}");
-    assert_eq!(file["object"], "file");
-    assert_eq!(file["bytes"], body.len());
-    assert_eq!(file["filename"], "train.jsonl");
-    assert_eq!(file["purpose"], "fine-tune");
-    assert_eq!(file["status"], "processed");
-    assert!(file["expires_at"].is_null());
-    // Stored under DATA/orgs/<org-id>/files/<file-id>, and nothing else is left there.
-    let path = server.data().join("orgs").join(&org.id).join("files").join(&id);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
-    assert_eq!(server.stored_files(), vec![path.clone()]);
-
-    let got =
-        json(server.http.get(server.url(&format!("/v1/files/{id}"))).bearer_auth(&key).send().await.unwrap()).await;
-    assert_eq!(got, file);
-    let content =
-        server.http.get(server.url(&format!("/v1/files/{id}/content"))).bearer_auth(&key).send().await.unwrap();
-    assert_eq!(content.status().as_u16(), 200);
-    assert_eq!(content.text().await.unwrap(), body);
-    let list = json(server.http.get(server.url("/v1/files")).bearer_auth(&key).send().await.unwrap()).await;
-    assert_eq!(list["object"], "list");
-    assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    assert_eq!((list["first_id"].as_str(), list["last_id"].as_str()), (Some(id.as_str()), Some(id.as_str())));
-    assert_eq!(list["has_more"], false);
-
-    let del =
-        json(server.http.delete(server.url(&format!("/v1/files/{id}"))).bearer_auth(&key).send().await.unwrap()).await;
-    assert_eq!(del, serde_json::json!({"id": id, "object": "file", "deleted": true}));
-    assert!(!path.exists());
-    assert_eq!(server.file_rows().await, 0);
-    let again = server.http.get(server.url(&format!("/v1/files/{id}"))).bearer_auth(&key).send().await.unwrap();
-    error_of(again, 404).await;
+    common::flows::upload_list_retrieve_content_delete(&server).await;
     server.stop().await;
 }
 

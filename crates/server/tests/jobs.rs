@@ -55,82 +55,7 @@ async fn job_rows(server: &TestServer) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_organizations_jobs_and_models_are_404_and_never_listed() {
     let (server, _models) = api_only().await;
-    let (org_a, a) = server.org("a").await;
-    let (_, b) = server.org("b").await;
-    let file = upload_train(&server, &a, 10).await;
-    let job =
-        json_of(create(&server, &a, &json!({"model": "tiny", "training_file": file, "suffix": "policy"})).await).await;
-    let id = job["id"].as_str().unwrap();
-    assert_eq!(job["status"], "validating_files");
-    assert_eq!(job["organization_id"], org_a.id.as_str());
-    // A fine-tuned model of A, as a finished job leaves it.
-    let model = docraft_server::models::ModelEntry {
-        id: "ft:tiny:a:policy:x".into(),
-        organization_id: Some(org_a.id.clone()),
-        name: "policy".into(),
-        kind: docraft_server::models::ModelKind::FineTuned,
-        path: PathBuf::from("jobs/x/run/adapter"),
-        base_model: Some("tiny".into()),
-        job_id: Some(id.to_string()),
-        training_file: Some(file.clone()),
-        parameters: None,
-        created_at: 1,
-    };
-    docraft_server::models::insert(server.state.db(), &model).await.unwrap();
-
-    let routes: Vec<(&str, String)> = vec![
-        ("GET", format!("/v1/fine_tuning/jobs/{id}")),
-        ("POST", format!("/v1/fine_tuning/jobs/{id}/cancel")),
-        ("POST", format!("/v1/fine_tuning/jobs/{id}/pause")),
-        ("POST", format!("/v1/fine_tuning/jobs/{id}/resume")),
-        ("GET", format!("/v1/fine_tuning/jobs/{id}/events")),
-        ("GET", format!("/v1/fine_tuning/jobs/{id}/events?stream=true")),
-        ("GET", format!("/v1/fine_tuning/jobs/{id}/checkpoints")),
-        ("GET", format!("/fine_tuning/jobs/{id}")),
-        ("GET", "/fine_tuning/jobs/policy".into()),
-        ("DELETE", format!("/fine_tuning/jobs/{id}")),
-        ("POST", format!("/fine_tuning/jobs/{id}/pause")),
-        ("POST", format!("/fine_tuning/jobs/{id}/resume")),
-        ("GET", format!("/v1/models/{}", model.id)),
-        ("DELETE", format!("/v1/models/{}", model.id)),
-        ("GET", "/hub/models/policy".into()),
-        ("DELETE", "/hub/models/policy".into()),
-        ("GET", "/hub/adapters/policy".into()),
-        ("DELETE", "/hub/adapters/policy".into()),
-        ("GET", "/hub/adapters/policy/download".into()),
-    ];
-    for (method, path) in &routes {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = server.http.request(m.clone(), server.url(path)).bearer_auth(&b).send().await.unwrap();
-        let body = error_of(r, 404).await;
-        assert_eq!(body["error"]["code"], "not_found", "{method} {path}: {body}");
-        // No key, and a wrong one: 401 before anything else.
-        let r = server.http.request(m.clone(), server.url(path)).send().await.unwrap();
-        error_of(r, 401).await;
-        let r = server.http.request(m, server.url(path)).bearer_auth("dck_nope").send().await.unwrap();
-        error_of(r, 401).await;
-    }
-    // Lists never show A's objects to B.
-    for path in ["/v1/fine_tuning/jobs", "/fine_tuning/jobs", "/v1/models", "/hub/models", "/hub/adapters"] {
-        let text = server.http.get(server.url(path)).bearer_auth(&b).send().await.unwrap().text().await.unwrap();
-        assert!(!text.contains(id) && !text.contains(&model.id), "{path} shows A's objects to B: {text}");
-    }
-    let listed = json_of(server.http.get(server.url("/v1/models")).bearer_auth(&b).send().await.unwrap()).await;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "B sees the base model only: {listed}");
-    // B cannot train on A's file.
-    let r = create(&server, &b, &json!({"model": "tiny", "training_file": file})).await;
-    assert_eq!(error_of(r, 400).await["error"]["param"], "training_file");
-    // A sees everything, and the job is still there, untouched.
-    let mine = json_of(server.http.get(server.url("/hub/adapters")).bearer_auth(&a).send().await.unwrap()).await;
-    assert_eq!(mine["data"][0]["name"], "policy");
-    assert_eq!(mine["data"][0]["dataset"], file.as_str());
-    let again =
-        json_of(server.http.get(server.url(&format!("/fine_tuning/jobs/{id}"))).bearer_auth(&a).send().await.unwrap())
-            .await;
-    assert_eq!(again["status"], "validating_files");
-    // A base model is shared: not A's to delete.
-    let r = server.http.delete(server.url("/v1/models/tiny")).bearer_auth(&a).send().await.unwrap();
-    error_of(r, 403).await;
+    common::flows::another_organizations_jobs_and_models_are_404_and_never_listed(&server).await;
     server.stop().await;
 }
 
@@ -220,61 +145,7 @@ async fn bad_job_requests_are_refused_with_nothing_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_routes_pagination_and_metadata_without_a_worker() {
     let (server, _models) = api_only().await;
-    let (_, key) = server.org("acme").await;
-    let file = upload_train(&server, &key, 10).await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let body = json!({"model": "tiny", "training_file": file, "metadata": {"n": i.to_string()},
-                          "hyperparameters": {"n_epochs": 2, "batch_size": "auto", "lora_rank": 8}});
-        let job = json_of(create(&server, &key, &body).await).await;
-        assert_eq!(job["hyperparameters"]["n_epochs"], 2);
-        assert_eq!(job["hyperparameters"]["batch_size"], "auto");
-        assert_eq!(job["method"]["supervised"]["hyperparameters"]["lora_rank"], 8);
-        ids.push(job["id"].as_str().unwrap().to_string());
-    }
-    let get = |path: String| server.http.get(server.url(&path)).bearer_auth(&key).send();
-    let page = json_of(get("/v1/fine_tuning/jobs?limit=2".into()).await.unwrap()).await;
-    let first: Vec<&str> = page["data"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-    assert_eq!(page["has_more"], true);
-    assert_eq!(first.len(), 2);
-    let page2 = json_of(get(format!("/v1/fine_tuning/jobs?limit=2&after={}", first[1])).await.unwrap()).await;
-    let second: Vec<&str> = page2["data"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-    assert_eq!(page2["has_more"], false);
-    let mut all: Vec<&str> = first.iter().chain(&second).copied().collect();
-    all.sort_unstable();
-    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
-    want.sort_unstable();
-    assert_eq!(all, want, "pages overlap or miss a job");
-    let only = json_of(get("/v1/fine_tuning/jobs?metadata[n]=1".into()).await.unwrap()).await;
-    assert_eq!(only["data"].as_array().unwrap().len(), 1);
-    assert_eq!(only["data"][0]["id"], ids[1].as_str());
-
-    let post = |path: String| server.http.post(server.url(&path)).bearer_auth(&key).send();
-    let id = &ids[0];
-    assert_eq!(json_of(post(format!("/v1/fine_tuning/jobs/{id}/pause")).await.unwrap()).await["status"], "paused");
-    error_of(post(format!("/v1/fine_tuning/jobs/{id}/pause")).await.unwrap(), 409).await;
-    assert_eq!(json_of(post(format!("/v1/fine_tuning/jobs/{id}/resume")).await.unwrap()).await["status"], "queued");
-    error_of(post(format!("/v1/fine_tuning/jobs/{id}/resume")).await.unwrap(), 409).await;
-    let r = server.http.delete(server.url(&format!("/fine_tuning/jobs/{id}"))).bearer_auth(&key).send().await.unwrap();
-    let cancelled = json_of(r).await;
-    assert_eq!(cancelled["status"], "cancelled");
-    assert!(cancelled["finished_at"].is_i64());
-    error_of(post(format!("/v1/fine_tuning/jobs/{id}/cancel")).await.unwrap(), 409).await;
-    // Events, newest first, paged with `after`.
-    let events = json_of(get(format!("/v1/fine_tuning/jobs/{id}/events?limit=100")).await.unwrap()).await;
-    let messages: Vec<&str> =
-        events["data"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
-    assert_eq!(messages.first(), Some(&"Fine-tuning job cancelled"), "{messages:?}");
-    assert!(messages.last().unwrap().starts_with("Created fine-tuning job"), "{messages:?}");
-    let newest = events["data"][0]["id"].as_str().unwrap();
-    let older = json_of(get(format!("/v1/fine_tuning/jobs/{id}/events?after={newest}&limit=1")).await.unwrap()).await;
-    assert_eq!(older["data"][0]["id"], events["data"][1]["id"]);
-    assert_eq!(older["has_more"], true);
-    // The stream of an ended job replays its events and ends.
-    let text = get(format!("/v1/fine_tuning/jobs/{id}/events?stream=true")).await.unwrap().text().await.unwrap();
-    assert!(text.contains("Created fine-tuning job") && text.trim_end().ends_with("data: [DONE]"), "{text}");
-    let checkpoints = json_of(get(format!("/v1/fine_tuning/jobs/{id}/checkpoints")).await.unwrap()).await;
-    assert_eq!(checkpoints["data"], json!([]));
+    common::flows::control_routes_pagination_and_metadata_without_a_worker(&server).await;
     server.stop().await;
 }
 
@@ -397,5 +268,60 @@ async fn graceful_restart_continues_a_job_from_its_checkpoint() {
         text.contains("The server stopped at step") && text.contains("Resuming from the checkpoint at step"),
         "{text}"
     );
+    server.stop().await;
+}
+
+/// A validation file of RAFT records gets an open-book QA evaluation of base and adapter,
+/// listed with the model in the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn raft_validation_records_get_an_open_book_qa_evaluation() {
+    let server = common::fast_server(1).await;
+    let (_, key) = server.org("acme").await;
+    let raft: String = (0..10)
+        .map(|i| {
+            json!({"messages": [
+                {"role": "system", "content": "Answer from the documents, quoting them."},
+                {"role": "user", "content": format!("<DOCUMENT>Valve {i} is tightened to {} Nm.</DOCUMENT>\nHow tight is valve {i}?", 10 + i)},
+                {"role": "assistant", "content": format!("##Reason: ##begin_quote##Valve {i} is tightened to {} Nm.##end_quote## <ANSWER>: {} Nm", 10 + i, 10 + i)}
+            ]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let train = json_of(server.upload(&key, "train.jsonl", raft.clone().into_bytes(), "fine-tune").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let valid = json_of(server.upload(&key, "valid.jsonl", raft.into_bytes(), "fine-tune").await).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"model": common::SMOLLM2, "training_file": train, "validation_file": valid, "suffix": "valves",
+                      "hyperparameters": {"n_epochs": 1, "batch_size": 5}});
+    let id = json_of(create(&server, &key, &body).await).await["id"].as_str().unwrap().to_string();
+    let done = wait_job(&server, &key, &id, 900, |j| j["status"] == "succeeded" || j["status"] == "failed").await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let model =
+        json_of(server.http.get(server.url("/hub/models/valves")).bearer_auth(&key).send().await.unwrap()).await;
+    let qa = &model["evaluation"]["open_book_qa"];
+    assert_eq!(qa["base"]["questions"], 10, "{model:#}");
+    assert_eq!(qa["adapter"]["questions"], 10, "{model:#}");
+    for side in ["base", "adapter"] {
+        let f1 = qa[side]["f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{model:#}");
+    }
+    assert!(model["evaluation"]["base"]["loss"].as_f64().unwrap() > 0.0);
+    let events = json_of(
+        server
+            .http
+            .get(server.url(&format!("/v1/fine_tuning/jobs/{id}/events?limit=100")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(events.to_string().contains("open-book QA on 10 RAFT records"), "{events}");
     server.stop().await;
 }

@@ -197,3 +197,94 @@ pub fn summary(r: &TrainReport) -> Vec<String> {
     lines.push(format!("adapter: {}", r.adapter_dir.display()));
     lines
 }
+
+/// The open-book QA cases of a validation file of RAFT records in OpenAI chat format: lines
+/// whose last assistant message ends its reasoning with `<ANSWER>:` (what `docraft raft`
+/// writes). The user message is the context given, the final answer the gold one. Lines of
+/// other shapes are not cases (an ordinary chat file has none).
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn raft_chat_cases(path: &Path, max: usize) -> Result<(Vec<docraft_eval::qa::QaCase>, Option<String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    let mut cases = Vec::new();
+    let mut system = None;
+    for line in text.lines() {
+        if cases.len() >= max {
+            break;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Some(messages) = v.get("messages").and_then(serde_json::Value::as_array) else { continue };
+        let content = |role: &str| {
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.get("role").and_then(serde_json::Value::as_str) == Some(role))
+                .and_then(|m| m.get("content").and_then(serde_json::Value::as_str))
+        };
+        let (Some(user), Some(answer)) = (content("user"), content("assistant")) else { continue };
+        if !answer.contains(docraft_eval::metrics::ANSWER_TAG) {
+            continue;
+        }
+        if system.is_none() {
+            system = content("system").map(str::to_string);
+        }
+        let gold = docraft_eval::metrics::final_answer(answer).to_string();
+        let question = user.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(user).trim().to_string();
+        if !gold.is_empty() {
+            cases.push(docraft_eval::qa::QaCase { question, context: user.to_string(), gold });
+        }
+    }
+    Ok((cases, system))
+}
+
+/// Open-book QA of the base model and of base + adapter on the RAFT records of a validation
+/// file (at most `max` of them, greedy decoding): `None` when the file holds no RAFT record.
+///
+/// # Errors
+/// Reading the file, loading the model or the adapter.
+pub fn open_book_qa(
+    base: &Path,
+    adapter: &Path,
+    valid: &Path,
+    max: usize,
+    max_tokens: u32,
+    cuda: bool,
+) -> Result<Option<(docraft_eval::qa::QaScores, docraft_eval::qa::QaScores)>> {
+    let (cases, system_prompt) = raft_chat_cases(valid, max)?;
+    if cases.is_empty() {
+        return Ok(None);
+    }
+    let device = docraft_train::device(cuda)?;
+    let options = docraft_eval::qa::QaOptions { system_prompt, max_tokens, ..docraft_eval::qa::QaOptions::default() };
+    let base_model = docraft_train::generate::ChatModel::load(base, None, &device)?;
+    let before = docraft_eval::qa::evaluate(&base_model, &cases, &options, &docraft_core::NoProgress);
+    drop(base_model);
+    let tuned = docraft_train::generate::ChatModel::load(base, Some(adapter), &device)?;
+    let after = docraft_eval::qa::evaluate(&tuned, &cases, &options, &docraft_core::NoProgress);
+    Ok(Some((before, after)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn raft_records_in_chat_format_are_open_book_cases_and_plain_chats_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("valid.jsonl");
+        let raft = serde_json::json!({"messages": [
+            {"role": "system", "content": "Answer from the documents."},
+            {"role": "user", "content": "<DOCUMENT>Bolts: 18 Nm.</DOCUMENT>\nWhat torque?"},
+            {"role": "assistant", "content": "##Reason: ##begin_quote##Bolts: 18 Nm.##end_quote## <ANSWER>: 18 Nm"}]});
+        let plain = serde_json::json!({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]});
+        std::fs::write(&p, format!("{raft}\n{plain}\nnot json\n")).unwrap();
+        let (cases, system) = raft_chat_cases(&p, 10).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!((cases[0].gold.as_str(), cases[0].question.as_str()), ("18 Nm", "What torque?"));
+        assert_eq!(system.as_deref(), Some("Answer from the documents."));
+        std::fs::write(&p, format!("{plain}\n")).unwrap();
+        assert!(raft_chat_cases(&p, 10).unwrap().0.is_empty());
+    }
+}

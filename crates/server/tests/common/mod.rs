@@ -1,5 +1,10 @@
-//! A real server on 127.0.0.1:0 over a real SQLite database in a temporary directory.
+//! A real server on 127.0.0.1:0 over a real SQLite database in a temporary directory, or over
+//! a fresh database of a throwaway PostgreSQL ([`TestServer::start_pg`], [`pg`]); test flows
+//! both backends run ([`flows`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod flows;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<docraft_server::Result<()>>>,
     pub http: reqwest::Client,
+    /// The PostgreSQL the server's database is on ([`TestServer::start_pg`]); stopped last.
+    pub pg: Option<pg::PgServer>,
 }
 
 impl TestServer {
@@ -23,6 +30,20 @@ impl TestServer {
 
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
         Self::restart(tempfile::tempdir().unwrap(), tune).await
+    }
+
+    /// A server over a fresh database of a throwaway PostgreSQL (needs scripts/setup.sh), with
+    /// its data directory in a temporary directory as [`TestServer::start_with`] has it.
+    pub async fn start_pg(tune: impl FnOnce(&mut ServerConfig)) -> Self {
+        let pg = tokio::task::spawn_blocking(pg::PgServer::start).await.unwrap();
+        let url = pg.url_for_new_db();
+        let mut server = Self::restart(tempfile::tempdir().unwrap(), |c| {
+            c.database_url = Some(url);
+            tune(c);
+        })
+        .await;
+        server.pg = Some(pg);
+        server
     }
 
     /// A server over the data directory of an earlier one (`dir/data`).
@@ -36,7 +57,7 @@ impl TestServer {
         let task = tokio::spawn(serve_with(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        Self { addr, dir, state, stop: Some(stop), task: Some(task), http: reqwest::Client::new() }
+        Self { addr, dir, state, stop: Some(stop), task: Some(task), http: reqwest::Client::new(), pg: None }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -131,15 +152,35 @@ pub async fn error_of(response: reqwest::Response, status: u16) -> serde_json::V
 /// The registry's SmolLM2-135M, as `GET /v1/models` lists it (fetched by scripts/setup.sh).
 pub const SMOLLM2: &str = "smollm2-135m-instruct";
 
+/// Workers that poll and beat fast, so a test sees state changes quickly.
+pub fn fast(c: &mut ServerConfig, workers: usize) {
+    c.workers = workers;
+    c.heartbeat = std::time::Duration::from_millis(200);
+    c.poll = std::time::Duration::from_millis(200);
+    c.train_threads = Some(1);
+}
+
 /// A server whose workers poll and beat fast, so a test sees state changes quickly.
 pub async fn fast_server(workers: usize) -> TestServer {
-    TestServer::start_with(|c| {
-        c.workers = workers;
-        c.heartbeat = std::time::Duration::from_millis(200);
-        c.poll = std::time::Duration::from_millis(200);
-        c.train_threads = Some(1);
-    })
-    .await
+    TestServer::start_with(|c| fast(c, workers)).await
+}
+
+/// A models directory with one (empty) registry GGUF: a base model named `tiny`, enough for
+/// every route that does not train. Keep the directory while the server runs.
+pub fn tiny_models() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tiny")).unwrap();
+    std::fs::write(dir.path().join("tiny/tiny.gguf"), b"").unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+/// The JSON body of a response, checked to be a success.
+pub async fn ok(r: reqwest::Response) -> serde_json::Value {
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{status}: {v}");
+    v
 }
 
 /// Polls a job (GET /v1/fine_tuning/jobs/{id}) until `done` holds, for at most `secs`.

@@ -1,0 +1,259 @@
+//! The server on a real PostgreSQL 18 (with pgvector), started from the binaries scripts/setup.sh
+//! unpacks (tests/common/pg.rs): the flows the SQLite tests run (keys, files, the isolation and
+//! control routes of jobs, dataset requests), a fine-tuning job on SmolLM2 to `succeeded`, and a
+//! collection indexed, searched and chatted with. Every test takes a fresh database.
+//! `cargo test -p docraft-server --test postgres -- --include-ignored`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::pg::PgServer;
+use common::{SMOLLM2, TestServer, error_of, flows, ok, wait_job};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn the_harness_gives_a_fresh_database_with_pgvector() {
+    let pg = PgServer::start();
+    let (one, two) = (pg.url_for_new_db(), pg.url_for_new_db());
+    assert_ne!(one, two);
+    assert!(one.starts_with(&format!("postgres://postgres@127.0.0.1:{}/t_", pg.port())), "{one}");
+    let db = one.rsplit('/').next().unwrap();
+    assert_eq!(pg.psql(db, "SELECT extname FROM pg_extension WHERE extname = 'vector'"), "vector");
+    let d: f64 = pg.psql(db, "SELECT '[1,0,0]'::vector <=> '[0,1,0]'").parse().unwrap();
+    assert!((d - 1.0).abs() < 1e-9, "{d}");
+    assert_eq!(pg.psql("postgres", "SHOW server_version_num")[..2], *"18");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn keys_on_postgres() {
+    let server = TestServer::start_pg(|_| {}).await;
+    assert_eq!(server.state.db().backend(), docraft_server::db::Backend::Postgres);
+    flows::missing_wrong_and_revoked_keys_get_401(&server).await;
+    // Names are unique (a unique violation, as on SQLite).
+    let dup = docraft_server::admin::create_org(server.state.db(), "acme").await.unwrap_err();
+    assert_eq!(dup.status().as_u16(), 409, "{dup}");
+    let keys = docraft_server::admin::list_keys(server.state.db(), "acme").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let h: Value = server.http.get(server.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((h["status"].as_str(), h["database"].as_str()), (Some("ok"), Some("ok")), "{h}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn files_on_postgres() {
+    let server = TestServer::start_pg(|_| {}).await;
+    flows::upload_list_retrieve_content_delete(&server).await;
+    // Pages in both orders.
+    let (_, key) = server.org("pages").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let f =
+            ok(server.upload(&key, &format!("{i}.jsonl"), common::chat_jsonl(10 + i).into_bytes(), "fine-tune").await)
+                .await;
+        ids.push(f["id"].as_str().unwrap().to_string());
+    }
+    let list = |q: String| server.http.get(server.url(&format!("/v1/files{q}"))).bearer_auth(&key).send();
+    let page = ok(list("?limit=2&order=asc".into()).await.unwrap()).await;
+    let got: Vec<&str> = page["data"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!((got.len(), page["has_more"].as_bool()), (2, Some(true)), "{page}");
+    let rest = ok(list(format!("?limit=2&order=asc&after={}", got[1])).await.unwrap()).await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1, "{rest}");
+    server.stop().await;
+}
+
+async fn api_only_pg() -> (TestServer, tempfile::TempDir) {
+    let (models, path) = common::tiny_models();
+    let server = TestServer::start_pg(|c| {
+        c.workers = 0;
+        c.models_dir = Some(path);
+    })
+    .await;
+    (server, models)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn jobs_and_models_of_another_organization_on_postgres() {
+    let (server, _models) = api_only_pg().await;
+    flows::another_organizations_jobs_and_models_are_404_and_never_listed(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn job_control_routes_on_postgres() {
+    let (server, _models) = api_only_pg().await;
+    flows::control_routes_pagination_and_metadata_without_a_worker(&server).await;
+    // The per-organization limit of active jobs counts on PostgreSQL too.
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn dataset_requests_on_postgres() {
+    let server = TestServer::start_pg(|c| {
+        c.workers = 0;
+        c.document_workers = 0;
+        c.dataset_workers = 0;
+    })
+    .await;
+    flows::dataset_requests_are_checked_before_anything_runs(&server).await;
+    server.stop().await;
+}
+
+/// SmolLM2 on 10 chat examples, one epoch of batches of 5: `succeeded` with its events,
+/// metrics, checkpoints, result files and model, all stored in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_fine_tuning_job_succeeds_on_postgres() {
+    let server = TestServer::start_pg(|c| common::fast(c, 1)).await;
+    let (_, key) = server.org("acme").await;
+    let file = ok(server.upload(&key, "train.jsonl", common::chat_jsonl(10).into_bytes(), "fine-tune").await).await;
+    let body = json!({"model": SMOLLM2, "training_file": file["id"], "suffix": "pg",
+                      "hyperparameters": {"n_epochs": 1, "batch_size": 5}});
+    let r = server.http.post(server.url("/v1/fine_tuning/jobs")).bearer_auth(&key).json(&body).send().await.unwrap();
+    let id = ok(r).await["id"].as_str().unwrap().to_string();
+    let done = wait_job(&server, &key, &id, 600, |j| j["status"] == "succeeded" || j["status"] == "failed").await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert!(done["fine_tuned_model"].as_str().unwrap().starts_with("ft:"), "{done}");
+    assert_eq!(done["result_files"].as_array().unwrap().len(), 2, "{done}");
+    assert!(done["trained_tokens"].as_i64().unwrap() > 0, "{done}");
+
+    let get = |path: String| server.http.get(server.url(&path)).bearer_auth(&key).send();
+    let events = ok(get(format!("/v1/fine_tuning/jobs/{id}/events?limit=1000")).await.unwrap()).await;
+    let data = events["data"].as_array().unwrap();
+    let mut steps: Vec<i64> =
+        data.iter().filter(|e| e["type"] == "metrics").map(|e| e["data"]["step"].as_i64().unwrap()).collect();
+    steps.sort_unstable();
+    assert_eq!(steps, [1, 2], "{events:#}");
+    let messages: Vec<&str> = data.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages.first(), Some(&"The job has successfully completed"), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("Fine-tuning job started")), "{messages:?}");
+    let cks = ok(get(format!("/v1/fine_tuning/jobs/{id}/checkpoints")).await.unwrap()).await;
+    let ck: Vec<i64> = cks["data"].as_array().unwrap().iter().map(|c| c["step_number"].as_i64().unwrap()).collect();
+    assert_eq!(ck.first(), Some(&2), "the last step is checkpointed: {cks}");
+    // The model is in the hub, and the metrics file lists both steps.
+    let models = ok(get("/v1/models".into()).await.unwrap()).await;
+    assert!(models.to_string().contains(done["fine_tuned_model"].as_str().unwrap()), "{models}");
+    let csv_id = done["result_files"][0].as_str().unwrap();
+    let csv = get(format!("/v1/files/{csv_id}/content")).await.unwrap().text().await.unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The worker's lease is gone and its attempts counted.
+    let row = sqlx::query("SELECT lease_owner, attempts, cpu_seconds FROM jobs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(server.state.db().pool())
+        .await
+        .unwrap();
+    assert!(row.get::<Option<String>, _>("lease_owner").is_none());
+    assert_eq!(row.get::<i64, _>("attempts"), 1);
+    server.stop().await;
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name)).unwrap()
+}
+
+/// A collection on PostgreSQL (its index still the on-disk HNSW): a Markdown guide uploaded
+/// (twice: one document), indexed, searched, chatted with in a conversation, and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
+    let server = TestServer::start_pg(|c| {
+        common::fast(c, 0);
+        c.max_org_document_bytes = 1 << 20;
+    })
+    .await;
+    let (_, key) = server.org("acme").await;
+    let (_, other) = server.org("other").await;
+    let post =
+        |key: &str, path: &str, body: Value| server.http.post(server.url(path)).bearer_auth(key).json(&body).send();
+    let col = ok(post(&key, "/v1/collections", json!({"name": "guias"})).await.unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    error_of(post(&key, "/v1/collections", json!({"name": "guias"})).await.unwrap(), 409).await;
+    let upload = |name: &str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("metadata", json!({"team": "sistemas"}).to_string())
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+        server
+            .http
+            .post(server.url(&format!("/v1/collections/{col}/documents")))
+            .bearer_auth(&key)
+            .multipart(form)
+            .send()
+    };
+    let md = fixture("docs/guia-es.md");
+    let first = ok(upload("guia-es.md", md.clone()).await.unwrap()).await;
+    let again = ok(upload("copia.md", md.clone()).await.unwrap()).await;
+    assert_eq!(again["data"][0]["id"], first["data"][0]["id"], "the same bytes are the same document");
+    // Over the organization's quota (the sum of its documents' bytes).
+    let big = vec![b'a'; (1 << 20) - md.len() + 1];
+    error_of(upload("big.txt", big).await.unwrap(), 429).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let doc = loop {
+        let r = server.http.get(server.url(&format!("/v1/collections/{col}/documents"))).bearer_auth(&key).send();
+        let listed = ok(r.await.unwrap()).await;
+        let d = listed["data"][0].clone();
+        if d["status"] == "indexed" || d["status"] == "failed" {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "not indexed: {listed:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(doc["status"], "indexed", "{doc}");
+    assert!(doc["chunks"].as_i64().unwrap() > 0, "{doc}");
+    let c = ok(server.http.get(server.url(&format!("/v1/collections/{col}"))).bearer_auth(&key).send().await.unwrap())
+        .await;
+    assert_eq!(c["documents"], json!({"indexed": 1}), "{c}");
+
+    let search = |key: &str, body: Value| post(key, &format!("/v1/collections/{col}/search"), body);
+    let hits =
+        ok(search(&key, json!({"query": "¿Cómo recupero una versión anterior de un archivo?", "k": 3})).await.unwrap())
+            .await;
+    let hits = hits["data"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits[0]["filename"] == "guia-es.md", "{hits:#?}");
+    assert!(hits.iter().any(|h| h["text"].as_str().unwrap_or_default().contains("Restaurar")), "{hits:#?}");
+    let none = ok(search(&key, json!({"query": "copias", "k": 3, "filter": {"team": "legal"}})).await.unwrap()).await;
+    assert_eq!(none["data"], json!([]));
+    error_of(search(&other, json!({"query": "copias"})).await.unwrap(), 404).await;
+
+    // A conversation: its turn is stored with the next sequence number.
+    let conv = ok(post(&key, "/v1/conversations", json!({"collection": col})).await.unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ask = json!({"model": SMOLLM2, "max_tokens": 24, "docraft": {"conversation": conv},
+                     "messages": [{"role": "user", "content": "¿Cada cuánto se hacen las copias de seguridad?"}]});
+    let answer = ok(post(&key, "/v1/chat/completions", ask).await.unwrap()).await;
+    assert_eq!(answer["conversation"], conv.as_str(), "{answer}");
+    let turns =
+        ok(server.http.get(server.url(&format!("/v1/conversations/{conv}"))).bearer_auth(&key).send().await.unwrap())
+            .await;
+    assert_eq!(turns["turns"][0]["seq"], 1, "{turns:#}");
+    assert!(!turns["title"].as_str().unwrap().is_empty(), "{turns:#}");
+
+    // Deleting the document takes it out of search; deleting the collection takes the rest.
+    let doc_id = doc["id"].as_str().unwrap();
+    let r = server.http.delete(server.url(&format!("/v1/collections/{col}/documents/{doc_id}"))).bearer_auth(&key);
+    ok(r.send().await.unwrap()).await;
+    let hits = ok(search(&key, json!({"query": "copias de seguridad", "k": 3})).await.unwrap()).await;
+    assert_eq!(hits["data"], json!([]));
+    let r = server.http.delete(server.url(&format!("/v1/collections/{col}"))).bearer_auth(&key);
+    ok(r.send().await.unwrap()).await;
+    let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM conversations")
+        .fetch_one(server.state.db().pool())
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(left, 0);
+    server.stop().await;
+}
