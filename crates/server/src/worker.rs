@@ -597,7 +597,7 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
                             &adapter,
                             valid,
                             OPEN_BOOK_CASES,
-                            128,
+                            OPEN_BOOK_MAX_TOKENS,
                             false,
                         )?
                         .map(|(base, tuned)| open_book_json(&base, &tuned))
