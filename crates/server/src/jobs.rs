@@ -1468,6 +1468,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(models::hub_list_adapters))
         .routes(routes!(models::hub_get_adapter, models::hub_delete_adapter))
         .routes(routes!(models::hub_download_adapter))
+        .routes(routes!(models::hub_list_files))
 }
 
 #[cfg(test)]

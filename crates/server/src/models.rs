@@ -524,6 +524,60 @@ pub async fn hub_delete_adapter(
     Ok(Json(DeletedModel { id: m.id, object: "model".into(), deleted: true }))
 }
 
+/// A file of the hub (the users' spec: `{id, path, type}`, paths relative to the
+/// organization).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HubFile {
+    /// `file-…` or, for a model, its id.
+    pub id: String,
+    /// Where it is, relative to the organization's directory.
+    pub path: String,
+    /// `dataset`, `model` or `log`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The name given (a file's upload name, a model's name).
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// The organization's files as the users' spec lists them: datasets (uploads and generated
+/// training files), models (fine-tuned adapters) and logs (the results of jobs).
+#[utoipa::path(get, path = "/hub/files", tag = "hub", security(("bearer" = [])),
+    responses((status = 200, description = "The files", body = ModelList<HubFile>)))]
+pub async fn hub_list_files(State(state): State<AppState>, Caller(org): Caller) -> Result<Json<ModelList<HubFile>>> {
+    let rows = sqlx::query(
+        "SELECT id, filename, purpose, created_at FROM files WHERE organization_id = $1 ORDER BY created_at DESC, id DESC",
+    )
+    .bind(&org.id)
+    .fetch_all(state.db().pool())
+    .await
+    .map_err(ServerError::db("list files"))?;
+    let mut data = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let d = || ServerError::db("decode file");
+        let id: String = r.try_get("id").map_err(d())?;
+        let purpose: String = r.try_get("purpose").map_err(d())?;
+        data.push(HubFile {
+            path: format!("files/{id}"),
+            id,
+            kind: if purpose == "fine-tune-results" { "log" } else { "dataset" }.into(),
+            name: r.try_get("filename").map_err(d())?,
+            created_at: r.try_get("created_at").map_err(d())?,
+        });
+    }
+    for m in org_models(state.db(), &org.id).await? {
+        data.push(HubFile {
+            id: m.id,
+            path: m.path.to_string_lossy().into_owned(),
+            kind: "model".into(),
+            name: m.name,
+            created_at: m.created_at,
+        });
+    }
+    Ok(Json(ModelList { object: "list".into(), data }))
+}
+
 /// The adapter's PEFT files (`adapter_config.json`, `adapter_model.safetensors`, …) as one
 /// zip archive (stored, not compressed: safetensors do not shrink).
 #[utoipa::path(get, path = "/hub/adapters/{name}/download", tag = "hub", security(("bearer" = [])),

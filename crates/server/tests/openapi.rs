@@ -44,6 +44,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/hub/adapters/{name}"),
     ("delete", "/hub/adapters/{name}"),
     ("get", "/hub/adapters/{name}/download"),
+    ("get", "/hub/files"),
     // Collections.
     ("post", "/v1/collections"),
     ("get", "/v1/collections"),
