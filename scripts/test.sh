@@ -12,7 +12,7 @@ bash scripts/setup.sh
 source "${DOCRAFT_CACHE:-$HOME/.cache/docraft}/env.sh"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-for crate in docraft-index docraft-qa-gen docraft-llm; do
+for crate in docraft-index docraft-qa-gen docraft-llm docraft-ingest; do
   cargo clippy -p "$crate" --no-default-features --all-targets --locked -- -D warnings
 done
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
