@@ -543,17 +543,15 @@ fn stream(state: AppState, org_id: String, id: String) -> impl IntoResponse {
 async fn claim(db: &Db, owner: &str, lease: i64) -> Result<Option<(DatasetJob, String, Option<String>)>> {
     let t = now();
     let claimable = "status IN ('queued', 'running') AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE dataset_jobs SET lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
-         WHERE id = (SELECT id FROM dataset_jobs WHERE {claimable} ORDER BY created_ms, id LIMIT 1) AND {claimable}"
-    )))
-    .bind(owner)
-    .bind(t + lease)
-    .bind(t)
-    .execute(db.pool())
-    .await
-    .map_err(ServerError::db("claim dataset job"))?
-    .rows_affected();
+    let set = "lease_owner = $1, lease_expires_at = $2, updated_at = $3";
+    let n = sqlx::query(sqlx::AssertSqlSafe(db.claim_sql("dataset_jobs", set, claimable, "created_ms, id")))
+        .bind(owner)
+        .bind(t + lease)
+        .bind(t)
+        .execute(db.pool())
+        .await
+        .map_err(ServerError::db("claim dataset job"))?
+        .rows_affected();
     if n == 0 {
         return Ok(None);
     }
@@ -664,7 +662,8 @@ async fn collect_chunks(
 
 enum Msg {
     Event(Level, String),
-    Progress(u64, u64, String),
+    /// done, total, unit, message
+    Progress(u64, u64, String, String),
 }
 
 #[allow(clippy::too_many_lines)]
@@ -738,8 +737,8 @@ async fn run(
                 Event::Message { level, text, .. } => {
                     let _ = tx.send(Msg::Event(*level, text.clone()));
                 }
-                Event::Progress { done, total, message, .. } => {
-                    let _ = tx.send(Msg::Progress(*done, *total, message.clone()));
+                Event::Progress { done, total, unit, message, .. } => {
+                    let _ = tx.send(Msg::Progress(*done, *total, unit.clone(), message.clone()));
                 }
                 _ => {}
             };
@@ -754,20 +753,9 @@ async fn run(
     let outcome = loop {
         tokio::select! {
             r = &mut handle => break r,
-            Some(msg) = rx.recv() => match msg {
-                Msg::Event(level, text) => {
-                    let level = if level == Level::Warn { "warn" } else { "info" };
-                    add_event(&db, &job.id, level, &text, None).await?;
-                }
-                Msg::Progress(done, total, message) => {
-                    // At most one progress event a second.
-                    if last_progress.elapsed() >= Duration::from_secs(1) || done == total {
-                        last_progress = std::time::Instant::now();
-                        add_event(&db, &job.id, "info", &format!("{done}/{total} chunks: {message}"),
-                                  Some(&json!({"done": done, "total": total}))).await?;
-                    }
-                }
-            },
+            Some(msg) = rx.recv() => {
+                store_msg(&db, &job.id, msg, &mut last_progress).await?;
+            }
             _ = stop.changed() => {
                 if *stop.borrow() && why.is_none() {
                     why = Some("shutdown");
@@ -798,8 +786,8 @@ async fn run(
             }
         }
     };
-    while let Ok(Msg::Event(level, text)) = rx.try_recv() {
-        add_event(&db, &job.id, if level == Level::Warn { "warn" } else { "info" }, &text, None).await?;
+    while let Ok(msg) = rx.try_recv() {
+        store_msg(&db, &job.id, msg, &mut last_progress).await?;
     }
     match outcome.map_err(|e| ServerError::Internal(e.to_string()))? {
         Err(e) if why.is_some() || e.contains("cancelled") => match why {
@@ -829,6 +817,29 @@ async fn run(
         },
         Err(e) => Err(ServerError::Internal(scrub(&e, &state.org_dir(org_id)))),
         Ok(out) => finish(state, job, org_id, owner, out, &redacted).await,
+    }
+}
+
+/// Stores a message of the generation as an event; progress at most once a second (and the
+/// last one of a phase).
+async fn store_msg(db: &Db, job_id: &str, msg: Msg, last_progress: &mut std::time::Instant) -> Result<()> {
+    match msg {
+        Msg::Event(level, text) => {
+            let level = if level == Level::Warn { "warn" } else { "info" };
+            add_event(db, job_id, level, &text, None).await
+        }
+        Msg::Progress(done, total, unit, message) => {
+            if last_progress.elapsed() >= Duration::from_secs(1) || done == total {
+                *last_progress = std::time::Instant::now();
+                let text = if message.is_empty() {
+                    format!("{done}/{total} {unit}")
+                } else {
+                    format!("{done}/{total} {unit}: {message}")
+                };
+                add_event(db, job_id, "info", &text, Some(&json!({"done": done, "total": total, "unit": unit}))).await?;
+            }
+            Ok(())
+        }
     }
 }
 

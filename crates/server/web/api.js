@@ -185,8 +185,11 @@ export function upload(path, form, onProgress) {
   });
 }
 
-/** Downloads a file the API serves (with the key, so fetch + blob, not a plain link). */
-export async function download(path, fallbackName) {
+/**
+ * Fetches a file the API serves (with the key, so fetch + blob, not a plain link): its blob
+ * and the name from Content-Disposition, else `fallbackName`.
+ */
+export async function fetchBlob(path, fallbackName) {
   let response;
   try {
     response = await fetch(path, { headers: headers(getKey()) });
@@ -198,6 +201,11 @@ export async function download(path, fallbackName) {
   const disposition = response.headers.get('Content-Disposition') || '';
   const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition);
   const name = match ? decodeURIComponent(match[1]) : fallbackName;
+  return { blob, name: name || 'download' };
+}
+
+/** Hands a blob to the browser as a download named `name`. */
+export function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
@@ -206,7 +214,52 @@ export async function download(path, fallbackName) {
   a.click();
   a.remove();
   window.setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+/** Downloads a file the API serves; returns the name it was saved under. */
+export async function download(path, fallbackName) {
+  const { blob, name } = await fetchBlob(path, fallbackName);
+  saveBlob(blob, name);
   return name;
+}
+
+/**
+ * The first `max` lines of a text file the API serves, read as they arrive (the rest is not
+ * downloaded). Returns { lines, more }: `more` when the file goes on.
+ */
+export async function readLines(path, max) {
+  let response;
+  try {
+    response = await fetch(path, { headers: headers(getKey()) });
+  } catch {
+    throw new ApiError(0, t('error_network'));
+  }
+  if (!response.ok) await fail(response, false);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const lines = [];
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl).replace(/\r$/, '');
+      buffer = buffer.slice(nl + 1);
+      if (line.trim() === '') continue;
+      if (lines.length === max) {
+        reader.cancel().catch(() => {});
+        return { lines, more: true };
+      }
+      lines.push(line);
+    }
+    if (done) break;
+  }
+  if (buffer.trim() !== '') {
+    if (lines.length === max) return { lines, more: true };
+    lines.push(buffer);
+  }
+  return { lines, more: false };
 }
 
 /** A path segment, escaped. */

@@ -30,7 +30,7 @@ function numberInput(id, attrs = {}) {
   return h('input', { id, name: id, type: 'number', inputmode: 'decimal', ...attrs });
 }
 
-export function renderList(container, { navigate }) {
+export function renderList(container, { navigate, file: preselect, validation: preselectValidation }) {
   const messages = messageArea();
   // Upload a training file.
   const fileInput = h('input', { id: 'training-file', name: 'file', type: 'file', accept: '.jsonl,.json,application/jsonl', required: true });
@@ -105,15 +105,22 @@ export function renderList(container, { navigate }) {
     }
   }
 
-  async function loadFiles(select) {
+  // `select` (and `selectValidation`): file ids to choose, e.g. from a dataset job's
+  // "Fine-tune on this" (#/fine-tuning?file=file-…&validation=file-…).
+  async function loadFiles(select, selectValidation) {
     try {
       const { data } = await api('GET', '/v1/files?purpose=fine-tune');
       const options = data.map((f) => h('option', { value: f.id }, `${f.filename} (${formatBytes(f.bytes)}, ${f.id})`));
       const keep = training.value;
+      const keepValidation = validation.value;
       replace(training, options.map((o) => o.cloneNode(true)));
       replace(validation, h('option', { value: '' }, t('none')), options);
       if (select) training.value = select;
       else if (keep) training.value = keep;
+      if (selectValidation) validation.value = selectValidation;
+      else if (keepValidation) validation.value = keepValidation;
+      if (select && training.value !== select) messages.error(new Error(t('file_not_offered', { id: select })));
+      else if (select) announce(t('training_file_chosen', { id: select }));
     } catch (err) {
       messages.error(err);
     }
@@ -220,7 +227,7 @@ export function renderList(container, { navigate }) {
   });
 
   loadModels();
-  loadFiles();
+  loadFiles(preselect, preselectValidation);
   loadJobs();
   return () => {
     stopped = true;

@@ -16,9 +16,14 @@ let cleanup = null;
 let firstRender = true;
 let afterSignIn = '#/collections';
 
-/** The page of a hash: [section, render function, parameters]. */
+/**
+ * The page of a hash: [section, render function, parameters]. A query after the path gives
+ * parameters too: `#/fine-tuning?file=file-…&validation=file-…` chooses the files.
+ */
 function resolve(hash) {
-  const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  const [path, search = ''] = hash.replace(/^#\/?/, '').split('?', 2);
+  const query = new URLSearchParams(search);
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const [section = '', a, b] = parts;
   switch (section) {
     case 'signin':
@@ -31,9 +36,11 @@ function resolve(hash) {
     case 'chat':
       return ['chat', chat.render, { collection: a, conversation: b }];
     case 'fine-tuning':
-      return a ? ['fine-tuning', finetune.renderJob, { id: a }] : ['fine-tuning', finetune.renderList, {}];
+      return a
+        ? ['fine-tuning', finetune.renderJob, { id: a }]
+        : ['fine-tuning', finetune.renderList, { file: query.get('file'), validation: query.get('validation') }];
     case 'datasets':
-      return ['datasets', datasets.render, {}];
+      return a ? ['datasets', datasets.renderJob, { id: a }] : ['datasets', datasets.render, {}];
     case 'hub':
       return ['hub', hub.render, {}];
     default:
@@ -114,13 +121,14 @@ function start() {
     main.focus();
   });
   setUnauthorizedHandler((message) => {
+    // A page's calls may be refused together: each shows the sign-in page with the message
+    // at once (pushState fires no hashchange, so no later render drops the message).
     signin.setMessage(t('session_expired', { message }));
     if (!location.hash.startsWith('#/signin')) {
       afterSignIn = location.hash || '#/collections';
-      location.hash = '#/signin';
-    } else {
-      route();
+      history.pushState(null, '', '#/signin');
     }
+    route();
   });
   window.addEventListener('hashchange', route);
   route();

@@ -247,6 +247,16 @@ impl Session {
         el.json()
     }
 
+    /// Lets the page download files into `dir` without asking (Chrome DevTools'
+    /// `Browser.setDownloadBehavior`, through chromedriver).
+    ///
+    /// # Errors
+    /// When chromedriver refuses the command.
+    pub async fn allow_downloads(&self, dir: &Path) -> Result<()> {
+        let params = json!({"behavior": "allow", "downloadPath": dir.display().to_string()});
+        self.post("/goog/cdp/execute", json!({"cmd": "Browser.setDownloadBehavior", "params": params})).await.map(drop)
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.get("/screenshot").await?;
