@@ -59,8 +59,8 @@ pub enum AdaptersCommand {
     Get {
         /// The fine-tuned model's id or name.
         name: String,
-        /// Write the adapter as DIR/<name>.zip and extract its files (adapter_config.json,
-        /// adapter_model.safetensors, …) into DIR/<name>/. With --json, prints
+        /// Write the adapter as DIR/NAME.zip and extract its files (adapter_config.json,
+        /// adapter_model.safetensors, …) into DIR/NAME/. With --json, prints
         /// `{"adapter": …, "zip": PATH, "dir": PATH, "files": [PATH, …]}`.
         #[arg(long, value_name = "DIR")]
         download: Option<PathBuf>,

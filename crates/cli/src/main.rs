@@ -140,6 +140,12 @@ enum Command {
     /// in the database of --database (sqlite://PATH or postgres://...). Create an
     /// organization and its first key with `docraft admin org create NAME`.
     Serve(serve::ServeArgs),
+    /// Run only the workers of a server, without HTTP, until Ctrl-C or SIGTERM: fine-tuning
+    /// jobs, document ingestion and dataset jobs, leased from the database that `docraft serve
+    /// --workers 0` processes answer the API from (--database postgres://...), over the same
+    /// --data directory. On SIGTERM running jobs checkpoint and go back to the queue; after a
+    /// crash another worker takes a job up once its lease (--lease-seconds) runs out.
+    Worker(serve::WorkerArgs),
     /// Administer the server's organizations and API keys (works on the same --data or
     /// --database as `docraft serve`, also while it runs).
     #[command(subcommand)]
@@ -280,6 +286,7 @@ fn main() -> ExitCode {
         Command::Merge(a) => train::merge(&a),
         Command::Chat(a) => train::chat(&a),
         Command::Serve(a) => serve::serve(&a),
+        Command::Worker(a) => serve::worker(&a),
         Command::Admin(a) => serve::admin(&a),
         Command::Jobs(a) => jobs::jobs(&a),
         Command::Hub(a) => hub::hub(&a),

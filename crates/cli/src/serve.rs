@@ -34,9 +34,16 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Fine-tuning jobs trained at once by this process (0: serve the API only).
+    /// Fine-tuning jobs trained at once by this process (0: none; with --document-workers 0
+    /// and --dataset-workers 0, serve the API only, for `docraft worker` processes to do the rest).
     #[arg(long, default_value_t = docraft_server::config::DEFAULT_WORKERS)]
     pub workers: usize,
+    /// Documents ingested at once by this process (0: none).
+    #[arg(long, value_name = "N", default_value_t = docraft_server::config::DEFAULT_DOCUMENT_WORKERS)]
+    pub document_workers: usize,
+    /// Dataset jobs run at once by this process (0: none).
+    #[arg(long, value_name = "N", default_value_t = docraft_server::config::DEFAULT_DATASET_WORKERS)]
+    pub dataset_workers: usize,
     /// Threads each job trains on [default: the cores less one, shared among the workers].
     #[arg(long, value_name = "N")]
     pub train_threads: Option<usize>,
@@ -44,7 +51,7 @@ pub struct ServeArgs {
     /// again (from its last checkpoint) once this runs out.
     #[arg(long, value_name = "SECONDS", default_value_t = docraft_server::config::DEFAULT_LEASE.as_secs())]
     pub lease_seconds: u64,
-    /// Where the registry's base models are (DIR/<name>/<file>.gguf)
+    /// Where the registry's base models are (DIR/NAME/FILE.gguf)
     /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
     #[arg(long, value_name = "DIR")]
     pub models_dir: Option<PathBuf>,
@@ -52,6 +59,33 @@ pub struct ServeArgs {
     /// SQLite sources).
     #[arg(long, value_name = "DIR")]
     pub sql_dir: Option<PathBuf>,
+}
+
+/// `docraft worker`.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Fine-tuning jobs trained at once by this process.
+    #[arg(long, value_name = "N", default_value_t = docraft_server::config::DEFAULT_WORKERS)]
+    pub concurrency: usize,
+    /// Documents ingested at once by this process (0: none).
+    #[arg(long, value_name = "N", default_value_t = docraft_server::config::DEFAULT_DOCUMENT_WORKERS)]
+    pub document_workers: usize,
+    /// Dataset jobs run at once by this process (0: none).
+    #[arg(long, value_name = "N", default_value_t = docraft_server::config::DEFAULT_DATASET_WORKERS)]
+    pub dataset_workers: usize,
+    /// Threads each job trains on [default: the cores less one, shared among the jobs].
+    #[arg(long, value_name = "N")]
+    pub train_threads: Option<usize>,
+    /// Seconds a job's lease lasts without a heartbeat: after a crash, its job is taken up
+    /// again (from its last checkpoint) by any worker once this runs out.
+    #[arg(long, value_name = "SECONDS", default_value_t = docraft_server::config::DEFAULT_LEASE.as_secs())]
+    pub lease_seconds: u64,
+    /// Where the registry's base models are (DIR/NAME/FILE.gguf)
+    /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// `docraft admin`.
@@ -169,6 +203,8 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     let config = ServerConfig {
         listen: args.listen,
         workers: args.workers,
+        document_workers: args.document_workers,
+        dataset_workers: args.dataset_workers,
         train_threads: args.train_threads,
         lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
         models_dir: args.models_dir.clone(),
@@ -187,6 +223,39 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         );
         docraft_server::serve_with(listener, state, docraft_server::shutdown_signal()).await?;
         eprintln!("docraft serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs `docraft worker` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the database cannot be opened.
+pub fn worker(args: &WorkerArgs) -> Result<ExitCode> {
+    let config = ServerConfig {
+        workers: args.concurrency,
+        document_workers: args.document_workers,
+        dataset_workers: args.dataset_workers,
+        train_threads: args.train_threads,
+        lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+        models_dir: args.models_dir.clone(),
+        ..args.store.config()
+    };
+    runtime()?.block_on(async move {
+        let state = AppState::open(config.clone()).await?;
+        eprintln!(
+            "docraft worker: pid {} (data: {}, database: {:?}, {} training workers of {} threads, {} document, {} \
+             dataset)",
+            std::process::id(),
+            config.data_dir.display(),
+            state.db().backend(),
+            config.workers,
+            config.threads_per_job(),
+            config.document_workers,
+            config.dataset_workers
+        );
+        docraft_server::run_workers(state, docraft_server::shutdown_signal()).await;
+        eprintln!("docraft worker: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

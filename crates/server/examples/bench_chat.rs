@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -75,24 +75,38 @@ fn rustc_running() -> bool {
     Command::new("pgrep").args(["-x", "rustc"]).output().is_ok_and(|o| o.status.success())
 }
 
+/// Other processes may use this share of the CPUs when a phase starts (pgrep, the shell, a
+/// browser test's idle chromium: a few percent).
+const QUIET_OTHERS: f64 = 0.25;
+
 /// How quiet the machine was for one phase.
 #[derive(Debug, Clone, Copy)]
 struct Quiet {
-    /// No rustc when the phase started (after waiting up to 5 minutes).
+    /// No rustc and other processes under [`QUIET_OTHERS`] of the CPUs when the phase
+    /// started (after waiting up to 5 minutes).
     at_start: bool,
     /// Seconds waited for it.
     waited: f64,
-    /// A rustc was seen during the phase (polled every 500 ms).
-    rustc_during: bool,
+    /// Share of the phase's samples (every 500 ms) that saw a rustc.
+    rustc_share: f64,
+    /// Share of the machine's CPU time that went to other processes during the phase (from
+    /// `/proc/stat` less this process and the children it waited for).
+    others_cpu: f64,
 }
 
 impl Quiet {
     fn label(self) -> String {
-        match (self.at_start, self.rustc_during) {
-            (true, false) => "quiet".into(),
-            (true, true) => "rustc started during it".into(),
-            (false, _) => format!("NOT quiet (rustc still running after {:.0} s)", self.waited),
-        }
+        let during = if self.rustc_share > 0.0 {
+            format!("; rustc ran during {:.0}% of it", self.rustc_share * 100.0)
+        } else {
+            String::new()
+        };
+        let start = if self.at_start {
+            "quiet at start".to_string()
+        } else {
+            format!("NOT quiet at start (after waiting {:.0} s)", self.waited)
+        };
+        format!("{start}; other processes used {:.0}% of the CPUs during it{during}", self.others_cpu * 100.0)
     }
 }
 
@@ -100,47 +114,112 @@ impl Quiet {
 struct Watch {
     at_start: bool,
     waited: f64,
-    seen: Arc<AtomicBool>,
+    /// Samples taken, samples that saw a rustc.
+    samples: Arc<[AtomicUsize; 2]>,
     stop: Arc<AtomicBool>,
+    cpu_start: Option<Cpu>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Watch {
     fn start(phase: &str) -> Self {
         let t0 = Instant::now();
-        let mut at_start = !rustc_running();
-        if !at_start {
-            println!("[{phase}] waiting for rustc to finish (up to 5 minutes)...");
-            while t0.elapsed() < Duration::from_secs(300) {
-                std::thread::sleep(Duration::from_secs(2));
-                if !rustc_running() {
-                    at_start = true;
-                    break;
-                }
+        let mut said = false;
+        let (at_start, others) = loop {
+            let rustc = rustc_running();
+            let others = Cpu::others_over(Duration::from_secs(2));
+            if !rustc && others < QUIET_OTHERS {
+                break (true, others);
             }
-        }
+            if t0.elapsed() > Duration::from_secs(300) {
+                break (false, others);
+            }
+            if !said {
+                println!(
+                    "[{phase}] waiting (up to 5 minutes): {}other processes use {:.0}% of the CPUs",
+                    if rustc { "rustc is running; " } else { "" },
+                    others * 100.0
+                );
+                said = true;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        };
         let waited = t0.elapsed().as_secs_f64();
         println!(
-            "[{phase}] {} (waited {waited:.0} s)",
-            if at_start { "machine quiet: no rustc running" } else { "rustc still running; measuring anyway" }
+            "[{phase}] {}: other processes used {:.0}% of the CPUs over 2 s (waited {waited:.0} s)",
+            if at_start { "machine quiet, no rustc" } else { "NOT quiet; measuring anyway" },
+            others * 100.0
         );
-        let (seen, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (s, st) = (seen.clone(), stop.clone());
+        let samples = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
+                s[0].fetch_add(1, Ordering::Relaxed);
                 if rustc_running() {
-                    s.store(true, Ordering::Relaxed);
+                    s[1].fetch_add(1, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
         });
-        Self { at_start, waited, seen, stop, thread }
+        Self { at_start, waited, samples, stop, thread, cpu_start: Cpu::now() }
     }
 
     fn done(self) -> Quiet {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        Quiet { at_start: self.at_start, waited: self.waited, rustc_during: self.seen.load(Ordering::Relaxed) }
+        let (n, seen) = (self.samples[0].load(Ordering::Relaxed), self.samples[1].load(Ordering::Relaxed));
+        #[allow(clippy::cast_precision_loss)]
+        let rustc_share = if n == 0 { 0.0 } else { seen as f64 / n as f64 };
+        let others_cpu = match (self.cpu_start, Cpu::now()) {
+            (Some(a), Some(b)) => Cpu::others(a, b),
+            _ => f64::NAN,
+        };
+        Quiet { at_start: self.at_start, waited: self.waited, rustc_share, others_cpu }
+    }
+}
+
+/// CPU time in clock ticks: the machine's (all CPUs, busy and in all) and this process's
+/// (with the children it waited for).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    busy: u64,
+    total: u64,
+    own: u64,
+}
+
+impl Cpu {
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total: u64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3)? + cpu.get(4)?;
+        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces): utime is the 14th field.
+        let rest: Vec<u64> =
+            me.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|x| x.parse().ok()).collect();
+        Some(Self { busy: total - idle, total, own: rest.iter().sum() })
+    }
+
+    /// Share of the CPUs' time between `a` and `b` that went to other processes.
+    fn others(a: Self, b: Self) -> f64 {
+        let total = b.total.saturating_sub(a.total);
+        if total == 0 {
+            return f64::NAN;
+        }
+        let others = b.busy.saturating_sub(a.busy).saturating_sub(b.own.saturating_sub(a.own));
+        others as f64 / total as f64
+    }
+
+    /// [`Self::others`] over the next `window`.
+    fn others_over(window: Duration) -> f64 {
+        let a = Self::now();
+        std::thread::sleep(window);
+        match (a, Self::now()) {
+            (Some(a), Some(b)) => Self::others(a, b),
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -173,15 +252,18 @@ impl Api {
         Ok(v)
     }
 
-    fn chat_body(&self, collection: &str, question: &str, max_tokens: u32, stream: bool) -> Value {
+    /// A chat request; with a collection, answered from it, else a plain chat with the model.
+    fn chat_body(&self, collection: Option<&str>, question: &str, max_tokens: u32, stream: bool) -> Value {
         let mut body = json!({
             "model": MODEL,
             "messages": [{"role": "user", "content": question}],
             "stream": stream,
             "max_tokens": max_tokens,
             "temperature": 0,
-            "docraft": {"collection": collection},
         });
+        if let Some(c) = collection {
+            body["docraft"] = json!({"collection": c});
+        }
         if stream {
             body["stream_options"] = json!({"include_usage": true});
         }
@@ -417,6 +499,9 @@ struct Streamed {
     /// `usage.completion_tokens` (the server's count of the answer's tokens, with any quote
     /// appended after generation).
     completion_tokens: u64,
+    /// `usage.prompt_tokens` (from a collection: the server's estimate, the shown chunks'
+    /// tokens plus 100).
+    prompt_tokens: u64,
     /// Content deltas received.
     deltas: usize,
     /// Content deltas made by the model (all but a quote appended after generation), per
@@ -429,7 +514,7 @@ struct Streamed {
     answer: String,
 }
 
-async fn ask_streamed(api: &Api, collection: &str, question: &str, max_tokens: u32) -> Result<Streamed> {
+async fn ask_streamed(api: &Api, collection: Option<&str>, question: &str, max_tokens: u32) -> Result<Streamed> {
     let body = api.chat_body(collection, question, max_tokens, true);
     let t0 = Instant::now();
     let r = api.http.post(format!("{}/v1/chat/completions", api.base)).bearer_auth(&api.key).json(&body).send().await?;
@@ -469,6 +554,7 @@ async fn ask_streamed(api: &Api, collection: &str, question: &str, max_tokens: u
                 }
                 if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
                     out.completion_tokens = n;
+                    out.prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
                 }
             }
         }
@@ -498,6 +584,22 @@ async fn ask_streamed(api: &Api, collection: &str, question: &str, max_tokens: u
     Ok(out)
 }
 
+/// Prompt processing alone: plain chats with prompts of growing length and `max_tokens` 1
+/// (one forward pass over the prompt, one token): (prompt tokens, seconds).
+async fn prefill_probe(api: &Api) -> Result<Vec<(u64, f64)>> {
+    const SENTENCE: &str = "The office network will be unavailable on Saturday 21 March 2026 from 08:00 to 12:00 \
+                            while the core switches are replaced, and remote access through the VPN will be down. ";
+    let mut out = Vec::new();
+    for repeats in [2, 5, 10, 20, 30] {
+        let prompt = format!("{}\nSummarize the memo above in one sentence.", SENTENCE.repeat(repeats));
+        let body = api.chat_body(None, &prompt, 1, false);
+        let t = Instant::now();
+        let v = api.post("/v1/chat/completions", &body).await?;
+        out.push((v["usage"]["prompt_tokens"].as_u64().unwrap_or(0), t.elapsed().as_secs_f64()));
+    }
+    Ok(out)
+}
+
 struct Concurrent {
     latencies: Vec<f64>,
     errors: Vec<String>,
@@ -521,7 +623,7 @@ async fn concurrent(
             let mut out = Vec::new();
             for j in 0..per_client {
                 let q = QUESTIONS[(c * per_client + j) % QUESTIONS.len()];
-                let body = api.chat_body(&collection, q, max_tokens, false);
+                let body = api.chat_body(Some(&collection), q, max_tokens, false);
                 let t = Instant::now();
                 let r = api.post("/v1/chat/completions", &body).await;
                 out.push((t.elapsed().as_secs_f64(), r));
@@ -552,6 +654,40 @@ async fn concurrent(
     res.wall_s = t0.elapsed().as_secs_f64();
     res.latencies.sort_by(f64::total_cmp);
     res
+}
+
+fn print_streamed(title: &str, streamed: &[Streamed]) {
+    println!("\n### {title}\n");
+    println!(
+        "| question | prompt tokens | first token ms | prompt tokens/s to first token | [DONE] s | completion tokens | deltas | decode deltas/s | usage tokens/s | declined | citations | answer |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
+    for s in streamed {
+        #[allow(clippy::cast_precision_loss)]
+        let prefill = s.prompt_tokens as f64 / (s.ttft_ms / 1000.0);
+        println!(
+            "| {} | {} | {:.0} | {prefill:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            s.question,
+            s.prompt_tokens,
+            s.ttft_ms,
+            s.total_s,
+            s.completion_tokens,
+            s.deltas,
+            s.decode_per_s,
+            s.usage_per_s,
+            s.declined,
+            s.citations,
+            short(&s.answer, 100).replace('|', "\\|")
+        );
+    }
+    let med = |f: &dyn Fn(&Streamed) -> f64| median(&streamed.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "median: first token {:.0} ms, [DONE] {:.2} s, {:.1} decode deltas/s, {:.1} usage tokens/s",
+        med(&|s| s.ttft_ms),
+        med(&|s| s.total_s),
+        med(&|s| s.decode_per_s),
+        med(&|s| s.usage_per_s)
+    );
 }
 
 // The machine.
@@ -648,7 +784,7 @@ fn main() -> Result<()> {
     // 2. Chat.
     let collection = cold.collection.clone();
     let w = Watch::start("chat warm-up");
-    let warmup = client_rt.block_on(ask_streamed(&api, &collection, QUESTIONS[0], args.max_tokens))?;
+    let warmup = client_rt.block_on(ask_streamed(&api, Some(&collection), QUESTIONS[0], args.max_tokens))?;
     let q_warmup = w.done();
     println!(
         "\nwarm-up (loads SmolLM2; excluded from the figures, {}): first token {:.0} ms, [DONE] at {:.2} s",
@@ -660,41 +796,44 @@ fn main() -> Result<()> {
     let w = Watch::start("chat, one client streaming");
     let mut streamed = Vec::new();
     for q in QUESTIONS {
-        let s = client_rt.block_on(ask_streamed(&api, &collection, q, args.max_tokens))?;
-        streamed.push(s);
+        streamed.push(client_rt.block_on(ask_streamed(&api, Some(&collection), q, args.max_tokens))?);
     }
     let q_stream = w.done();
-    println!("\n### Chat, one client, streamed, max_tokens {} ({})\n", args.max_tokens, q_stream.label());
-    println!(
-        "| question | first token ms | [DONE] s | completion tokens | deltas | decode deltas/s | tokens/s (usage) | declined | citations | answer |"
+    print_streamed(
+        &format!(
+            "Chat from the collection, one client, streamed, max_tokens {} ({})",
+            args.max_tokens,
+            q_stream.label()
+        ),
+        &streamed,
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---|");
-    for s in &streamed {
-        println!(
-            "| {} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
-            s.question,
-            s.ttft_ms,
-            s.total_s,
-            s.completion_tokens,
-            s.deltas,
-            s.decode_per_s,
-            s.usage_per_s,
-            s.declined,
-            s.citations,
-            short(&s.answer, 100)
-        );
+
+    // The same questions as a plain chat (no collection): a prompt of a few dozen tokens
+    // instead of the retrieved chunks, to tell prompt processing from decoding.
+    let w = Watch::start("plain chat, one client streaming");
+    let mut plain = Vec::new();
+    for q in QUESTIONS {
+        plain.push(client_rt.block_on(ask_streamed(&api, None, q, args.max_tokens))?);
     }
-    let ttfts: Vec<f64> = streamed.iter().map(|s| s.ttft_ms).collect();
-    let decode: Vec<f64> = streamed.iter().map(|s| s.decode_per_s).collect();
-    let usage_rate: Vec<f64> = streamed.iter().map(|s| s.usage_per_s).collect();
-    let totals: Vec<f64> = streamed.iter().map(|s| s.total_s).collect();
-    println!(
-        "median: first token {:.0} ms, [DONE] {:.2} s, {:.1} decode deltas/s, {:.1} tokens/s (usage)",
-        median(&ttfts),
-        median(&totals),
-        median(&decode),
-        median(&usage_rate)
+    let q_plain = w.done();
+    print_streamed(
+        &format!(
+            "Plain chat (no collection), one client, streamed, max_tokens {} ({})",
+            args.max_tokens,
+            q_plain.label()
+        ),
+        &plain,
     );
+
+    let w = Watch::start("prompt processing probe");
+    let probe = client_rt.block_on(prefill_probe(&api))?;
+    let q_probe = w.done();
+    println!("\n### Prompt processing: plain chat, max_tokens 1 ({})\n", q_probe.label());
+    println!("| prompt tokens | seconds | prompt tokens/s |");
+    println!("|---:|---:|---:|");
+    for (n, secs) in &probe {
+        println!("| {n} | {secs:.2} | {:.0} |", *n as f64 / secs);
+    }
 
     let w = Watch::start("chat, concurrent clients");
     let conc = client_rt.block_on(concurrent(&api, &collection, args.clients, args.per_client, args.max_tokens));
@@ -763,16 +902,32 @@ fn main() -> Result<()> {
         warmup.total_s,
         q_warmup.label()
     );
+    let one_by_one = streamed.len() as f64 / streamed.iter().map(|s| s.total_s).sum::<f64>() * 60.0;
+    for (name, runs, q) in [("from the collection", &streamed, q_stream), ("plain, no collection", &plain, q_plain)] {
+        let each = |f: &dyn Fn(&Streamed) -> f64, digits: usize| {
+            let v: Vec<f64> = runs.iter().map(f).collect();
+            (median(&v), v.iter().map(|x| format!("{x:.digits$}")).collect::<Vec<_>>().join(", "))
+        };
+        let (ttft, ttfts) = each(&|s| s.ttft_ms, 0);
+        let (dec, decs) = each(&|s| s.decode_per_s, 1);
+        #[allow(clippy::cast_precision_loss)]
+        let (prompt, _) = each(&|s| s.prompt_tokens as f64, 0);
+        println!(
+            "| chat {name}, 1 client, streamed, {} questions, max_tokens {} | median first token **{ttft:.0} ms** (each: {ttfts}; median prompt {prompt:.0} tokens); median **{dec:.1} decode deltas/s** (each: {decs}){} | {} |",
+            runs.len(),
+            args.max_tokens,
+            if name.starts_with("from") {
+                format!("; one after another: {one_by_one:.1} answers/minute")
+            } else {
+                String::new()
+            },
+            q.label()
+        );
+    }
     println!(
-        "| chat, 1 client, streamed, {} questions, max_tokens {} | median first token **{:.0} ms** (each: {}); median {:.1} decode deltas/s (each: {}); median {:.1} tokens/s by usage | {} |",
-        streamed.len(),
-        args.max_tokens,
-        median(&ttfts),
-        ttfts.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(", "),
-        median(&decode),
-        decode.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(", "),
-        median(&usage_rate),
-        q_stream.label()
+        "| prompt processing (plain chat, max_tokens 1) | {} | {} |",
+        probe.iter().map(|(n, secs)| format!("{n} tokens {secs:.2} s")).collect::<Vec<_>>().join("; "),
+        q_probe.label()
     );
     println!(
         "| chat, {} clients × {} questions, not streamed | {n_ok} answers, {} errors in {:.1} s: p50 **{:.1} s**, p95 {:.1} s, max {:.1} s; **{per_min:.1} answers/minute** | {} |",

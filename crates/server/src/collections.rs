@@ -210,7 +210,14 @@ pub struct PageText {
 #[derive(Default)]
 pub struct CollectionCache {
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
-    indexes: std::sync::Mutex<HashMap<String, Arc<RwLock<VectorIndex>>>>,
+    indexes: std::sync::Mutex<HashMap<String, CachedIndex>>,
+}
+
+/// An open index and the stamp its directory had when it was read (or this process saved it).
+#[derive(Clone)]
+struct CachedIndex {
+    index: Arc<RwLock<VectorIndex>>,
+    stamp: Option<String>,
 }
 
 impl std::fmt::Debug for CollectionCache {
@@ -257,16 +264,70 @@ fn collection_dir(state: &AppState, org_id: &str, collection_id: &str) -> PathBu
     state.org_dir(org_id).join("collections").join(collection_id)
 }
 
-/// The collection's index, opened once per process (a new one when it has none yet).
+// Several processes may share a collection's index (`docraft worker` ingests, `docraft serve`
+// searches, over one data directory): each keeps it open, and `COLLECTION/index.stamp`, a token
+// written after every save, says when the copy on disk changed. Writers hold an exclusive lock
+// on `COLLECTION/index.lock` from reading to saving (no update is lost); a process reading the
+// index again holds it shared (no save swaps the directory meanwhile).
+
+/// The lock that serializes the index's writers across processes (`exclusive`), or keeps them
+/// off while it is read (shared); released when the file is dropped. `None` without the
+/// collection's directory (nothing was ever saved).
+fn index_lock(state: &AppState, org_id: &str, collection_id: &str, exclusive: bool) -> Result<Option<std::fs::File>> {
+    use fs2::FileExt;
+    let dir = collection_dir(state, org_id, collection_id);
+    if exclusive {
+        std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+    } else if !dir.is_dir() {
+        return Ok(None);
+    }
+    let path = dir.join("index.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServerError::io(&path, e))?;
+    // fs2's flock (std's own File::lock needs a newer Rust than this crate's MSRV).
+    let locked = if exclusive { FileExt::lock_exclusive(&file) } else { FileExt::lock_shared(&file) };
+    locked.map_err(|e| ServerError::io(&path, e))?;
+    Ok(Some(file))
+}
+
+fn index_stamp(state: &AppState, org_id: &str, collection_id: &str) -> Option<String> {
+    std::fs::read_to_string(collection_dir(state, org_id, collection_id).join("index.stamp")).ok()
+}
+
+/// The collection's index, opened once per process (a new one when it has none yet) and read
+/// again when another process saved it since.
 fn open_index(
     state: &AppState,
     org_id: &str,
     collection_id: &str,
     embedder: &dyn Embedder,
 ) -> Result<Arc<RwLock<VectorIndex>>> {
-    let mut map = state.collections().indexes.lock().map_err(lock_err)?;
-    if let Some(ix) = map.get(collection_id) {
-        return Ok(ix.clone());
+    open_index_as(state, org_id, collection_id, embedder, false)
+}
+
+/// [`open_index`]; `locked`: the caller holds the exclusive lock.
+fn open_index_as(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+    embedder: &dyn Embedder,
+    locked: bool,
+) -> Result<Arc<RwLock<VectorIndex>>> {
+    let cached = |stamp: &Option<String>| -> Result<Option<Arc<RwLock<VectorIndex>>>> {
+        let map = state.collections().indexes.lock().map_err(lock_err)?;
+        Ok(map.get(collection_id).filter(|c| c.stamp == *stamp).map(|c| c.index.clone()))
+    };
+    if let Some(ix) = cached(&index_stamp(state, org_id, collection_id))? {
+        return Ok(ix);
+    }
+    let _shared = if locked { None } else { index_lock(state, org_id, collection_id, false)? };
+    let stamp = index_stamp(state, org_id, collection_id);
+    if let Some(ix) = cached(&stamp)? {
+        return Ok(ix);
     }
     let dir = collection_dir(state, org_id, collection_id).join("index");
     let index = if dir.join("index.json").exists() || dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
@@ -276,8 +337,38 @@ fn open_index(
             .map_err(|e| ServerError::Internal(e.to_string()))?
     };
     let ix = Arc::new(RwLock::new(index));
-    map.insert(collection_id.to_string(), ix.clone());
+    let entry = CachedIndex { index: ix.clone(), stamp };
+    state.collections().indexes.lock().map_err(lock_err)?.insert(collection_id.to_string(), entry);
     Ok(ix)
+}
+
+/// Changes the collection's index with `change` (which says whether it changed anything) and
+/// saves it, in step with every other process on the data directory: under the exclusive
+/// lock, from the latest copy on disk, with a new stamp after the save. Blocking.
+fn update_index(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+    embedder: &dyn Embedder,
+    change: impl FnOnce(&mut VectorIndex) -> Result<bool>,
+) -> Result<()> {
+    let _exclusive = index_lock(state, org_id, collection_id, true)?;
+    let ix = open_index_as(state, org_id, collection_id, embedder, true)?;
+    let mut index = ix.write().map_err(lock_err)?;
+    if !change(&mut index)? {
+        return Ok(());
+    }
+    save_index(state, org_id, collection_id, &index)?;
+    let stamp = new_id("")?;
+    let dir = collection_dir(state, org_id, collection_id);
+    let (tmp, path) = (dir.join(format!(".index.stamp.{stamp}")), dir.join("index.stamp"));
+    std::fs::write(&tmp, &stamp).map_err(|e| ServerError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ServerError::io(&path, e))?;
+    let mut map = state.collections().indexes.lock().map_err(lock_err)?;
+    if let Some(c) = map.get_mut(collection_id).filter(|c| Arc::ptr_eq(&c.index, &ix)) {
+        c.stamp = Some(stamp);
+    }
+    Ok(())
 }
 
 /// The collection's index and the embedder it is searched with, for a retriever (lock the
@@ -948,14 +1039,11 @@ pub async fn delete_document(
         let emb = embedder(&state).await?;
         let (st, org_id, cid, doc_id) = (state.clone(), org.id.clone(), id.clone(), d.obj.id.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
-            let mut index = ix.write().map_err(lock_err)?;
-            let removed =
-                index.remove_where(|c| c.metadata.get("document_id").and_then(Value::as_str) == Some(&doc_id));
-            if removed > 0 {
-                save_index(&st, &org_id, &cid, &index)?;
-            }
-            Ok(())
+            update_index(&st, &org_id, &cid, emb.as_ref(), |index| {
+                let removed =
+                    index.remove_where(|c| c.metadata.get("document_id").and_then(Value::as_str) == Some(&doc_id));
+                Ok(removed > 0)
+            })
         })
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
@@ -1144,17 +1232,15 @@ pub async fn search(
 async fn claim(db: &Db, owner: &str, lease: i64) -> Result<Option<DocRow>> {
     let t = now();
     let claimable = "status IN ('queued', 'ingesting') AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE documents SET lease_owner = $1, lease_expires_at = $2, status = 'ingesting', updated_at = $3 \
-         WHERE id = (SELECT id FROM documents WHERE {claimable} ORDER BY created_at, id LIMIT 1) AND {claimable}"
-    )))
-    .bind(owner)
-    .bind(t + lease)
-    .bind(t)
-    .execute(db.pool())
-    .await
-    .map_err(ServerError::db("claim document"))?
-    .rows_affected();
+    let set = "lease_owner = $1, lease_expires_at = $2, status = 'ingesting', updated_at = $3";
+    let n = sqlx::query(sqlx::AssertSqlSafe(db.claim_sql("documents", set, claimable, "created_at, id")))
+        .bind(owner)
+        .bind(t + lease)
+        .bind(t)
+        .execute(db.pool())
+        .await
+        .map_err(ServerError::db("claim document"))?
+        .rows_affected();
     if n == 0 {
         return Ok(None);
     }
@@ -1239,8 +1325,7 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
     let emb = embedder(state).await.map_err(|e| e.to_string())?;
     let (st, org_id, cid) = (state.clone(), d.organization_id.clone(), d.obj.collection_id.clone());
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
-        // Embed outside the write lock: searches go on meanwhile.
+        // Embed outside the locks: searches and other writers go on meanwhile.
         let mut staging = VectorIndex::new(emb.model_id(), docraft_index::HnswParams::default())
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         staging
@@ -1248,9 +1333,10 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         let (rows, vectors): (Vec<Chunk>, Vec<Vec<f32>>) =
             staging.chunks().filter_map(|c| staging.vector(&c.id).map(|v| (c.clone(), v.to_vec()))).unzip();
-        let mut index = ix.write().map_err(lock_err)?;
-        index.insert(rows, vectors).map_err(|e| ServerError::Internal(e.to_string()))?;
-        save_index(&st, &org_id, &cid, &index)
+        update_index(&st, &org_id, &cid, emb.as_ref(), |index| {
+            index.insert(rows, vectors).map_err(|e| ServerError::Internal(e.to_string()))?;
+            Ok(true)
+        })
     })
     .await
     .map_err(|e| format!("indexing failed: {e}"))?

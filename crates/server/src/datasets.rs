@@ -836,7 +836,8 @@ async fn store_msg(db: &Db, job_id: &str, msg: Msg, last_progress: &mut std::tim
                 } else {
                     format!("{done}/{total} {unit}: {message}")
                 };
-                add_event(db, job_id, "info", &text, Some(&json!({"done": done, "total": total, "unit": unit}))).await?;
+                add_event(db, job_id, "info", &text, Some(&json!({"done": done, "total": total, "unit": unit})))
+                    .await?;
             }
             Ok(())
         }

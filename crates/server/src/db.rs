@@ -118,6 +118,24 @@ impl Db {
         self.backend
     }
 
+    /// The statement that claims one row of `table` for a worker: `UPDATE table SET set WHERE
+    /// id = (the first row where claimable, by order) AND claimable`; the outer condition makes
+    /// a claim that lost a race update nothing. On PostgreSQL the inner select takes its row
+    /// `FOR UPDATE SKIP LOCKED`, so workers of other processes claiming at once each get a
+    /// different row instead of queueing behind the first one's lock; on SQLite the write
+    /// transaction serializes claims already.
+    #[must_use]
+    pub fn claim_sql(&self, table: &str, set: &str, claimable: &str, order: &str) -> String {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        format!(
+            "UPDATE {table} SET {set} WHERE id = \
+             (SELECT id FROM {table} WHERE {claimable} ORDER BY {order} LIMIT 1{lock}) AND {claimable}"
+        )
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
@@ -150,6 +168,20 @@ mod tests {
         assert_eq!(Backend::of("sqlite://x.db").unwrap(), Backend::Sqlite);
         assert_eq!(Backend::of("postgresql://u@h/db").unwrap(), Backend::Postgres);
         assert!(Backend::of("mysql://h/db").is_err());
+    }
+
+    #[tokio::test]
+    async fn claims_skip_locked_rows_on_postgres_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::connect(&crate::config::sqlite_url(&dir.path().join("t.db")), 1).await.unwrap();
+        let sql = |db: &Db| db.claim_sql("jobs", "lease_owner = $1", "status = 'queued'", "created_ms, id");
+        assert_eq!(
+            sql(&db),
+            "UPDATE jobs SET lease_owner = $1 WHERE id = (SELECT id FROM jobs WHERE status = 'queued' \
+             ORDER BY created_ms, id LIMIT 1) AND status = 'queued'"
+        );
+        db.backend = Backend::Postgres;
+        assert!(sql(&db).contains("LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'queued'"), "{}", sql(&db));
     }
 
     #[test]

@@ -60,4 +60,6 @@ pub mod worker;
 pub use config::ServerConfig;
 pub use db::{Backend, Db};
 pub use error::{ErrorBody, ErrorDetail, Result, ServerError};
-pub use server::{AppState, MULTIPART_OVERHEAD_BYTES, bind, openapi, router, serve, serve_with, shutdown_signal};
+pub use server::{
+    AppState, MULTIPART_OVERHEAD_BYTES, bind, openapi, router, run_workers, serve, serve_with, shutdown_signal,
+};

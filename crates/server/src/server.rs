@@ -286,6 +286,19 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Runs `config.workers` training workers, and the configured document and dataset workers,
+/// over `state` without serving HTTP, until `shutdown` completes; then checkpoints the running
+/// jobs, hands them back to the queue and closes the database. `docraft worker` runs this
+/// beside `docraft serve --workers 0` processes on the same database and data directory: jobs
+/// are leased through the database, so any number of processes share the queue.
+pub async fn run_workers(state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let workers = Workers::spawn(&state, state.config().workers);
+    shutdown.await;
+    state.closing.store(true, Ordering::Relaxed);
+    workers.shutdown().await;
+    state.db().close().await;
+}
+
 /// Opens the data directory and database of `config`, listens on `config.listen` and
 /// serves until `shutdown` completes (graceful: requests in flight finish).
 ///

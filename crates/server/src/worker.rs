@@ -144,17 +144,15 @@ async fn claim(state: &AppState, owner: &str) -> Result<Option<JobRow>> {
     let t = now();
     let claimable = "status IN ('validating_files', 'queued', 'running') \
                      AND (lease_expires_at IS NULL OR lease_expires_at < $3)";
-    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs WHERE {claimable} ORDER BY created_ms, id LIMIT 1) AND {claimable}"
-    )))
-    .bind(owner)
-    .bind(t + lease_secs(state))
-    .bind(t)
-    .execute(state.db().pool())
-    .await
-    .map_err(ServerError::db("claim job"))?
-    .rows_affected();
+    let set = "lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3";
+    let n = sqlx::query(sqlx::AssertSqlSafe(state.db().claim_sql("jobs", set, claimable, "created_ms, id")))
+        .bind(owner)
+        .bind(t + lease_secs(state))
+        .bind(t)
+        .execute(state.db().pool())
+        .await
+        .map_err(ServerError::db("claim job"))?
+        .rows_affected();
     if n == 0 {
         return Ok(None);
     }
@@ -180,6 +178,16 @@ async fn release(db: &Db, id: &str, owner: &str) -> Result<()> {
     .await
     .map_err(ServerError::db("release job"))?;
     Ok(())
+}
+
+/// `HOST/wINDEX-PID`: the machine and process of a lease's owner (`wINDEX-PID-RANDOM`).
+fn worker_name(owner: &str) -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+    });
+    let process = owner.rsplit_once('-').map_or(owner, |(p, _)| p);
+    if host.is_empty() { process.to_string() } else { format!("{host}/{process}") }
 }
 
 /// Why a run was stopped through its token.
@@ -515,6 +523,11 @@ async fn run_claimed(state: &AppState, job: JobRow, owner: &str, stop: &watch::R
         }
         _ => {}
     }
+    // Which worker runs the job (workers may be processes on several machines).
+    let worker = worker_name(owner);
+    let msg = format!("Worker {worker} took the job");
+    let data = json!({"worker": worker});
+    add_event(&db, &job.id, &format!("s:worker:{owner}"), "info", "message", &msg, Some(&data), None).await?;
     let org_dir = state.org_dir(&job.organization_id);
     let run_dir = org_dir.join("jobs").join(&job.id).join("run");
     let Some(base) = find_base(state, &job.model).await? else {
@@ -905,6 +918,12 @@ async fn finish(state: &AppState, job: &JobRow, owner: &str, trained: &Trained, 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_worker_is_named_by_its_machine_and_process() {
+        let name = worker_name("w1-4242-abcdef");
+        assert!(name == "w1-4242" || name.ends_with("/w1-4242"), "{name}");
+    }
 
     #[test]
     fn server_paths_are_scrubbed_from_messages() {

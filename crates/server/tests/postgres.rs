@@ -257,3 +257,78 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
     assert_eq!(left, 0);
     server.stop().await;
 }
+
+/// Two processes on one database and data directory, as `docraft serve --workers 0` and
+/// `docraft worker` run (two servers here, each with its own open indexes): what one indexes,
+/// the other searches; what one deletes leaves the other's additions in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn an_index_one_process_writes_is_read_by_another() {
+    let api = TestServer::start_pg(|c| {
+        common::fast(c, 0);
+        c.document_workers = 0;
+    })
+    .await;
+    let (url, data) = (api.state.config().database_url.clone(), api.data());
+    let worker = TestServer::start_with(|c| {
+        common::fast(c, 0);
+        c.database_url = url;
+        c.data_dir = data;
+    })
+    .await;
+    let (_, key) = api.org("acme").await;
+    let post = |s: &TestServer, path: &str, body: Value| s.http.post(s.url(path)).bearer_auth(&key).json(&body).send();
+    let col = ok(post(&api, "/v1/collections", json!({"name": "docs"})).await.unwrap()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let search =
+        |s: &TestServer, q: &str| post(s, &format!("/v1/collections/{col}/search"), json!({"query": q, "k": 10}));
+    let files_of = |hits: &Value| -> Vec<String> {
+        let mut f: Vec<String> =
+            hits["data"].as_array().unwrap().iter().map(|h| h["filename"].as_str().unwrap().to_string()).collect();
+        f.sort();
+        f.dedup();
+        f
+    };
+    // Both open the (empty) index before anything is indexed.
+    assert_eq!(ok(search(&api, "copias").await.unwrap()).await["data"], json!([]));
+    assert_eq!(ok(search(&worker, "copias").await.unwrap()).await["data"], json!([]));
+    let upload = |name: &str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+        api.http.post(api.url(&format!("/v1/collections/{col}/documents"))).bearer_auth(&key).multipart(form).send()
+    };
+    ok(upload("guia-es.md", fixture("docs/guia-es.md")).await.unwrap()).await;
+    wait_indexed(&api, &key, &col, 1).await;
+    // Indexed by the worker's process, found by the API's.
+    let hits = ok(search(&api, "copias de seguridad").await.unwrap()).await;
+    assert_eq!(files_of(&hits), ["guia-es.md"], "{hits:#}");
+    ok(upload("release-notes.md", fixture("docs/release-notes.md")).await.unwrap()).await;
+    let docs = wait_indexed(&api, &key, &col, 2).await;
+    let hits = ok(search(&api, "offline service reports").await.unwrap()).await;
+    assert_eq!(files_of(&hits), ["guia-es.md", "release-notes.md"], "{hits:#}");
+    // The API's process deletes one: the other's index loses it, and keeps the rest.
+    let guia = docs.iter().find(|d| d["filename"] == "guia-es.md").unwrap()["id"].as_str().unwrap().to_string();
+    let r = api.http.delete(api.url(&format!("/v1/collections/{col}/documents/{guia}"))).bearer_auth(&key);
+    ok(r.send().await.unwrap()).await;
+    let hits = ok(search(&worker, "copias de seguridad").await.unwrap()).await;
+    assert_eq!(files_of(&hits), ["release-notes.md"], "{hits:#}");
+    worker.stop().await;
+    api.stop().await;
+}
+
+/// The collection's documents once `n` are indexed.
+async fn wait_indexed(server: &TestServer, key: &str, col: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let r = server.http.get(server.url(&format!("/v1/collections/{col}/documents"))).bearer_auth(key).send();
+        let listed = ok(r.await.unwrap()).await;
+        let docs = listed["data"].as_array().unwrap().clone();
+        if docs.iter().filter(|d| d["status"] == "indexed").count() == n {
+            return docs;
+        }
+        assert!(std::time::Instant::now() < deadline, "not indexed: {listed:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -29,9 +29,6 @@ impl TestServer {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
-        if std::env::var_os("XX_TEMP_PG").is_some() {
-            return Self::start_pg(tune).await;
-        }
         Self::restart(tempfile::tempdir().unwrap(), tune).await
     }
 
