@@ -15,10 +15,13 @@
 //!    on the same files: `docraft ingest` and `docraft index build`, each timed as a process.
 //! 2. Chat on the first collection: one warm-up request (it loads SmolLM2), then one client
 //!    streaming 5 questions the fixtures answer (`max_tokens` 64, temperature 0): time to the
-//!    first content token, decoding rate; then CLIENTS (default 10) concurrent clients asking
-//!    PER_CLIENT (default 3) questions each, not streamed: p50/p95/max latency, answers/minute.
+//!    first content token, decoding rate; the same questions as a plain chat (no collection,
+//!    a short prompt) and plain chats of growing prompts with `max_tokens` 1, to tell prompt
+//!    processing from decoding; then CLIENTS (default 10) concurrent clients asking PER_CLIENT
+//!    (default 3) questions each, not streamed: p50/p95/max latency, answers/minute.
 //! 3. Prints a markdown summary with the machine and the command. Before each timed phase it
-//!    waits (up to 5 minutes) until no `rustc` runs, and says whether one ran during the phase.
+//!    waits (up to 5 minutes) until no `rustc` runs and other processes use under 25% of the
+//!    CPUs, and says how much CPU other processes took during the phase.
 //!
 //! Needs the registry's SmolLM2 and all-MiniLM-L6-v2 (`scripts/setup.sh`).
 

@@ -582,7 +582,9 @@ pub fn sniff(filename: &str, head: &[u8]) -> std::result::Result<&'static str, S
     if let Some((_, what)) = REFUSED.iter().find(|(magic, _)| head.starts_with(magic)) {
         return Err(format!("{filename} is {what}; upload PDF, Markdown or text"));
     }
-    if head.contains(&0) {
+    // UTF-16 text has NUL bytes but starts with its byte-order mark: the text loader reads it.
+    let utf16 = head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff");
+    if head.contains(&0) && !utf16 {
         return Err(format!("{filename} is binary data, not PDF, Markdown or text"));
     }
     let lower = filename.to_ascii_lowercase();
@@ -1393,6 +1395,7 @@ mod tests {
         assert!(sniff("a.pdf", b"PK\x03\x04rest").unwrap_err().contains("archive"));
         assert!(sniff("a.txt", b"\x7fELF").unwrap_err().contains("executable"));
         assert!(sniff("a.txt", b"ab\0cd").unwrap_err().contains("binary"));
+        assert_eq!(sniff("memo.txt", b"\xff\xfeH\0i\0").unwrap(), "text/plain");
         assert_eq!(loader_name("report.txt", "application/pdf"), "report.pdf");
     }
 

@@ -72,6 +72,10 @@ impl AppState {
 
     /// Wakes an idle worker of this process (a job was created or resumed).
     pub fn wake_workers(&self) {
+        // Every idle worker looks (training, document and dataset workers share the signal;
+        // only the kind with work claims it), and one busy worker finds a permit when it is
+        // done, so a wake-up is never spent on the wrong kind.
+        self.wake.notify_waiters();
         self.wake.notify_one();
     }
 
