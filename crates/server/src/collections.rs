@@ -793,7 +793,14 @@ pub async fn upload_documents(
                 .execute(state.db().pool())
                 .await
                 .map_err(ServerError::db("insert document"))?;
-                out.push(load_doc(state.db(), &org.id, &c.id, &doc_id).await?.obj);
+                let obj = load_doc(state.db(), &org.id, &c.id, &doc_id).await?.obj;
+                let msg = match &obj.error {
+                    Some(why) => format!("{} failed: {why}", obj.filename),
+                    None => format!("{} queued ({} bytes)", obj.filename, obj.bytes),
+                };
+                let level = if obj.error.is_some() { "error" } else { "info" };
+                add_event(state.db(), &c.id, Some(&obj.id), level, &msg, Some(json!({"status": obj.status}))).await;
+                out.push(obj);
             }
             other => {
                 return Err(ServerError::bad_request(
@@ -1050,6 +1057,15 @@ pub async fn delete_document(
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
     }
+    add_event(
+        state.db(),
+        &id,
+        Some(&d.obj.id),
+        "info",
+        &format!("{} deleted", d.obj.filename),
+        Some(json!({"status": "deleted"})),
+    )
+    .await;
     let dir = collection_dir(&state, &org.id, &id).join("docs");
     let _ = tokio::fs::remove_file(dir.join(&d.obj.id)).await;
     let _ = tokio::fs::remove_file(dir.join(format!("{}.json", d.obj.id))).await;
@@ -1125,6 +1141,117 @@ pub async fn document_page(
         })
         .collect();
     Ok(Json(PageText { document_id: d.obj.id, page: n, pages: spans.len(), text, page_start: start, chunks: on_page }))
+}
+
+/// Records a progress event of a collection's document.
+async fn add_event(
+    db: &Db,
+    collection_id: &str,
+    document_id: Option<&str>,
+    level: &str,
+    message: &str,
+    data: Option<Value>,
+) {
+    let id = match new_id("colevent-") {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "no random source for an event id");
+            return;
+        }
+    };
+    let stored = sqlx::query(
+        "INSERT INTO collection_events (id, collection_id, document_id, created_at, level, message, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(collection_id)
+    .bind(document_id)
+    .bind(now())
+    .bind(level)
+    .bind(message)
+    .bind(data.map(|d| d.to_string()))
+    .execute(db.pool())
+    .await;
+    if let Err(e) = stored {
+        // An event is a report: failing to store one must not fail the work it reports.
+        tracing::warn!(collection = %collection_id, error = %e, "storing a collection event failed");
+    }
+}
+
+/// Query of the events list.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The id of the last event seen: only later ones are returned (oldest first then).
+    pub after: Option<String>,
+    /// Events (default 50, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// The progress of a collection's documents: `queued`, `ingesting`, `indexed` (pages, chunks,
+/// seconds), `failed` (the reason), `deleted`; newest first, or with `after` the events after
+/// that one, oldest first (poll with the last id seen).
+#[utoipa::path(get, path = "/v1/collections/{id}/events", tag = "collections", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The collection's id"), EventsQuery),
+    responses((status = 200, description = "The events"),
+              (status = 404, description = "No such collection", body = crate::ErrorBody)))]
+pub async fn collection_events(
+    State(state): State<AppState>,
+    Caller(org): Caller,
+    UrlPath(id): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+) -> Result<Json<Value>> {
+    let c = load_collection(state.db(), &org.id, &id).await?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let cols = "seq, id, document_id, created_at, level, message, data";
+    let rows = match &q.after {
+        Some(after) => {
+            let seq: i64 = sqlx::query("SELECT seq FROM collection_events WHERE id = $1 AND collection_id = $2")
+                .bind(after)
+                .bind(&c.id)
+                .fetch_optional(state.db().pool())
+                .await
+                .map_err(ServerError::db("find event"))?
+                .ok_or_else(|| {
+                    ServerError::bad_request(format!("after {after:?}: no such event"), Some("after"), None)
+                })?
+                .try_get("seq")
+                .map_err(ServerError::db("decode event"))?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {cols} FROM collection_events WHERE collection_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            )))
+            .bind(&c.id)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(state.db().pool())
+            .await
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {cols} FROM collection_events WHERE collection_id = $1 ORDER BY seq DESC LIMIT $2"
+            )))
+            .bind(&c.id)
+            .bind(limit)
+            .fetch_all(state.db().pool())
+            .await
+        }
+    }
+    .map_err(ServerError::db("list events"))?;
+    let mut data = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let d = || ServerError::db("decode event");
+        let extra: Option<String> = r.try_get("data").map_err(d())?;
+        data.push(json!({
+            "id": r.try_get::<String, _>("id").map_err(d())?,
+            "object": "collection.event",
+            "document_id": r.try_get::<Option<String>, _>("document_id").map_err(d())?,
+            "created_at": r.try_get::<i64, _>("created_at").map_err(d())?,
+            "level": r.try_get::<String, _>("level").map_err(d())?,
+            "message": r.try_get::<String, _>("message").map_err(d())?,
+            "data": extra.and_then(|x| serde_json::from_str::<Value>(&x).ok()),
+        }));
+    }
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
 /// The index filter of a request's `filter` object.
@@ -1359,7 +1486,31 @@ pub(crate) async fn document_worker(state: AppState, index: usize, mut stop: tok
         };
         match claim(state.db(), &owner, lease).await {
             Ok(Some(d)) => {
+                let cid = d.obj.collection_id.clone();
+                add_event(
+                    state.db(),
+                    &cid,
+                    Some(&d.obj.id),
+                    "info",
+                    &format!("{} ingesting", d.obj.filename),
+                    Some(json!({"status": "ingesting"})),
+                )
+                .await;
+                let started = std::time::Instant::now();
                 let result = process(&state, &d).await;
+                let secs = started.elapsed().as_secs_f64();
+                match &result {
+                    Ok((pages, chunks, _)) => {
+                        let msg = format!("{} indexed: {pages} pages, {chunks} chunks in {secs:.1} s", d.obj.filename);
+                        let data = json!({"status": "indexed", "pages": pages, "chunks": chunks, "seconds": secs});
+                        add_event(state.db(), &cid, Some(&d.obj.id), "info", &msg, Some(data)).await;
+                    }
+                    Err(why) => {
+                        let msg = format!("{} failed: {why}", d.obj.filename);
+                        add_event(state.db(), &cid, Some(&d.obj.id), "error", &msg, Some(json!({"status": "failed"})))
+                            .await;
+                    }
+                }
                 if let Err(why) = &result {
                     tracing::warn!(document = %d.obj.id, reason = %why, "document failed");
                 }

@@ -47,6 +47,7 @@ impl Backend {
                 (2, "jobs models", include_str!("../migrations/sqlite/0002_jobs_models.sql")),
                 (3, "collections", include_str!("../migrations/sqlite/0003_collections.sql")),
                 (5, "datasets", include_str!("../migrations/sqlite/0005_datasets.sql")),
+                (6, "collection events", include_str!("../migrations/sqlite/0006_collection_events.sql")),
                 (4, "conversations", include_str!("../migrations/sqlite/0004_conversations.sql")),
             ],
             Self::Postgres => &[
@@ -58,6 +59,7 @@ impl Backend {
                 (2, "jobs models", include_str!("../migrations/postgres/0002_jobs_models.sql")),
                 (3, "collections", include_str!("../migrations/postgres/0003_collections.sql")),
                 (5, "datasets", include_str!("../migrations/postgres/0005_datasets.sql")),
+                (6, "collection events", include_str!("../migrations/postgres/0006_collection_events.sql")),
                 (4, "conversations", include_str!("../migrations/postgres/0004_conversations.sql")),
             ],
         };

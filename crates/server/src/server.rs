@@ -180,6 +180,7 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(collections::document_page))
         .routes(routes!(collections::search))
         .routes(routes!(collections::add_sql))
+        .routes(routes!(collections::collection_events))
         .routes(routes!(crate::datasets::create, crate::datasets::list))
         .routes(routes!(crate::datasets::retrieve))
         .routes(routes!(crate::datasets::cancel))

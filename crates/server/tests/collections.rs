@@ -241,6 +241,38 @@ async fn documents_are_indexed_searched_previewed_and_deleted() {
     let bad = by_name("truncated.pdf");
     assert_eq!(bad["status"], "failed");
     assert!(!bad["error"].as_str().unwrap().is_empty());
+    // Progress events: each document queued, ingesting, then indexed or failed, in order.
+    let events = ok(server
+        .http
+        .get(server.url(&format!("/v1/collections/{col}/events?limit=100")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    let of = |doc: &Value| -> Vec<String> {
+        let mut v: Vec<String> = events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["document_id"] == doc["id"])
+            .map(|e| e["data"]["status"].as_str().unwrap().to_string())
+            .collect();
+        v.reverse();
+        v
+    };
+    assert_eq!(of(&handbook), ["queued", "ingesting", "indexed"], "{events:#}");
+    assert_eq!(of(&bad), ["queued", "ingesting", "failed"], "{events:#}");
+    let first = events["data"].as_array().unwrap().last().unwrap()["id"].as_str().unwrap().to_string();
+    let later = ok(server
+        .http
+        .get(server.url(&format!("/v1/collections/{col}/events?after={first}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(later["data"].as_array().unwrap().len() + 1, events["data"].as_array().unwrap().len());
 
     let hits =
         search(&server, &key, &col, json!({"query": "What torque should the flange bolts be tightened to?", "k": 3}))

@@ -58,6 +58,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/collections/{id}/documents/{doc}/pages/{n}"),
     ("post", "/v1/collections/{id}/search"),
     ("post", "/v1/collections/{id}/sql"),
+    ("get", "/v1/collections/{id}/events"),
     // Dataset jobs.
     ("post", "/v1/datasets/jobs"),
     ("get", "/v1/datasets/jobs"),

@@ -332,3 +332,46 @@ async fn wait_indexed(server: &TestServer, key: &str, col: &str, n: usize) -> Ve
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A collection filled from PostgreSQL rows: each row a document with its columns as metadata;
+/// a data-modifying query is stopped by the read-only transaction and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn rows_of_a_postgres_table_become_documents() {
+    let pg = PgServer::start();
+    let url = pg.url_for_new_db();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    pg.psql(&db, "CREATE TABLE tickets (id INT PRIMARY KEY, body TEXT, team TEXT, hours DOUBLE PRECISION)");
+    pg.psql(
+        &db,
+        "INSERT INTO tickets VALUES (1, 'The printer on floor 2 jams every morning.', 'it', 1.5), \
+         (2, 'Las vacaciones se piden con un mes de antelación.', 'rrhh', 0.5)",
+    );
+    let server = TestServer::start_with(|c| c.document_workers = 0).await;
+    let (_, key) = server.org("acme").await;
+    let col = server
+        .http
+        .post(server.url("/v1/collections"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "t"}))
+        .send()
+        .await
+        .unwrap();
+    let col = col.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let add = |query: &str| {
+        let body = json!({"sql": {"url": url, "query": query, "id_column": "id", "text_columns": ["body"],
+                                  "metadata_columns": ["team", "hours"]}});
+        server.http.post(server.url(&format!("/v1/collections/{col}/sql"))).bearer_auth(&key).json(&body).send()
+    };
+    let r = add("SELECT id, body, team, hours FROM tickets ORDER BY id").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let docs: Value = r.json().await.unwrap();
+    assert_eq!(docs["data"].as_array().unwrap().len(), 2, "{docs}");
+    assert_eq!(docs["data"][1]["metadata"]["team"], "rrhh");
+    assert_eq!(docs["data"][1]["metadata"]["hours"], 0.5);
+    assert_eq!(docs["data"][0]["filename"], "row-1.txt");
+    let r = add("WITH gone AS (DELETE FROM tickets RETURNING *) SELECT id, body, team, hours FROM gone").await.unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+    assert_eq!(pg.psql(&db, "SELECT COUNT(*) FROM tickets"), "2", "a row was deleted");
+    server.stop().await;
+}
