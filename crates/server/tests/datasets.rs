@@ -394,3 +394,51 @@ async fn raft_dataset_job_over_an_endpoint_writes_chat_and_eval_files() {
     }
     server.stop().await;
 }
+
+/// The same job with a local model of the registry (llama.cpp in the server's process): it
+/// runs to the end, counting what it kept and what it rejected, with nothing redacted (nothing
+/// leaves the machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_dataset_job_with_a_local_model_runs_to_the_end() {
+    let server = common::fast_server(0).await;
+    let (_, key) = server.org("acme").await;
+    let col = collection(&server, &key).await;
+    let text = "Travel policy\n\nThe travel policy requires approval from the manager before booking flights. \
+                Employees keep receipts for thirty days and file them with the finance team.\n";
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(text.as_bytes().to_vec()).file_name("travel.txt"));
+    let url = server.url(&format!("/v1/collections/{col}/documents"));
+    ok(server.http.post(url).bearer_auth(&key).multipart(form).send().await.unwrap()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let url = server.url(&format!("/v1/collections/{col}/documents"));
+        let docs = ok(server.http.get(url).bearer_auth(&key).send().await.unwrap()).await;
+        if docs["data"][0]["status"] == "indexed" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{docs}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let body = json!({"collection": col, "kind": "qa", "questions_per_chunk": 1, "generator": common::SMOLLM2});
+    let id = ok(start(&server, &key, &body).await).await["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let job = loop {
+        let url = server.url(&format!("/v1/datasets/jobs/{id}"));
+        let j = ok(server.http.get(url).bearer_auth(&key).send().await.unwrap()).await;
+        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap()) {
+            break j;
+        }
+        assert!(std::time::Instant::now() < deadline, "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job:#}");
+    let accepted = job["counts"]["accepted"].as_u64().unwrap();
+    let rejected: u64 = job["counts"]["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert!(accepted + rejected >= 1, "the model produced nothing that was counted: {job:#}");
+    assert_eq!(job["counts"]["redacted"], json!({}), "{job:#}");
+    let url = server.url(&format!("/v1/datasets/jobs/{id}/events?limit=100"));
+    let events = ok(server.http.get(url).bearer_auth(&key).send().await.unwrap()).await.to_string();
+    assert!(!events.contains("Personal data redacted"), "{events}");
+    server.stop().await;
+}
