@@ -31,7 +31,6 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -628,43 +627,16 @@ struct Received {
     filename: String,
 }
 
-async fn receive(mut field: Field<'_>, dir: &Path, limit: u64) -> Result<Received> {
-    let filename = crate::files::check_filename(field.file_name().unwrap_or("document"))?;
-    let dir_owned = dir.to_path_buf();
-    let (file, temp) = tokio::task::spawn_blocking(move || {
-        tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir_owned).map_err(|e| ServerError::io(&dir_owned, e))
-    })
-    .await
-    .map_err(|e| ServerError::Internal(e.to_string()))??
-    .into_parts();
-    let mut out = tokio::fs::File::from_std(file);
+async fn receive(field: Field<'_>, dir: &Path, limit: u64) -> Result<Received> {
     let mut hasher = Sha256::new();
     let mut head = Vec::new();
-    let mut bytes = 0u64;
-    loop {
-        let chunk = field.chunk().await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ServerError::PayloadTooLarge { limit }
-            } else {
-                ServerError::bad_request(
-                    format!("malformed multipart body: {}", e.body_text()),
-                    None,
-                    Some("invalid_multipart"),
-                )
-            }
-        })?;
-        let Some(chunk) = chunk else { break };
-        bytes += chunk.len() as u64;
-        if bytes > limit {
-            return Err(ServerError::PayloadTooLarge { limit });
-        }
+    let (temp, bytes, filename) = crate::files::stream_to_temp(field, dir, limit, "document", |chunk| {
         if head.len() < 8192 {
             head.extend_from_slice(&chunk[..chunk.len().min(8192 - head.len())]);
         }
-        hasher.update(&chunk);
-        out.write_all(&chunk).await.map_err(|e| ServerError::io(&*temp, e))?;
-    }
-    out.flush().await.map_err(|e| ServerError::io(&*temp, e))?;
+        hasher.update(chunk);
+    })
+    .await?;
     let hash = format!("{:x}", hasher.finalize());
     Ok(Received { temp, bytes, hash, head, filename })
 }

@@ -162,7 +162,7 @@ fn not_found(id: &str) -> ServerError {
     ServerError::NotFound { kind: "file", id: id.to_string() }
 }
 
-fn multipart_error(e: &MultipartError, limit: u64) -> ServerError {
+pub(crate) fn multipart_error(e: &MultipartError, limit: u64) -> ServerError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ServerError::PayloadTooLarge { limit }
     } else {
@@ -182,8 +182,18 @@ struct Received {
     lines: LineStats,
 }
 
-async fn receive(mut field: Field<'_>, dir: &Path, limit: u64, max_line_bytes: u64) -> Result<Received> {
-    let filename = check_filename(field.file_name().unwrap_or("upload"))?;
+/// Streams a multipart file field into a temporary file in `dir` (next to its final place),
+/// refusing it past `limit` bytes (413) and a name that is a path (400); `inspect` sees every
+/// chunk on the way (line lengths, a hash, the first bytes). Returns the temporary file, its
+/// size and the checked name; the file is deleted if it is not persisted.
+pub(crate) async fn stream_to_temp(
+    mut field: Field<'_>,
+    dir: &Path,
+    limit: u64,
+    default_name: &str,
+    mut inspect: impl FnMut(&[u8]),
+) -> Result<(tempfile::TempPath, u64, String)> {
+    let filename = check_filename(field.file_name().unwrap_or(default_name))?;
     let dir_owned = dir.to_path_buf();
     let (file, temp) = tokio::task::spawn_blocking(move || {
         tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir_owned).map_err(|e| ServerError::io(&dir_owned, e))
@@ -192,18 +202,23 @@ async fn receive(mut field: Field<'_>, dir: &Path, limit: u64, max_line_bytes: u
     .map_err(|e| ServerError::Internal(e.to_string()))??
     .into_parts();
     let mut out = tokio::fs::File::from_std(file);
-    let mut meter = LineMeter::new(max_line_bytes);
     let mut bytes = 0u64;
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e, limit))? {
         bytes += chunk.len() as u64;
         if bytes > limit {
             return Err(ServerError::PayloadTooLarge { limit });
         }
-        meter.feed(&chunk);
+        inspect(&chunk);
         out.write_all(&chunk).await.map_err(|e| ServerError::io(&*temp, e))?;
     }
     out.flush().await.map_err(|e| ServerError::io(&*temp, e))?;
     out.sync_all().await.map_err(|e| ServerError::io(&*temp, e))?;
+    Ok((temp, bytes, filename))
+}
+
+async fn receive(field: Field<'_>, dir: &Path, limit: u64, max_line_bytes: u64) -> Result<Received> {
+    let mut meter = LineMeter::new(max_line_bytes);
+    let (temp, bytes, filename) = stream_to_temp(field, dir, limit, "upload", |c| meter.feed(c)).await?;
     Ok(Received { temp, bytes, filename, lines: meter.stats() })
 }
 
