@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::{self, Client, Remote, print_fields, print_json, print_table, text, time};
+use crate::client::{self, Remote, print_fields, print_json, print_table, text, time};
 
 /// `docraft hub`.
 #[derive(Subcommand, Debug)]
@@ -106,7 +106,7 @@ fn data(list: &Value) -> Vec<Value> {
 }
 
 async fn list_models(remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let list = c.get(&["hub", "models"], &[]).await?;
     if remote.json {
         print_json(&list);
@@ -134,7 +134,7 @@ async fn list_models(remote: &Remote) -> Result<()> {
 }
 
 async fn get_model(name: &str, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let m = c.get(&["hub", "models", name], &[]).await?;
     if remote.json {
         print_json(&m);
@@ -153,7 +153,7 @@ async fn get_model(name: &str, remote: &Remote) -> Result<()> {
 }
 
 async fn delete(route: &[&str], name: &str, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let mut path = route.to_vec();
     path.push(name);
     let deleted = c.delete(&path).await?;
@@ -166,7 +166,7 @@ async fn delete(route: &[&str], name: &str, remote: &Remote) -> Result<()> {
 }
 
 async fn list_adapters(remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let list = c.get(&["hub", "adapters"], &[]).await?;
     if remote.json {
         print_json(&list);
@@ -194,7 +194,7 @@ async fn list_adapters(remote: &Remote) -> Result<()> {
 }
 
 async fn get_adapter(name: &str, download: Option<&Path>, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let adapter = c.get(&["hub", "adapters", name], &[]).await?;
     let Some(dir) = download else {
         if remote.json {
@@ -204,15 +204,8 @@ async fn get_adapter(name: &str, download: Option<&Path>, remote: &Remote) -> Re
         }
         return Ok(());
     };
-    let id = adapter.get("id").and_then(Value::as_str).unwrap_or(name);
-    let stem = file_stem(adapter.get("name").and_then(Value::as_str).unwrap_or(name));
-    tokio::fs::create_dir_all(dir).await.with_context(|| format!("creating {}", dir.display()))?;
-    let zip_path = dir.join(format!("{stem}.zip"));
-    let bytes = c.download(&["hub", "adapters", id, "download"], &zip_path).await?;
-    let out_dir = dir.join(&stem);
-    let (zip2, out2) = (zip_path.clone(), out_dir.clone());
-    let files =
-        tokio::task::spawn_blocking(move || extract(&zip2, &out2)).await.context("extracting the adapter")??;
+    let docraft_server::client::AdapterDownload { zip: zip_path, dir: out_dir, files, bytes } =
+        c.download_adapter(&adapter, name, dir).await?;
     if remote.json {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         print_json(&json!({
@@ -241,82 +234,4 @@ fn print_adapter(a: &Value) {
         ("created", time(a.get("created_at"))),
         ("parameters", text(a.get("parameters"))),
     ]);
-}
-
-/// A name made safe as a file name: letters, digits, `-`, `_` and `.` kept, the rest `_`.
-fn file_stem(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
-    if s.is_empty() || s.chars().all(|c| c == '.') { "adapter".to_string() } else { s }
-}
-
-/// Extracts the zip archive `zip_path` into `dir` (entries whose path would leave `dir` are
-/// refused); the files written.
-fn extract(zip_path: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let file = std::fs::File::open(zip_path).with_context(|| format!("opening {}", zip_path.display()))?;
-    let mut archive =
-        zip::ZipArchive::new(file).with_context(|| format!("{}: not a readable zip archive", zip_path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).with_context(|| format!("{}: entry {i}", zip_path.display()))?;
-        let Some(rel) = entry.enclosed_name() else {
-            bail!("{}: entry {i} has a path outside the archive's directory", zip_path.display());
-        };
-        let dest = dir.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-            continue;
-        }
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let mut out = std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
-        std::io::copy(&mut entry, &mut out)
-            .with_context(|| format!("extracting {} from {}", dest.display(), zip_path.display()))?;
-        written.push(dest);
-    }
-    Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn names_become_safe_file_stems() {
-        assert_eq!(file_stem("policy"), "policy");
-        assert_eq!(file_stem("ft:base:acme:policy:ftjob-x"), "ft_base_acme_policy_ftjob-x");
-        assert_eq!(file_stem("../x"), ".._x");
-        assert_eq!(file_stem(".."), "adapter");
-        assert_eq!(file_stem(""), "adapter");
-    }
-
-    fn archive(path: &Path, entries: &[(&str, &[u8])]) {
-        use std::io::Write;
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        for (name, bytes) in entries {
-            zip.start_file(*name, options).unwrap();
-            zip.write_all(bytes).unwrap();
-        }
-        zip.finish().unwrap();
-    }
-
-    #[test]
-    fn extracts_stored_entries_and_refuses_paths_that_leave_the_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let zip = dir.path().join("a.zip");
-        archive(&zip, &[("adapter_config.json", b"{}"), ("adapter_model.safetensors", b"weights")]);
-        let out = dir.path().join("a");
-        let files = extract(&zip, &out).unwrap();
-        assert_eq!(files, [out.join("adapter_config.json"), out.join("adapter_model.safetensors")]);
-        assert_eq!(std::fs::read(out.join("adapter_model.safetensors")).unwrap(), b"weights");
-        let evil = dir.path().join("evil.zip");
-        archive(&evil, &[("../escaped", b"x")]);
-        let e = extract(&evil, &dir.path().join("b")).unwrap_err();
-        assert!(e.to_string().contains("outside"), "{e}");
-        assert!(!dir.path().join("escaped").exists());
-    }
 }

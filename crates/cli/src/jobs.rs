@@ -194,7 +194,7 @@ async fn file_id(c: &Client, given: &str, flag: &str, quiet: bool) -> Result<(St
 }
 
 async fn create(a: &CreateArgs) -> Result<()> {
-    let c = Client::new(&a.remote)?;
+    let c = a.remote.client()?;
     let mut uploaded = Vec::new();
     let result = create_with(&c, a, &mut uploaded).await;
     if result.is_err() {
@@ -273,7 +273,7 @@ fn output_name(job: &Value) -> String {
 }
 
 async fn list(limit: u32, after: Option<&str>, metadata: &[(String, String)], remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let keys: Vec<String> = metadata.iter().map(|(k, _)| format!("metadata[{k}]")).collect();
     let mut query = vec![("limit", limit.to_string())];
     if let Some(a) = after {
@@ -314,7 +314,7 @@ async fn list(limit: u32, after: Option<&str>, metadata: &[(String, String)], re
 }
 
 async fn get(job: &str, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let j = c.get(&["fine_tuning", "jobs", job], &[]).await?;
     if remote.json {
         print_json(&j);
@@ -368,7 +368,7 @@ enum Control {
 }
 
 async fn control(job: &str, what: Control, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     let verb = match what {
         Control::Cancel => "cancel",
         Control::Pause => "pause",
@@ -407,7 +407,7 @@ fn print_event(e: &Value, json: bool) {
 }
 
 async fn events(job: &str, limit: Option<u32>, follow: bool, remote: &Remote) -> Result<()> {
-    let c = Client::new(remote)?;
+    let c = remote.client()?;
     // The events routes take ids only: a name is looked up first.
     let id = if is_id(job, JOB_PREFIX) {
         job.to_string()

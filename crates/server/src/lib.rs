@@ -15,6 +15,7 @@
 //! - [`jobs`]: `/v1/fine_tuning/jobs` (create, list, retrieve, cancel, pause, resume, events
 //!   with an SSE stream, checkpoints) and the spec's `/fine_tuning/jobs` aliases.
 //! - [`worker`]: leases jobs from the database and trains them; survives restarts and kill -9.
+//! - [`client`]: a client of this API for Rust programs (what `docraft jobs`/`hub` use).
 //! - [`collections`]: document collections: uploads ingested and indexed in the background,
 //!   search with metadata filters, page previews for citations.
 //! - [`chat`]: `/v1/chat/completions` as OpenAI defines it, answering from a collection with
@@ -42,6 +43,7 @@
 pub mod admin;
 pub mod auth;
 pub mod chat;
+pub mod client;
 pub mod collections;
 pub mod config;
 pub mod dataset;

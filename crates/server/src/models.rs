@@ -600,7 +600,7 @@ pub async fn hub_download_adapter(
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))??;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    let download = format!("{}.zip", m.name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
+    let download = format!("{}.zip", file_stem(&m.name));
     Ok((
         [
             (CONTENT_TYPE, "application/zip".to_string()),
@@ -610,6 +610,15 @@ pub async fn hub_download_adapter(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// A name made safe as a file name: letters, digits, `-`, `_` and `.` kept, the rest `_`
+/// (`adapter` for a name with nothing left, or only dots).
+#[must_use]
+pub fn file_stem(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') { "adapter".to_string() } else { s }
 }
 
 /// Whether `path` is relative and made of plain names only (no `..`, no root): a path that
@@ -655,6 +664,16 @@ fn zip_dir(dir: &Path, tmp_dir: &Path) -> Result<(std::fs::File, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn names_become_safe_file_stems() {
+        use super::file_stem;
+        assert_eq!(file_stem("policy"), "policy");
+        assert_eq!(file_stem("ft:base:acme:policy:ftjob-x"), "ft_base_acme_policy_ftjob-x");
+        assert_eq!(file_stem("../x"), ".._x");
+        assert_eq!(file_stem(".."), "adapter");
+        assert_eq!(file_stem(""), "adapter");
+    }
+
     #[test]
     fn only_plain_relative_paths_are_joined() {
         use std::path::Path;
