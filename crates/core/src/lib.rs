@@ -15,7 +15,9 @@
 //! - train/valid/test assignment by source document ([`split::assign_splits`]);
 //! - the interfaces the stages meet through: [`Embedder`] (text to vectors) and
 //!   [`Generator`] (chats to text, batched, one result per request), and [`Retriever`]
-//!   (the chunks nearest a text, with their scores);
+//!   (the chunks nearest a text, with their scores), [`VectorStore`] (chunk vectors: add,
+//!   delete by document, search with a [`Filter`], count; the embedded HNSW index and
+//!   pgvector implement it) and [`StoreRetriever`] (a store and its embedder as a retriever);
 //! - what every stage shares for text and randomness: [`text`] (normalization, words,
 //!   stopwords per language, grounding), [`prompt`] (the single-pass prompt renderer) and
 //!   [`rng`] (the seeded generator behind every random choice);
@@ -32,13 +34,14 @@
 //! assert_eq!(doc.id.as_str().len(), 32);
 //! ```
 //!
-//! It depends on serde, serde_json, sha2, thiserror, unicode-normalization and whatlang only, so every crate can use it.
+//! It depends on globset, serde, serde_json, sha2, thiserror, unicode-normalization and whatlang only, so every crate can use it.
 
 mod cancel;
 mod chunk;
 mod document;
 mod embed;
 mod error;
+pub mod filter;
 mod generate;
 mod id;
 pub mod jsonl;
@@ -50,6 +53,7 @@ mod raft;
 pub mod redact;
 mod retrieve;
 pub mod rng;
+mod store;
 pub mod split;
 pub mod text;
 pub mod train;
@@ -59,6 +63,7 @@ pub use chunk::Chunk;
 pub use document::{DocFormat, Document, Metadata, PageRange, Section, Span};
 pub use embed::{EmbedError, Embedder};
 pub use error::{Error, Result};
+pub use filter::{Condition, Filter, FilterError};
 pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse, Generator, Role, Sampling, Usage};
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
@@ -67,6 +72,7 @@ pub use qa::{ChunkRef, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftEvalRecord, RaftMeta, RaftRecord};
 pub use redact::{PiiKind, Redacted, Redactor};
 pub use retrieve::{RetrieveError, Retriever, Scored};
+pub use store::{StoreError, StoreRetriever, VectorStore};
 
 /// Where models live, as `scripts/setup.sh` fills it: `$DOCRAFT_MODELS`, else
 /// `$DOCRAFT_CACHE/models`, else `~/.cache/docraft/models`. Empty variables count as unset.

@@ -66,12 +66,24 @@ pub enum IndexError {
         reason: String,
     },
     /// A filter expression that cannot be parsed.
-    #[error("filter {filter:?}: {reason}")]
-    Filter {
-        /// The expression as given.
-        filter: String,
-        /// What is wrong and what is expected.
+    #[error(transparent)]
+    Filter(#[from] docraft_core::FilterError),
+    /// PostgreSQL failed or refused (connection, schema, query), or the store URL is not
+    /// usable: names the store (its URL without the password).
+    #[error("{store}: {reason}")]
+    Postgres {
+        /// The store.
+        store: String,
+        /// What went wrong.
         reason: String,
+    },
+    /// A backend compiled out of this build.
+    #[error("{what} is not compiled in: rebuild docraft-index with `--features {feature}`")]
+    NotCompiled {
+        /// The backend.
+        what: &'static str,
+        /// The cargo feature that enables it.
+        feature: &'static str,
     },
     /// A setting out of range.
     #[error("{setting}: {reason}")]

@@ -19,8 +19,9 @@ use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::DistDot;
 use serde::{Deserialize, Serialize};
 
+use docraft_core::{Filter, Scored, StoreError, VectorStore};
+
 use crate::error::{IndexError, Result, panic_message};
-use crate::filter::Filter;
 
 /// Version of the on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -37,7 +38,7 @@ const GRAPH_BASENAME: &str = "graph";
 const MAX_LAYERS: usize = 16;
 /// Texts handed to the embedder per call: small enough for a live progress bar, large enough
 /// for the embedder to form batches of similar length.
-const EMBED_GROUP: usize = 256;
+pub(crate) const EMBED_GROUP: usize = 256;
 
 /// Settings of the HNSW graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,8 +178,8 @@ pub struct Hit<'a> {
 /// ```
 #[derive(Clone)]
 pub struct SyncOptions<'a> {
-    progress: &'a dyn Progress<Count>,
-    cancel: CancelToken,
+    pub(crate) progress: &'a dyn Progress<Count>,
+    pub(crate) cancel: CancelToken,
 }
 
 impl std::fmt::Debug for SyncOptions<'_> {
@@ -299,7 +300,7 @@ fn new_graph(params: &HnswParams, capacity: usize) -> Graph {
 }
 
 /// `v` scaled to unit length, checked for length and finite, non-zero values.
-fn normalized(what: impl Fn() -> String, v: &[f32], dim: usize) -> Result<Vec<f32>> {
+pub(crate) fn normalized(what: impl Fn() -> String, v: &[f32], dim: usize) -> Result<Vec<f32>> {
     if v.len() != dim {
         return Err(IndexError::BadVector {
             what: what(),
@@ -926,3 +927,30 @@ fn graph_vectors(graph: &Graph, rows: usize, dim: usize) -> Result<Vec<f32>, Str
     }
     Ok(vectors)
 }
+
+/// The embedded store: the same operations as the inherent methods, errors named by the
+/// index's model (an in-memory index has no path of its own).
+impl VectorStore for VectorIndex {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn add(&mut self, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>>) -> Result<usize, StoreError> {
+        self.insert(chunks, vectors).map_err(|e| StoreError::new("HNSW index", e))
+    }
+
+    fn delete_documents(&mut self, docs: &[DocId]) -> Result<usize, StoreError> {
+        Ok(self.remove_docs(docs))
+    }
+
+    fn search(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Scored>, StoreError> {
+        let opts = SearchOptions::new(k).with_filter(filter.clone());
+        let hits = VectorIndex::search(self, query, &opts).map_err(|e| StoreError::new("HNSW index", e))?;
+        Ok(hits.into_iter().map(|h| Scored { chunk: h.chunk.clone(), score: h.score }).collect())
+    }
+
+    fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.len())
+    }
+}
+

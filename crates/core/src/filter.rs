@@ -1,9 +1,19 @@
-//! Metadata filters: which chunks a search may return.
+//! Metadata filters: which chunks a search may return. One type for every vector store: the
+//! embedded HNSW index applies it inside its graph walk, pgvector translates it to SQL.
 
-use docraft_core::Chunk;
 use globset::{Glob, GlobMatcher};
 
-use crate::error::{IndexError, Result};
+use crate::Chunk;
+
+/// A filter expression that cannot be parsed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("filter {filter:?}: {reason}")]
+pub struct FilterError {
+    /// The expression as given.
+    pub filter: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
 
 /// One condition on a chunk.
 #[derive(Debug, Clone)]
@@ -11,7 +21,9 @@ use crate::error::{IndexError, Result};
 pub enum Condition {
     /// The chunk belongs to this document id.
     Doc(String),
-    /// The chunk's source path, or its file name, matches this glob (`*.pdf`, `manuals/**`).
+    /// The chunk's source path, or its file name, matches this glob (`*.pdf`, `manuals/**`;
+    /// `*` and `?` also match `/`, as globset does by default). The pattern as written is
+    /// `matcher.glob().glob()`.
     Source(GlobMatcher),
     /// The chunk's pages overlap `[first, last]` (chunks of unpaged formats never match).
     Pages(u32, u32),
@@ -46,7 +58,10 @@ impl Condition {
     }
 }
 
-fn value_matches(v: &serde_json::Value, wanted: &str) -> bool {
+/// Whether a metadata value matches the wanted text: strings as written, numbers and
+/// booleans as JSON, a list when any element does, null never.
+#[must_use]
+pub fn value_matches(v: &serde_json::Value, wanted: &str) -> bool {
     match v {
         serde_json::Value::String(s) => s == wanted,
         serde_json::Value::Array(items) => items.iter().any(|i| value_matches(i, wanted)),
@@ -82,9 +97,8 @@ impl Filter {
     /// compares a metadata field (`language=es`, `format=pdf`, `title=...`).
     ///
     /// # Errors
-    /// [`IndexError::Filter`] naming the expression: no `=`, an empty key, a bad glob or page
-    /// range.
-    pub fn parse<S: AsRef<str>>(expressions: &[S]) -> Result<Self> {
+    /// [`FilterError`] naming the expression: no `=`, an empty key, a bad glob or page range.
+    pub fn parse<S: AsRef<str>>(expressions: &[S]) -> Result<Self, FilterError> {
         let mut filter = Self::new();
         for e in expressions {
             filter.conditions.push(parse_condition(e.as_ref())?);
@@ -98,20 +112,36 @@ impl Filter {
         self.conditions.is_empty()
     }
 
+    /// The conditions, in the order given (a store that translates filters reads them here:
+    /// conditions on the same key are alternatives, different keys all apply).
+    #[must_use]
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The conditions grouped by key, in order of first use: a chunk passes when it matches
+    /// at least one condition of every group.
+    #[must_use]
+    pub fn groups(&self) -> Vec<Vec<&Condition>> {
+        let mut groups: Vec<(&str, Vec<&Condition>)> = Vec::new();
+        for c in &self.conditions {
+            match groups.iter_mut().find(|(k, _)| *k == c.group()) {
+                Some((_, g)) => g.push(c),
+                None => groups.push((c.group(), vec![c])),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
+    }
+
     /// Whether `chunk` passes.
     #[must_use]
     pub fn matches(&self, chunk: &Chunk) -> bool {
-        self.conditions.iter().enumerate().all(|(i, c)| {
-            let group = c.group();
-            // Each key is decided once, at its first condition.
-            let decided = self.conditions.iter().take(i).any(|d| d.group() == group);
-            decided || self.conditions.iter().skip(i).filter(|d| d.group() == group).any(|d| d.matches(chunk))
-        })
+        self.groups().iter().all(|g| g.iter().any(|c| c.matches(chunk)))
     }
 }
 
-fn parse_condition(expr: &str) -> Result<Condition> {
-    let bad = |reason: &str| IndexError::Filter { filter: expr.to_string(), reason: reason.to_string() };
+fn parse_condition(expr: &str) -> Result<Condition, FilterError> {
+    let bad = |reason: &str| FilterError { filter: expr.to_string(), reason: reason.to_string() };
     let Some((key, value)) = expr.split_once('=') else {
         return Err(bad("expected KEY=VALUE (doc=ID, source=GLOB, page=N or A-B, or a metadata field)"));
     };
@@ -135,9 +165,8 @@ fn parse_condition(expr: &str) -> Result<Condition> {
 
 #[cfg(test)]
 mod tests {
-    use docraft_core::{ChunkId, DocId, PageRange, Span};
-
     use super::*;
+    use crate::{ChunkId, DocId, PageRange, Span};
 
     fn chunk(source: &str, pages: Option<(u32, u32)>, language: &str) -> Chunk {
         let doc_id = DocId::from_content(source.as_bytes());

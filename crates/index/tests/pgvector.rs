@@ -1,0 +1,320 @@
+//! The pgvector store against a real PostgreSQL 18 with pgvector (the test harness starts one
+//! as an unprivileged user on a free port in a temporary directory): the same answers as the
+//! embedded index's exact search, filters inside the scan, delete by document, recall on real
+//! chunk vectors, and two processes writing and searching one collection at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../server/tests/common/pg.rs"]
+mod pg;
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, PageRange, Span, VectorStore};
+use docraft_index::{HnswParams, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex};
+
+/// A deterministic pseudo-random stream (splitmix64).
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.unit()).collect()
+    }
+}
+
+/// `n` chunks over `docs` documents with sources, pages and a language, and random vectors.
+fn corpus(n: usize, docs: usize, dim: usize, seed: u64) -> (Vec<Chunk>, Vec<Vec<f32>>) {
+    let mut rng = Mix(seed);
+    let mut chunks = Vec::new();
+    for i in 0..n {
+        let d = i % docs;
+        let doc_id = DocId::from_content(format!("doc {d} {seed}").as_bytes());
+        let source = if d % 3 == 0 { format!("manuals/m{d}.pdf") } else { format!("notes/n{d}.md") };
+        let page = u32::try_from(i / docs % 40 + 1).unwrap();
+        let language = if i % 50 == 7 { "es" } else { "en" };
+        chunks.push(Chunk {
+            id: ChunkId::new(&doc_id, i, i + 1),
+            doc_id,
+            source: source.clone(),
+            text: format!("chunk {i} of {source}"),
+            span: Span::new(i, i + 1),
+            pages: source.ends_with(".pdf").then(|| PageRange::new(page, page)),
+            headings: vec![format!("H{d}")],
+            chunk_index: i / docs,
+            chunk_count: n / docs,
+            metadata: [
+                ("language".to_string(), serde_json::json!(language)),
+                ("tags".to_string(), serde_json::json!(["t", format!("d{}", d % 4)])),
+                ("year".to_string(), serde_json::json!(2000 + (d % 5))),
+            ]
+            .into_iter()
+            .collect(),
+        });
+    }
+    let vectors = (0..n).map(|_| rng.vector(dim)).collect();
+    (chunks, vectors)
+}
+
+fn ids(hits: &[docraft_core::Scored]) -> Vec<String> {
+    hits.iter().map(|h| h.chunk.id.as_str().to_string()).collect()
+}
+
+fn store(pg: &pg::PgServer, collection: &str, model: &str) -> PgVectorStore {
+    let url = format!("{}?collection={collection}", pg.url_for_new_db());
+    PgVectorStore::create(&url, model, None, HnswParams::default(), false).unwrap()
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn small_sets_equal_exact_search_and_filters_hold() -> Result<()> {
+    let pg = pg::PgServer::start();
+    let (chunks, vectors) = corpus(3000, 60, 24, 1);
+    let mut reference = VectorIndex::new("toy", HnswParams::default())?;
+    reference.insert(chunks.clone(), vectors.clone())?;
+    let mut s = store(&pg, "small", "toy");
+    assert_eq!(VectorStore::add(&mut s, chunks.clone(), vectors.clone())?, 3000);
+    // Adding again changes nothing (ids are kept).
+    assert_eq!(VectorStore::add(&mut s, chunks[..10].to_vec(), vectors[..10].to_vec())?, 0);
+    assert_eq!(s.count()?, 3000);
+
+    let mut rng = Mix(99);
+    let filters = [
+        vec![],
+        vec!["source=*.pdf"],
+        vec!["source=notes/**", "page=3-4"],
+        vec!["language=es"],
+        vec!["language=es", "source=m*.pdf"],
+        vec!["tags=d2", "year=2002"],
+        vec!["year=2003"],
+        vec![Box::leak(format!("doc={}", chunks[5].doc_id.as_str()).into_boxed_str()) as &str],
+    ];
+    for f in &filters {
+        let filter = Filter::parse(f)?;
+        let passing = chunks.iter().filter(|c| filter.matches(c)).count();
+        for _ in 0..5 {
+            let q = rng.vector(24);
+            let want = reference.search_exact(&q, &SearchOptions::new(10).with_filter(filter.clone()))?;
+            let want_ids: Vec<String> = want.iter().map(|h| h.chunk.id.as_str().to_string()).collect();
+            let exact = s.search_with(&q, 10, &filter, true)?;
+            assert_eq!(ids(&exact), want_ids, "exact scan, filter {f:?}");
+            for (a, b) in exact.iter().zip(&want) {
+                assert!((a.score - b.score).abs() < 1e-5, "{} vs {}", a.score, b.score);
+            }
+            let graph = VectorStore::search(&s, &q, 10, &filter)?;
+            assert!(graph.iter().all(|h| filter.matches(&h.chunk)), "a chunk outside {f:?}");
+            assert_eq!(graph.len(), passing.min(10), "filter {f:?} passes {passing}: k results inside the scan");
+            let found: HashSet<String> = ids(&graph).into_iter().collect();
+            let overlap = want_ids.iter().filter(|i| found.contains(*i)).count();
+            assert!(overlap >= want_ids.len().saturating_sub(1), "graph vs exact, filter {f:?}: {overlap}/10");
+            assert!(graph.windows(2).all(|w| w[0].score >= w[1].score), "closest first");
+        }
+    }
+
+    // Delete by document: every chunk of it goes, nothing else.
+    let doc = chunks[0].doc_id.clone();
+    let of_doc = chunks.iter().filter(|c| c.doc_id == doc).count();
+    assert_eq!(VectorStore::delete_documents(&mut s, &[doc.clone()])?, of_doc);
+    assert_eq!(s.count()?, 3000 - of_doc);
+    let only = Filter::parse(&[format!("doc={}", doc.as_str())])?;
+    assert!(VectorStore::search(&s, &rng.vector(24), 10, &only)?.is_empty());
+    assert!(s.chunk_ids()?.iter().all(|id| chunks.iter().any(|c| &c.id == id && c.doc_id != doc)));
+
+    // Bad input is refused before anything is written, naming the chunk.
+    let mut bad = vectors[1..3].to_vec();
+    bad[1] = vec![0.0; 24];
+    let e = s.insert(chunks[1..3].to_vec(), bad).unwrap_err().to_string();
+    assert!(e.contains(chunks[2].id.as_str()), "{e}");
+    assert!(s.search_with(&[1.0; 5], 3, &Filter::new(), false).unwrap_err().to_string().contains("dimensions"));
+
+    // Another model cannot open it; the catalog keeps the model and dimension.
+    let url = s.collection().to_string();
+    assert_eq!(url, "small");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn collections_are_separate_and_models_are_checked() -> Result<()> {
+    let pg = pg::PgServer::start();
+    let db = pg.url_for_new_db();
+    let vectors = PgVectors::connect(&db, 2)?;
+    let (chunks, vecs) = corpus(200, 10, 8, 2);
+    let mut a = vectors.create("org-a", "docs", "toy", Some("/models/toy"), HnswParams::default(), false)?;
+    let mut b = vectors.create("org-b", "docs", "toy", None, HnswParams::default(), false)?;
+    a.insert(chunks.clone(), vecs.clone())?;
+    b.insert(chunks[..50].to_vec(), vecs[..50].to_vec())?;
+    assert_eq!((a.len()?, b.len()?), (200, 50));
+    let again = vectors.open("org-a", "docs")?.unwrap();
+    assert_eq!((again.model_dir(), again.dim(), again.len()?), (Some("/models/toy"), 8, 200));
+    let e = vectors.create("org-a", "docs", "other-model", None, HnswParams::default(), false).unwrap_err();
+    assert!(e.to_string().contains("other-model"), "{e}");
+    // Replacing starts empty; dropping removes the collection and nothing of the other org.
+    let fresh = vectors.create("org-a", "docs", "other-model", None, HnswParams::default(), true)?;
+    assert_eq!(fresh.len()?, 0);
+    vectors.drop_collection("org-a", "docs")?;
+    assert!(vectors.open("org-a", "docs")?.is_none());
+    assert_eq!(vectors.open("org-b", "docs")?.unwrap().len()?, 50);
+    // A URL without a collection, and one naming a missing collection, say so.
+    let e = PgVectorStore::connect(&db).unwrap_err().to_string();
+    assert!(e.contains("collection=NAME"), "{e}");
+    let e = PgVectorStore::connect(&format!("{db}?collection=nope")).unwrap_err().to_string();
+    assert!(e.contains("no such collection") && e.contains("nope"), "{e}");
+    Ok(())
+}
+
+/// Real text: the repository's own prose and code, cut at line ends into ~600-byte chunks.
+fn real_chunks(limit: usize) -> Vec<Chunk> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("docs"), root.join("crates"), root.join("fixtures/docs")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("target") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "md" || x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.push(root.join("README.md"));
+    files.sort();
+    let mut chunks = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let doc_id = DocId::from_content(text.as_bytes());
+        let mut start = 0;
+        let mut piece = String::new();
+        for line in text.split_inclusive('\n') {
+            piece.push_str(line);
+            if piece.len() >= 600 {
+                if piece.split_whitespace().count() >= 20 {
+                    let n = chunks.len();
+                    chunks.push(Chunk {
+                        id: ChunkId::new(&doc_id, start, start + piece.len()),
+                        doc_id: doc_id.clone(),
+                        source: f.strip_prefix(&root).unwrap_or(&f).display().to_string(),
+                        text: piece.clone(),
+                        span: Span::new(start, start + piece.len()),
+                        pages: None,
+                        headings: vec![],
+                        chunk_index: n,
+                        chunk_count: 0,
+                        metadata: Default::default(),
+                    });
+                }
+                start += piece.len();
+                piece.clear();
+            }
+        }
+    }
+    // Spread over the whole tree, deterministically.
+    let step = (chunks.len() / limit).max(1);
+    chunks.into_iter().step_by(step).take(limit).collect()
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn recall_at_10_on_real_chunk_vectors() -> Result<()> {
+    let embedder = docraft_index::OnnxEmbedder::from_dir(
+        docraft_index::default_model_dir(),
+        docraft_index::EmbedOptions { batch_size: 32, ..Default::default() },
+    )?;
+    let chunks = real_chunks(2500);
+    assert!(chunks.len() >= 2000, "{} chunks", chunks.len());
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    let vectors = embedder.embed(&texts)?;
+    let pg = pg::PgServer::start();
+    let mut s = store(&pg, "real", &embedder.model_id());
+    s.insert(chunks.clone(), vectors.clone())?;
+    // Queries: the first line of every 25th chunk, embedded (real text, not a stored vector).
+    let queries: Vec<String> =
+        chunks.iter().step_by(25).map(|c| c.text.lines().find(|l| l.trim().len() > 20).unwrap_or("x").to_string()).collect();
+    let qrefs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let qv = embedder.embed(&qrefs)?;
+    let mut hits = 0;
+    for q in &qv {
+        let truth: HashSet<String> = ids(&s.search_with(q, 10, &Filter::new(), true)?).into_iter().collect();
+        hits += ids(&VectorStore::search(&s, q, 10, &Filter::new())?).iter().filter(|i| truth.contains(*i)).count();
+    }
+    let recall = hits as f64 / (qv.len() * 10) as f64;
+    eprintln!("pgvector recall@10 on {} real chunks, {} queries: {recall:.3}", chunks.len(), qv.len());
+    assert!(recall >= 0.95, "recall@10 {recall:.3}");
+    // The embedded index on the same vectors agrees with pgvector's exact answers.
+    let mut index = VectorIndex::new(embedder.model_id(), HnswParams::default())?;
+    index.insert(chunks, vectors)?;
+    for q in qv.iter().take(10) {
+        let a = ids(&s.search_with(q, 5, &Filter::new(), true)?);
+        let b: Vec<String> = index
+            .search(q, &SearchOptions::new(5).with_strategy(Strategy::Exact))?
+            .iter()
+            .map(|h| h.chunk.id.as_str().to_string())
+            .collect();
+        assert_eq!(a, b);
+    }
+    Ok(())
+}
+
+const CHILD_URL: &str = "DOCRAFT_TEST_PG_CHILD_URL";
+
+/// The other process of [`two_processes_write_and_search_at_once`]: when started by it, adds
+/// the second half of the corpus in small batches while the parent does the same with the
+/// first half, searching between batches.
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn pg_child_writer() -> Result<()> {
+    let Ok(url) = std::env::var(CHILD_URL) else { return Ok(()) };
+    let (chunks, vectors) = corpus(2000, 40, 16, 3);
+    let mut s = PgVectorStore::create(&url, "toy", None, HnswParams::default(), false)?;
+    for (c, v) in chunks[1000..].chunks(50).zip(vectors[1000..].chunks(50)) {
+        s.insert(c.to_vec(), v.to_vec())?;
+        let hits = VectorStore::search(&s, &v[0], 1, &Filter::new())?;
+        assert_eq!(hits[0].chunk.id, c[0].id, "its own chunk is found right after it was added");
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn two_processes_write_and_search_at_once() -> Result<()> {
+    let pg = pg::PgServer::start();
+    let url = format!("{}?collection=shared", pg.url_for_new_db());
+    let (chunks, vectors) = corpus(2000, 40, 16, 3);
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["pg_child_writer", "--exact", "--include-ignored", "--nocapture"])
+        .env(CHILD_URL, &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut s = PgVectorStore::create(&url, "toy", None, HnswParams::default(), false)?;
+    for (c, v) in chunks[..1000].chunks(50).zip(vectors[..1000].chunks(50)) {
+        s.insert(c.to_vec(), v.to_vec())?;
+        let hits = VectorStore::search(&s, &v[0], 1, &Filter::new())?;
+        assert_eq!(hits[0].chunk.id, c[0].id);
+    }
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "the other writer failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"), "the child ran its test");
+    let s = PgVectorStore::connect(&url)?;
+    assert_eq!(s.count()?, 2000, "no insert lost");
+    let held: HashSet<ChunkId> = s.chunk_ids()?.into_iter().collect();
+    assert!(chunks.iter().all(|c| held.contains(&c.id)));
+    for (c, v) in chunks.iter().zip(&vectors).step_by(97) {
+        assert_eq!(VectorStore::search(&s, v, 1, &Filter::new())?[0].chunk.id, c.id);
+    }
+    Ok(())
+}
