@@ -12,7 +12,8 @@ use docraft_train::generate::ChatModel;
 
 #[derive(Args)]
 pub struct AskArgs {
-    /// The index directory (`docraft index build`, or RUN_DIR/index of `docraft run`).
+    /// The index: a directory (`docraft index build`, or RUN_DIR/index of `docraft run`) or a
+    /// pgvector collection (`postgres://…/DB?collection=NAME`).
     index: PathBuf,
     /// The question. With --chat it is the first one (or leave it out) and the next ones are
     /// read from standard input, one per line.
@@ -60,8 +61,8 @@ pub struct AskArgs {
 }
 
 pub fn ask(a: &AskArgs) -> Result<ExitCode> {
-    let (index, embedder) = docraft_pipeline::stage::index::open(&a.index, None, None)?;
-    let retriever = IndexRetriever::new(&index, embedder.as_ref()).with_filter(Filter::parse(&a.filter)?);
+    let (index, embedder) = docraft_pipeline::stage::index::open_store(&a.index, None, None)?;
+    let retriever = IndexRetriever::new(index.as_ref(), embedder.as_ref()).with_filter(Filter::parse(&a.filter)?);
     let model_path = a.model.clone().unwrap_or_else(docraft_llm::default_gguf);
     let device = docraft_train::device(a.cuda)?;
     let model = ChatModel::load(&model_path, a.adapter.as_deref(), &device)

@@ -20,7 +20,7 @@ pub struct EvalArgs {
     /// The directory for report.md, report.json, the plots (SVG) and each model's answers.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Retrieval: the index to search.
+    /// Retrieval: the index to search (a directory or `postgres://…/DB?collection=NAME`).
     #[arg(long, value_name = "INDEX_DIR")]
     index: Option<PathBuf>,
     /// Retrieval: questions whose source is known, JSONL: generated Q&A (qa.jsonl), RAFT

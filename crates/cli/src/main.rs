@@ -169,13 +169,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum IndexCommand {
-    /// Embed the chunks of a chunks.jsonl file and write an index directory.
+    /// Embed the chunks of a chunks.jsonl file into an index directory (`-o DIR`) or a
+    /// PostgreSQL + pgvector collection (`--store postgres://…/DB?collection=NAME`).
     ///
     /// If the output already holds an index built with the same model, it is updated: chunks
     /// of documents that changed or went away are removed, new chunks added, and texts the
     /// index already has are not embedded again. The new index replaces the old one only
     /// when it is complete; a failed build leaves the old one intact.
     Build(search::IndexBuildArgs),
+    /// Copy an index directory into a PostgreSQL + pgvector collection, vectors and all (no
+    /// re-embedding): the collection answers the same questions with the same citations.
+    Import(search::IndexImportArgs),
 }
 
 #[derive(Args)]
@@ -276,6 +280,7 @@ fn main() -> ExitCode {
         Command::Extract(a) => extract(&a),
         Command::Ingest(a) => ingest(&a),
         Command::Index(IndexCommand::Build(a)) => search::build(&a),
+        Command::Index(IndexCommand::Import(a)) => search::import(&a),
         Command::Search(a) => search::search(&a),
         Command::Generate(a) => qa::generate(&a),
         Command::Export(a) => qa::export_cmd(&a),

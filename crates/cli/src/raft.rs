@@ -19,7 +19,8 @@ fn d() -> RaftSettings {
 pub struct RaftArgs {
     /// chunks.jsonl written by `docraft ingest`.
     chunks: PathBuf,
-    /// The index of the same chunks (`docraft index build`), for hard distractors.
+    /// The index of the same chunks (`docraft index build`: a directory or
+    /// `postgres://…/DB?collection=NAME`), for hard distractors.
     #[arg(long)]
     index: Option<PathBuf>,
     /// The records to write (appended to). Beside it: OUT_NAME.rejected.jsonl,

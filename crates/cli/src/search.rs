@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_index::{Filter, SearchOptions, Strategy, default_model_dir};
+use docraft_core::{Scored, VectorStore};
+use docraft_index::{Filter, PgVectorStore, SearchOptions, Strategy, default_model_dir};
 use docraft_pipeline::settings::{EmbedBackend, IndexSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
@@ -20,8 +21,14 @@ pub struct IndexBuildArgs {
     /// The chunks file written by `docraft ingest`.
     chunks: PathBuf,
     /// The index directory to create or update.
-    #[arg(short, long)]
-    output: PathBuf,
+    #[arg(short, long, required_unless_present = "store", conflicts_with = "store")]
+    output: Option<PathBuf>,
+    /// Build into a PostgreSQL + pgvector collection instead of a directory:
+    /// `postgres://USER:PASS@HOST:PORT/DB?collection=NAME` (created on first use; chunks no
+    /// longer in the input are deleted, new ones embedded and loaded as they come, so an
+    /// interrupted build resumes).
+    #[arg(long, value_name = "postgres://…?collection=NAME")]
+    store: Option<String>,
     /// Embedding model directory (model.onnx + tokenizer files).
     /// [default: $DOCRAFT_MODELS/all-minilm-l6-v2, as scripts/setup.sh fetches it]
     #[arg(long, value_name = "DIR")]
@@ -44,7 +51,8 @@ pub struct IndexBuildArgs {
     /// HNSW candidate list while inserting (ef_construction).
     #[arg(long, default_value_t = d().ef_construction)]
     ef_construction: usize,
-    /// Build a new index even if the output holds one (the old one is replaced at the end).
+    /// Build a new index even if the output holds one (a directory is replaced at the end; a
+    /// pgvector collection is emptied first).
     #[arg(long)]
     rebuild: bool,
     /// No progress bar.
@@ -68,8 +76,24 @@ impl IndexBuildArgs {
 }
 
 #[derive(Args)]
+pub struct IndexImportArgs {
+    /// The index directory (from `docraft index build -o DIR` or a run's RUN_DIR/index).
+    index: PathBuf,
+    /// The pgvector collection to copy it into: `postgres://…/DB?collection=NAME`.
+    #[arg(long, value_name = "postgres://…?collection=NAME")]
+    store: String,
+    /// Empty the collection first (else chunks it already holds are kept).
+    #[arg(long)]
+    replace: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 pub struct SearchArgs {
-    /// The index directory (from `docraft index build`).
+    /// The index: a directory (from `docraft index build -o DIR`) or a pgvector collection
+    /// (`postgres://…/DB?collection=NAME`).
     index: PathBuf,
     /// The question or text to search for.
     query: String,
@@ -130,25 +154,67 @@ pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Index, &sink, crate::render::cancel_on_interrupt());
-    let o = stage::index::build(&settings, &model_dir, &a.chunks, &a.output, &ctx)?;
-    term.summary(Stage::Index, &stage::index::summary(&o, &a.output));
+    let output = a.store.as_ref().map_or_else(|| a.output.clone().unwrap_or_default(), PathBuf::from);
+    let o = stage::index::build(&settings, &model_dir, &a.chunks, &output, &ctx)?;
+    let shown = match &a.store {
+        Some(url) => PathBuf::from(docraft_index::StoreLocation::parse(url)?.to_string()),
+        None => output,
+    };
+    term.summary(Stage::Index, &stage::index::summary(&o, &shown));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(a: &IndexImportArgs) -> Result<ExitCode> {
+    let term = crate::render::Terminal::new(a.quiet);
+    let sink = |e: &Event| term.event(e);
+    let ctx = Ctx::new(Stage::Index, &sink, crate::render::cancel_on_interrupt());
+    let started = std::time::Instant::now();
+    let (added, total) = stage::index::import(&a.index, &a.store, a.replace, &ctx)?;
+    let shown = docraft_index::StoreLocation::parse(&a.store)?;
+    term.summary(
+        Stage::Index,
+        &[format!(
+            "copied {added} chunks with their vectors from {} to {shown}: it holds {total} ({:.1} s)",
+            a.index.display(),
+            started.elapsed().as_secs_f64()
+        )],
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn search(a: &SearchArgs) -> Result<ExitCode> {
-    let (index, embedder) = stage::index::open(&a.index, a.model.clone(), a.backend.map(Into::into))?;
     let filter = Filter::parse(&a.filter)?;
-    let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
-    if let Some(ef) = a.ef {
-        opts = opts.with_ef(ef);
-    }
-    if a.exact {
-        opts = opts.with_strategy(Strategy::Exact);
-    }
-    let hits = index.search_text(embedder.as_ref(), &a.query, &opts)?;
+    let (model, backend) = (a.model.clone(), a.backend.map(Into::into));
+    let url = a.index.to_string_lossy();
+    let hits: Vec<Scored> = if docraft_index::is_store_url(&url) {
+        let (_, embedder) = stage::index::open_store(&a.index, model, backend)?;
+        let mut store = PgVectorStore::connect(&url)?;
+        if let Some(ef) = a.ef {
+            store = store.with_ef_search(ef);
+        }
+        if store.model_id() != embedder.model_id() {
+            anyhow::bail!(docraft_index::IndexError::ModelMismatch {
+                index_model: store.model_id().to_string(),
+                embedder_model: embedder.model_id(),
+            });
+        }
+        let q = embedder.embed(&[a.query.as_str()])?.into_iter().next().unwrap_or_default();
+        store.search_with(&q, a.k.max(1), &filter, a.exact)?
+    } else {
+        let (index, embedder) = stage::index::open(&a.index, model, backend)?;
+        let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
+        if let Some(ef) = a.ef {
+            opts = opts.with_ef(ef);
+        }
+        if a.exact {
+            opts = opts.with_strategy(Strategy::Exact);
+        }
+        let hits = index.search_text(embedder.as_ref(), &a.query, &opts)?;
+        hits.iter().map(|h| Scored { chunk: h.chunk.clone(), score: h.score }).collect()
+    };
     let mut out = std::io::stdout().lock();
     for (rank, hit) in hits.iter().enumerate() {
-        let c = hit.chunk;
+        let c = &hit.chunk;
         if a.json {
             let line = serde_json::json!({
                 "rank": rank + 1,

@@ -650,10 +650,13 @@ impl PgVectorStore {
                     s = s.bind(ef);
                 }
                 s.execute(&mut *tx).await?;
+                // Equal distances are ordered by chunk id, as the HNSW index does; an exact scan can
+                // sort by both, the graph scan only by distance (ties at the k-th place may differ).
+                let tie = if exact { ", chunk_id" } else { "" };
                 let sql = format!(
-                    "WITH r AS MATERIALIZED (SELECT chunk::text AS chunk, embedding <=> $1::vector AS d FROM {table} \
-                     WHERE {condition} ORDER BY embedding <=> $1::vector LIMIT {limit}) \
-                     SELECT chunk, d::float8 FROM r ORDER BY d"
+                    "WITH r AS MATERIALIZED (SELECT chunk_id, chunk::text AS chunk, embedding <=> $1::vector AS d \
+                     FROM {table} WHERE {condition} ORDER BY embedding <=> $1::vector{tie} LIMIT {limit}) \
+                     SELECT chunk, d::float8 FROM r ORDER BY d, chunk_id"
                 );
                 let mut q = sqlx::query_as::<_, (String, f64)>(AssertSqlSafe(sql));
                 for p in params {

@@ -683,7 +683,7 @@ impl VectorIndex {
         }))
         .map_err(|p| IndexError::Graph { path: "memory".into(), reason: panic_message(p.as_ref()) })?;
         let mut hits: Vec<(usize, f32)> = found.iter().map(|n| (n.d_id, 1.0 - n.distance)).collect();
-        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| self.tie(a.0, b.0)));
         Ok(hits.into_iter().filter_map(|(r, score)| self.chunks.get(r).map(|chunk| Hit { chunk, score })).collect())
     }
 
@@ -702,13 +702,22 @@ impl VectorIndex {
             .filter(|&r| mask.is_none_or(|m| m.get(r).copied().unwrap_or(false)))
             .filter_map(|r| self.row_vector(r).map(|v| (r, dot(q, v))))
             .collect();
-        let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let by_score = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then_with(|| self.tie(a.0, b.0));
         if k < scored.len() {
             scored.select_nth_unstable_by(k, by_score);
             scored.truncate(k);
         }
         scored.sort_by(by_score);
         scored.into_iter().filter_map(|(r, score)| self.chunks.get(r).map(|chunk| Hit { chunk, score })).collect()
+    }
+
+    /// Equal scores are ordered by chunk id (as the pgvector store orders them), so both stores
+    /// rank identical texts the same way.
+    fn tie(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        match (self.chunks.get(a), self.chunks.get(b)) {
+            (Some(x), Some(y)) => x.id.as_str().cmp(y.id.as_str()),
+            _ => a.cmp(&b),
+        }
     }
 
     /// Embeds `query` with `embedder` (which must be the index's model) and searches.

@@ -6,11 +6,13 @@
 
 #[path = "../../server/tests/common/pg.rs"]
 mod pg;
+#[path = "common/prose.rs"]
+mod prose;
 
 use std::collections::HashSet;
 
 use anyhow::Result;
-use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, PageRange, Span, VectorStore};
+use docraft_core::{Chunk, ChunkId, DocId, Filter, PageRange, Span, VectorStore};
 use docraft_index::{HnswParams, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex};
 
 /// A deterministic pseudo-random stream (splitmix64).
@@ -172,89 +174,35 @@ fn collections_are_separate_and_models_are_checked() -> Result<()> {
     Ok(())
 }
 
-/// Real text: the repository's own prose and code, cut at line ends into ~600-byte chunks.
-fn real_chunks(limit: usize) -> Vec<Chunk> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files = Vec::new();
-    let mut stack = vec![root.join("docs"), root.join("crates"), root.join("fixtures/docs")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.ends_with("target") {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "md" || x == "rs") {
-                files.push(p);
-            }
-        }
-    }
-    files.push(root.join("README.md"));
-    files.sort();
-    let mut chunks = Vec::new();
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
-        let doc_id = DocId::from_content(text.as_bytes());
-        let mut start = 0;
-        let mut piece = String::new();
-        for line in text.split_inclusive('\n') {
-            piece.push_str(line);
-            if piece.len() >= 600 {
-                if piece.split_whitespace().count() >= 20 {
-                    let n = chunks.len();
-                    chunks.push(Chunk {
-                        id: ChunkId::new(&doc_id, start, start + piece.len()),
-                        doc_id: doc_id.clone(),
-                        source: f.strip_prefix(&root).unwrap_or(&f).display().to_string(),
-                        text: piece.clone(),
-                        span: Span::new(start, start + piece.len()),
-                        pages: None,
-                        headings: vec![],
-                        chunk_index: n,
-                        chunk_count: 0,
-                        metadata: Default::default(),
-                    });
-                }
-                start += piece.len();
-                piece.clear();
-            }
-        }
-    }
-    // Spread over the whole tree, deterministically.
-    let step = (chunks.len() / limit).max(1);
-    chunks.into_iter().step_by(step).take(limit).collect()
-}
-
 #[test]
 #[ignore = "needs scripts/setup.sh"]
 fn recall_at_10_on_real_chunk_vectors() -> Result<()> {
-    let embedder = docraft_index::OnnxEmbedder::from_dir(
-        docraft_index::default_model_dir(),
-        docraft_index::EmbedOptions { batch_size: 32, ..Default::default() },
-    )?;
-    let chunks = real_chunks(2500);
-    assert!(chunks.len() >= 2000, "{} chunks", chunks.len());
-    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-    let vectors = embedder.embed(&texts)?;
+    let c = prose::corpus();
     let pg = pg::PgServer::start();
-    let mut s = store(&pg, "real", &embedder.model_id());
-    s.insert(chunks.clone(), vectors.clone())?;
-    // Queries: the first line of every 25th chunk, embedded (real text, not a stored vector).
-    let queries: Vec<String> =
-        chunks.iter().step_by(25).map(|c| c.text.lines().find(|l| l.trim().len() > 20).unwrap_or("x").to_string()).collect();
-    let qrefs: Vec<&str> = queries.iter().map(String::as_str).collect();
-    let qv = embedder.embed(&qrefs)?;
+    let mut s = store(&pg, "real", &c.model_id);
+    s.insert(c.chunks.clone(), c.vectors.clone())?;
+    // Queries: held-out paragraphs of the same prose, embedded (not stored vectors).
     let mut hits = 0;
-    for q in &qv {
+    for q in &c.queries {
         let truth: HashSet<String> = ids(&s.search_with(q, 10, &Filter::new(), true)?).into_iter().collect();
         hits += ids(&VectorStore::search(&s, q, 10, &Filter::new())?).iter().filter(|i| truth.contains(*i)).count();
     }
-    let recall = hits as f64 / (qv.len() * 10) as f64;
-    eprintln!("pgvector recall@10 on {} real chunks, {} queries: {recall:.3}", chunks.len(), qv.len());
+    let recall = hits as f64 / (c.queries.len() * 10) as f64;
+    eprintln!("pgvector recall@10 on {} real chunks, {} queries: {recall:.3}", c.chunks.len(), c.queries.len());
     assert!(recall >= 0.95, "recall@10 {recall:.3}");
+    // A selective filter (the license texts) inside the scan: k results, all passing.
+    let licenses = Filter::parse(&["kind=license"])?;
+    let passing = c.chunks.iter().filter(|ch| licenses.matches(ch)).count();
+    assert!(passing >= 10 && passing * 5 < c.chunks.len(), "{passing} license chunks");
+    for q in c.queries.iter().take(20) {
+        let found = VectorStore::search(&s, q, 10, &licenses)?;
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|h| licenses.matches(&h.chunk)));
+    }
     // The embedded index on the same vectors agrees with pgvector's exact answers.
-    let mut index = VectorIndex::new(embedder.model_id(), HnswParams::default())?;
-    index.insert(chunks, vectors)?;
-    for q in qv.iter().take(10) {
+    let mut index = VectorIndex::new(c.model_id.clone(), HnswParams::default())?;
+    index.insert(c.chunks.clone(), c.vectors.clone())?;
+    for q in c.queries.iter().take(10) {
         let a = ids(&s.search_with(q, 5, &Filter::new(), true)?);
         let b: Vec<String> = index
             .search(q, &SearchOptions::new(5).with_strategy(Strategy::Exact))?

@@ -18,7 +18,7 @@ use crate::settings::EvalSettings;
 pub struct EvalInputs {
     /// The report directory.
     pub output: PathBuf,
-    /// Retrieval: the index to search...
+    /// Retrieval: the index to search (a directory or a `postgres://…?collection=NAME` URL)...
     pub index: Option<PathBuf>,
     /// ... for these questions (generated QA, RAFT records, or the user's own lines).
     pub questions: Option<PathBuf>,
@@ -47,13 +47,13 @@ pub fn run(s: &EvalSettings, inputs: &EvalInputs, ctx: &Ctx) -> Result<PathBuf> 
     }
     let mut report = Report { title: "docraft evaluation".into(), notes: s.note.clone(), ..Report::default() };
     if let (Some(dir), Some(path)) = (&inputs.index, &inputs.questions) {
-        let (index, embedder) = super::index::open(dir, None, None)?;
+        let (index, embedder) = super::index::open_store(dir, None, None)?;
         let (cases, skipped) = retrieval::load_cases(path)?;
         report.skipped.extend(skipped);
         if cases.is_empty() {
             report.notes.push(format!("retrieval: no usable question in {}", path.display()));
         } else {
-            let retriever = IndexRetriever::new(&index, embedder.as_ref());
+            let retriever = IndexRetriever::new(index.as_ref(), embedder.as_ref());
             let r = retrieval::evaluate(&retriever, &cases, &s.k)?;
             let recall: Vec<String> = r.recall_at.iter().map(|(k, v)| format!("recall@{k} {v:.3}")).collect();
             ctx.info(format!("retrieval: {} questions, {}, MRR {:.3}", r.questions, recall.join(", "), r.mrr));

@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use docraft_core::jsonl::JsonlReader;
-use docraft_core::{Chunk, Count, Embedder};
-use docraft_index::{CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, SyncOptions, SyncReport, VectorIndex};
+use docraft_core::{Chunk, Count, Embedder, VectorStore};
+use docraft_index::{
+    CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, PgVectorStore, StoreLocation, SyncOptions, SyncReport,
+    VectorIndex,
+};
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
@@ -47,6 +50,31 @@ pub fn open(
     let backend = backend.unwrap_or_else(|| backend_of(index.model_id()));
     let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
     Ok((index, embedder))
+}
+
+/// Opens a store, a directory or a `postgres://…?collection=NAME` URL, with the embedder it
+/// was built with (or the model directory and backend named).
+///
+/// # Errors
+/// The index error when there is no such index or collection; the embedding error when its
+/// model cannot be loaded.
+pub fn open_store(
+    location: &Path,
+    model: Option<PathBuf>,
+    backend: Option<EmbedBackend>,
+) -> Result<(Box<dyn VectorStore>, Box<dyn Embedder>)> {
+    let text = location.to_string_lossy();
+    if !docraft_index::is_store_url(&text) {
+        let (index, embedder) = open(location, model, backend)?;
+        return Ok((Box::new(index), embedder));
+    }
+    let store = PgVectorStore::connect(&text)?;
+    let model_dir = model
+        .or_else(|| store.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
+        .unwrap_or_else(docraft_index::default_model_dir);
+    let backend = backend.unwrap_or_else(|| backend_of(store.model_id()));
+    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
+    Ok((Box::new(store), embedder))
 }
 
 /// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
@@ -101,21 +129,15 @@ pub struct IndexOutcome {
 ///
 /// # Errors
 /// Reading the chunks, loading the model, embedding or saving.
+///
+/// `output` may also be a `postgres://…/db?collection=NAME` URL: the chunks then go to that
+/// pgvector collection (created on first use; see [`build_store`]).
 pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, ctx: &Ctx) -> Result<IndexOutcome> {
     let started = std::time::Instant::now();
-    let path = chunks;
-    let (chunks, bad) = read_counted(path, ctx)?;
-    if chunks.is_empty() {
-        let bad = if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() };
-        return Err(PipelineError::Needs {
-            stage: ctx.stage(),
-            reason: format!("{}: no chunks to index{bad}", path.display()),
-        });
+    let (chunks, embedder, params) = build_inputs(s, model_dir, chunks, ctx)?;
+    if let StoreLocation::Postgres { .. } = StoreLocation::parse(&output.to_string_lossy())? {
+        return build_store(s, model_dir, chunks, embedder.as_ref(), params, &output.to_string_lossy(), ctx, started);
     }
-    let options = EmbedOptions { batch_size: s.batch.max(1), threads: s.threads, max_tokens: s.max_tokens.max(1) };
-    let embedder = embedder(s.backend, model_dir, options)?;
-    let params =
-        HnswParams::default().with_max_connections(s.max_connections)?.with_ef_construction(s.ef_construction)?;
     let model_id = embedder.model_id();
     let fresh = || -> Result<VectorIndex> {
         Ok(VectorIndex::new(model_id.clone(), params)?.with_model_dir(model_dir.display().to_string()))
@@ -145,6 +167,93 @@ pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, 
     }
     index.save(output)?;
     Ok(IndexOutcome { report, chunks: index.len(), how, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The chunks of `path` (failing when there are none), the embedder and the graph settings.
+fn build_inputs(
+    s: &IndexSettings,
+    model_dir: &Path,
+    path: &Path,
+    ctx: &Ctx,
+) -> Result<(Vec<Chunk>, Box<dyn Embedder>, HnswParams)> {
+    let (chunks, bad) = read_counted(path, ctx)?;
+    if chunks.is_empty() {
+        let bad = if bad > 0 { format!(" ({bad} malformed lines)") } else { String::new() };
+        return Err(PipelineError::Needs {
+            stage: ctx.stage(),
+            reason: format!("{}: no chunks to index{bad}", path.display()),
+        });
+    }
+    let options = EmbedOptions { batch_size: s.batch.max(1), threads: s.threads, max_tokens: s.max_tokens.max(1) };
+    let embedder = embedder(s.backend, model_dir, options)?;
+    let params =
+        HnswParams::default().with_max_connections(s.max_connections)?.with_ef_construction(s.ef_construction)?;
+    Ok((chunks, embedder, params))
+}
+
+/// Builds into a pgvector collection: created for the embedder's model when missing
+/// (`--rebuild` starts it afresh), then synced: chunks no longer in the input deleted, new ones
+/// embedded and loaded a few thousand at a time, so an interrupted build resumes where it
+/// stopped.
+#[allow(clippy::too_many_arguments)]
+fn build_store(
+    s: &IndexSettings,
+    model_dir: &Path,
+    chunks: Vec<Chunk>,
+    embedder: &dyn Embedder,
+    params: HnswParams,
+    url: &str,
+    ctx: &Ctx,
+    started: std::time::Instant,
+) -> Result<IndexOutcome> {
+    let shown = StoreLocation::parse(url)?.to_string();
+    let mut store =
+        PgVectorStore::create(url, &embedder.model_id(), Some(&model_dir.display().to_string()), params, s.rebuild)?;
+    let held = store.len()?;
+    let how = if s.rebuild {
+        format!("rebuild asked: building {shown} afresh")
+    } else if held > 0 {
+        format!("updating {shown} ({held} chunks)")
+    } else {
+        format!("building {shown}")
+    };
+    let report = super::with_threads(s.threads, ctx.stage(), || {
+        let progress = |c: &Count| ctx.progress(c.done as u64, c.total as u64, "chunks embedded", String::new());
+        let options = SyncOptions::new().with_progress(&progress).with_cancel(ctx.cancel().clone());
+        match store.sync(embedder, chunks, &options) {
+            Err(docraft_index::IndexError::Cancelled { .. }) => Err(PipelineError::Cancelled { stage: Stage::Index }),
+            other => Ok(other?),
+        }
+    })?;
+    Ok(IndexOutcome { report, chunks: store.len()?, how, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Copies an index directory's chunks and vectors into a pgvector collection (no embedding:
+/// the vectors move as they are, so the collection answers as the directory did). The
+/// collection is created for the index's model; `replace` empties an existing one first.
+/// Returns the chunks copied (new to the collection) and the collection's size.
+///
+/// # Errors
+/// Reading the index; [`docraft_index::IndexError::ModelMismatch`] for a collection of another
+/// model; PostgreSQL errors.
+pub fn import(dir: &Path, url: &str, replace: bool, ctx: &Ctx) -> Result<(usize, usize)> {
+    let index = VectorIndex::load(dir)?;
+    let mut store = PgVectorStore::create(url, index.model_id(), index.model_dir(), index.params(), replace)?;
+    let total = index.len();
+    let mut added = 0;
+    let mut done = 0;
+    let all: Vec<&Chunk> = index.chunks().collect();
+    for batch in all.chunks(5000) {
+        if ctx.is_cancelled() {
+            return Err(PipelineError::Cancelled { stage: ctx.stage() });
+        }
+        let (chunks, vectors): (Vec<Chunk>, Vec<Vec<f32>>) =
+            batch.iter().filter_map(|c| index.vector(&c.id).map(|v| ((*c).clone(), v.to_vec()))).unzip();
+        added += store.insert(chunks, vectors)?;
+        done += batch.len();
+        ctx.progress(done as u64, total as u64, "chunks copied", String::new());
+    }
+    Ok((added, store.len()?))
 }
 
 /// The summary lines of an index build.

@@ -19,7 +19,8 @@ use crate::settings::RaftSettings;
 pub struct RaftPaths {
     /// chunks.jsonl.
     pub chunks: PathBuf,
-    /// The index of the same chunks, for hard distractors.
+    /// The index of the same chunks, for hard distractors (a directory or a
+    /// `postgres://…?collection=NAME` URL).
     pub index: Option<PathBuf>,
     /// raft.jsonl; the questions, rejected records and exports go beside it.
     pub output: PathBuf,
@@ -137,10 +138,10 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
 
     // 2. RAFT records.
     let opened = match &paths.index {
-        Some(dir) if options.hard_share > 0.0 => Some(super::index::open(dir, None, None)?),
+        Some(dir) if options.hard_share > 0.0 => Some(super::index::open_store(dir, None, None)?),
         _ => None,
     };
-    let retriever = opened.as_ref().map(|(index, embedder)| IndexRetriever::new(index, embedder.as_ref()));
+    let retriever = opened.as_ref().map(|(index, embedder)| IndexRetriever::new(index.as_ref(), embedder.as_ref()));
     let splits: Vec<String> = options.splits.iter().map(|sp| sp.name.clone()).collect();
     let mut builder = RaftBuilder::new(generator.as_ref(), options)?.with_cancel(ctx.cancel().clone());
     if let Some(r) = &retriever {
