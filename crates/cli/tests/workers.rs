@@ -1,8 +1,9 @@
-//! Scale-out on PostgreSQL as a user runs it: `docraft serve --workers 0` answers the API and
-//! two `docraft worker` processes train the jobs, all on one database (a throwaway PostgreSQL,
-//! the server tests' harness) and one data directory. Each job runs on one worker; `kill -9` of
-//! the worker training a job hands it to the other once the lease runs out, which finishes it
-//! from the last checkpoint with every step's metrics once.
+//! Scale-out on PostgreSQL as a user runs it: two `docraft serve --workers 0` processes answer
+//! the API and two `docraft worker` processes train the jobs, all on one database (a throwaway
+//! PostgreSQL, the server tests' harness) and one data directory. Six jobs go in through both
+//! APIs; `kill -9` of the worker training one hands it to the other once the lease runs out,
+//! which finishes it from the last checkpoint: every job succeeds with every step's metrics
+//! once, no event twice, and its checkpoints in order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -136,7 +137,7 @@ fn pid_of(worker: &str) -> u32 {
 
 #[test]
 #[ignore = "needs scripts/setup.sh"]
-fn workers_in_their_own_processes_share_the_queue_and_survive_kill_9() {
+fn two_apis_and_two_workers_share_the_queue_and_survive_kill_9() {
     common::require_models();
     let pg = pg::PgServer::start();
     let db = pg.url_for_new_db();
@@ -148,32 +149,8 @@ fn workers_in_their_own_processes_share_the_queue_and_survive_kill_9() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["api_key"].as_str().unwrap().to_string();
 
-    // The API only, and two workers.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_docraft"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "0",
-            "--document-workers",
-            "0",
-            "--dataset-workers",
-            "0",
-        ])
-        .args(["--data", data, "--database", &db])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("0 workers") && line.contains("Postgres"), "{line}");
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
-    let serve_log = dir.path().join("serve.log");
-    let mut sink = std::fs::File::create(&serve_log).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
-    let api = Api { proc: Proc { child, log: serve_log }, addr, key };
+    // Two API-only processes and two workers on one database and one data directory.
+    let apis = [api(dir.path(), &db, data, &key, "api1"), api(dir.path(), &db, data, &key, "api2")];
     let mut workers = vec![Some(worker(dir.path(), &db, "w1")), Some(worker(dir.path(), &db, "w2"))];
     let pids: Vec<u32> = workers.iter().flatten().map(Proc::pid).collect();
     let logs = |workers: &[Option<Proc>]| {
@@ -197,64 +174,104 @@ fn workers_in_their_own_processes_share_the_queue_and_survive_kill_9() {
          Content-Type: application/jsonl\r\n\r\n{lines}\r\n--{boundary}--\r\n"
     );
     let ctype = format!("multipart/form-data; boundary={boundary}");
-    let (status, text) = request(&api.addr, "POST", "/v1/files", &api.key, &ctype, body.as_bytes());
+    let (status, text) = request(&apis[0].addr, "POST", "/v1/files", &apis[0].key, &ctype, body.as_bytes());
     assert_eq!(status, 200, "{text}");
     let file = serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap().to_string();
 
-    // Two jobs: both succeed, each on one worker (a worker process, never the API's).
+    // Six jobs through both APIs: four short ones (2 steps) and two of 14 steps with a
+    // checkpoint every 3, submitted long ones first so both workers start on one.
     let started = Instant::now();
     let short = json!({"model": "smollm2-135m-instruct", "training_file": file,
                        "hyperparameters": {"n_epochs": 1, "batch_size": 5}});
-    let ids: Vec<String> =
-        (0..2).map(|_| api.json("POST", "/v1/fine_tuning/jobs", &short)["id"].as_str().unwrap().to_string()).collect();
-    for id in &ids {
-        let finished = |j: &Value| j["status"] == "succeeded" || j["status"] == "failed";
-        let done = api.wait(id, 600, &finished, &|| logs(&workers));
-        assert_eq!(done["status"], "succeeded", "{done:#}\n{}", logs(&workers));
-        let ran_on = workers_of(&api.events(id));
-        assert_eq!(ran_on.len(), 1, "{id} ran on {ran_on:?}");
-        assert!(pids.contains(&pid_of(&ran_on[0])), "{id} ran on {ran_on:?}, not on a worker of {pids:?}");
-        eprintln!("{id}: succeeded on {}", ran_on[0]);
-    }
-    eprintln!("two jobs in {:.1} s", started.elapsed().as_secs_f64());
-
-    // kill -9 of the worker training a job: the other takes it after the lease and finishes it.
     let long = json!({"model": "smollm2-135m-instruct", "training_file": file,
         "hyperparameters": {"n_epochs": 2, "batch_size": 1, "max_steps": 14, "checkpoint_every": 3, "max_seq_len": 64}});
-    let id = api.json("POST", "/v1/fine_tuning/jobs", &long)["id"].as_str().unwrap().to_string();
+    let bodies = [&long, &long, &short, &short, &short, &short];
+    let ids: Vec<String> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| apis[i % 2].json("POST", "/v1/fine_tuning/jobs", b)["id"].as_str().unwrap().to_string())
+        .collect();
+    // Each API lists the jobs the other one created.
+    for a in &apis {
+        let listed = a.get("/v1/fine_tuning/jobs?limit=100");
+        let listed: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+        assert!(ids.iter().all(|id| listed.contains(&id.as_str())), "{listed:?}");
+    }
+
+    // kill -9 of the worker training the first long job, past its first checkpoint: the other
+    // worker takes it once the lease runs out and finishes it from the checkpoint.
     let step = |j: &Value| j["docraft"]["step"].as_i64().unwrap_or(0);
-    // Past the first checkpoint (step 3) and into the steps after it.
-    api.wait(&id, 300, &|j| step(j) >= 5, &|| logs(&workers));
-    let first = workers_of(&api.events(&id));
+    apis[1].wait(&ids[0], 300, &|j| step(j) >= 5, &|| logs(&workers));
+    let first = workers_of(&apis[1].events(&ids[0]));
     assert_eq!(first.len(), 1, "{first:?}");
     let victim = workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid() == pid_of(&first[0]))).unwrap();
     drop(workers[victim].take()); // SIGKILL: no checkpoint, no hand-back, the lease left running.
     let killed_at = Instant::now();
-    let finished = |j: &Value| j["status"] == "succeeded" || j["status"] == "failed";
-    let done = api.wait(&id, 600, &finished, &|| logs(&workers));
-    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", logs(&workers));
-    eprintln!("taken over and finished {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
-    let events = api.events(&id);
-    let ran_on = workers_of(&events);
     let survivor = workers.iter().flatten().next().unwrap().pid();
-    assert_eq!(ran_on.len(), 2, "{ran_on:?}");
-    assert_eq!((pid_of(&ran_on[0]), pid_of(&ran_on[1])), (pids[victim], survivor), "{ran_on:?}");
-    let mut steps: Vec<i64> =
-        events.iter().filter(|e| e["type"] == "metrics").map(|e| e["data"]["step"].as_i64().unwrap()).collect();
-    steps.sort_unstable();
-    assert_eq!(steps, (1..=14).collect::<Vec<_>>(), "metric steps missing or repeated");
-    let resumed =
-        events.iter().filter(|e| e["message"].as_str().unwrap().starts_with("Resuming from the checkpoint at step"));
-    assert_eq!(resumed.count(), 1, "{events:#?}");
-    let cks = api.get(&format!("/v1/fine_tuning/jobs/{id}/checkpoints?limit=100"));
-    let mut ck: Vec<i64> = cks["data"].as_array().unwrap().iter().map(|c| c["step_number"].as_i64().unwrap()).collect();
-    ck.sort_unstable();
-    assert_eq!(ck, [3, 6, 9, 12, 14], "checkpoints listed once each");
 
-    // SIGTERM: the idle worker and the API stop cleanly.
+    let finished = |j: &Value| j["status"] == "succeeded" || j["status"] == "failed";
+    for (i, id) in ids.iter().enumerate() {
+        let api = &apis[(i + 1) % 2];
+        let done = api.wait(id, 900, &finished, &|| logs(&workers));
+        assert_eq!(done["status"], "succeeded", "{done:#}\n{}", logs(&workers));
+        let events = api.events(id);
+        let ran_on = workers_of(&events);
+        assert!(ran_on.iter().all(|w| pids.contains(&pid_of(w))), "{id} ran on {ran_on:?}, not on a worker of {pids:?}");
+        let total = done["docraft"]["total_steps"].as_i64().unwrap();
+        let mut steps: Vec<i64> =
+            events.iter().filter(|e| e["type"] == "metrics").map(|e| e["data"]["step"].as_i64().unwrap()).collect();
+        steps.sort_unstable();
+        assert_eq!(steps, (1..=total).collect::<Vec<_>>(), "{id}: metric steps missing or repeated");
+        let ids_of_events: std::collections::HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids_of_events.len(), events.len(), "{id}: an event row twice");
+        let cks = api.get(&format!("/v1/fine_tuning/jobs/{id}/checkpoints?limit=100"));
+        let mut ck: Vec<i64> =
+            cks["data"].as_array().unwrap().iter().map(|c| c["step_number"].as_i64().unwrap()).collect();
+        ck.sort_unstable();
+        if i < 2 {
+            assert_eq!(total, 14);
+            assert_eq!(ck, [3, 6, 9, 12, 14], "{id}: checkpoints listed once each");
+        } else {
+            assert_eq!(ck.last(), Some(&total), "{id}: {ck:?}");
+            assert!(ck.windows(2).all(|w| w[0] < w[1]), "{id}: {ck:?}");
+        }
+        if i == 0 {
+            assert_eq!(ran_on.len(), 2, "{ran_on:?}");
+            assert_eq!((pid_of(&ran_on[0]), pid_of(&ran_on[1])), (pids[victim], survivor), "{ran_on:?}");
+            let resumed = events
+                .iter()
+                .filter(|e| e["message"].as_str().unwrap().starts_with("Resuming from the checkpoint at step"));
+            assert_eq!(resumed.count(), 1, "{events:#?}");
+            eprintln!("taken over and finished {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
+        }
+    }
+    eprintln!("six jobs in {:.1} s", started.elapsed().as_secs_f64());
+
+    // SIGTERM: the idle worker and the APIs stop cleanly.
     let status = workers.into_iter().flatten().next().unwrap().terminate();
     assert!(status.success(), "docraft worker exited with {status} on SIGTERM");
-    let log = api.proc.log();
-    let status = api.proc.terminate();
-    assert!(status.success(), "docraft serve exited with {status} on SIGTERM: {log}");
+    for a in apis {
+        let log = a.proc.log();
+        let status = a.proc.terminate();
+        assert!(status.success(), "docraft serve exited with {status} on SIGTERM: {log}");
+    }
+}
+
+/// `docraft serve` answering the API only (no workers of any kind), its stderr in NAME.log.
+fn api(dir: &Path, db: &str, data: &str, key: &str, name: &str) -> Api {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_docraft"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0", "--document-workers", "0"])
+        .args(["--dataset-workers", "0", "--data", data, "--database", db])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("0 workers") && line.contains("Postgres"), "{line}");
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    let log = dir.join(format!("{name}.log"));
+    let mut sink = std::fs::File::create(&log).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
+    Api { proc: Proc { child, log }, addr, key: key.to_string() }
 }
