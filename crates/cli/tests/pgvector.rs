@@ -170,7 +170,7 @@ fn an_index_moved_to_pgvector_answers_with_the_same_citations() -> Result<()> {
     // Importing again adds nothing.
     let out = ok(&["index", "import", s(&dir), "--store", &store, "-q"])?;
     let text = stderr(&out) + &String::from_utf8_lossy(&out.stdout);
-    ensure!(text.contains(&format!("copied 0 chunks")) && text.contains(&format!("holds {n}")), "{text}");
+    ensure!(text.contains("copied 0 chunks") && text.contains(&format!("holds {n}")), "{text}");
     for q in [QUESTIONS[0], QUESTIONS[5]] {
         let ask = |index: &str| -> Result<Value> {
             let out = ok(&["ask", index, q, "--json", "--max-tokens", "40"])?;

@@ -576,6 +576,14 @@ impl PgVectorStore {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    /// Whether the collection holds no chunks.
+    ///
+    /// # Errors
+    /// [`IndexError::Postgres`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Bytes on disk: the table (with its TOAST data) and the HNSW index.
     ///
     /// # Errors

@@ -133,6 +133,11 @@ impl PgVectorStore {
     }
     /// # Errors
     /// Never returns.
+    pub fn is_empty(&self) -> Result<bool> {
+        match self.never {}
+    }
+    /// # Errors
+    /// Never returns.
     pub fn sizes(&self) -> Result<(u64, u64)> {
         match self.never {}
     }

@@ -41,7 +41,7 @@ fn corpus(n: usize, docs: usize, dim: usize, seed: u64) -> (Vec<Chunk>, Vec<Vec<
     for i in 0..n {
         let d = i % docs;
         let doc_id = DocId::from_content(format!("doc {d} {seed}").as_bytes());
-        let source = if d % 3 == 0 { format!("manuals/m{d}.pdf") } else { format!("notes/n{d}.md") };
+        let source = if d.is_multiple_of(3) { format!("manuals/m{d}.pdf") } else { format!("notes/n{d}.md") };
         let page = u32::try_from(i / docs % 40 + 1).unwrap();
         let language = if i % 50 == 7 { "es" } else { "en" };
         chunks.push(Chunk {
@@ -125,7 +125,7 @@ fn small_sets_equal_exact_search_and_filters_hold() -> Result<()> {
     // Delete by document: every chunk of it goes, nothing else.
     let doc = chunks[0].doc_id.clone();
     let of_doc = chunks.iter().filter(|c| c.doc_id == doc).count();
-    assert_eq!(VectorStore::delete_documents(&mut s, &[doc.clone()])?, of_doc);
+    assert_eq!(VectorStore::delete_documents(&mut s, std::slice::from_ref(&doc))?, of_doc);
     assert_eq!(s.count()?, 3000 - of_doc);
     let only = Filter::parse(&[format!("doc={}", doc.as_str())])?;
     assert!(VectorStore::search(&s, &rng.vector(24), 10, &only)?.is_empty());

@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::{Component, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -35,7 +35,7 @@ use docraft_core::{
     ChatMessage, Embedder, FinishReason, GenError, GenRequest, Generator, RetrieveError, Retriever, Role, Sampling,
     Scored,
 };
-use docraft_index::{Filter, IndexRetriever, VectorIndex};
+use docraft_index::Filter;
 use docraft_train::generate::ChatModel;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -45,7 +45,7 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::collections::{List, collection_exists, filter_of, index_of};
+use crate::collections::{CollectionIndex, List, collection_exists, filter_of, index_of};
 use crate::db::{Db, now};
 use crate::ids::{is_id, new_id};
 use crate::models::{find_base, org_models};
@@ -534,7 +534,7 @@ struct Outcome {
 
 /// A question to answer from a collection.
 struct Rag {
-    index: Arc<RwLock<VectorIndex>>,
+    index: CollectionIndex,
     embedder: Arc<dyn Embedder>,
     filter: Filter,
     k: usize,
@@ -553,21 +553,18 @@ struct Job {
     rag: Option<Rag>,
 }
 
-/// The collection's index behind [`Retriever`]: read-locked for each search only, so the
-/// ingest worker can add documents while an answer is generated.
+/// The collection's vectors behind [`Retriever`]: the HNSW index read-locked for each search
+/// only, so the ingest worker can add documents while an answer is generated; on PostgreSQL
+/// its pgvector table.
 struct LockedRetriever {
-    index: Arc<RwLock<VectorIndex>>,
+    index: CollectionIndex,
     embedder: Arc<dyn Embedder>,
     filter: Filter,
 }
 
 impl Retriever for LockedRetriever {
     fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
-        let index = self.index.read().map_err(|_| RetrieveError::new(query, "the index lock was poisoned"))?;
-        if index.is_empty() {
-            return Ok(Vec::new());
-        }
-        IndexRetriever::new(&index, self.embedder.as_ref()).with_filter(self.filter.clone()).search(query, k)
+        self.index.search(self.embedder.as_ref(), query, k, &self.filter)
     }
 }
 

@@ -6,7 +6,9 @@
 //! Files live at `DATA/orgs/<org-id>/collections/<collection-id>/docs/<document-id>` (the
 //! original), `<document-id>.json` (the extracted text with its pages, for citation
 //! previews) and `index/` (the collection's HNSW index). Nothing is ever named after what a
-//! caller sent.
+//! caller sent. On PostgreSQL the vectors live in the same database instead, with pgvector
+//! (one table per collection, keyed by organization and collection id: [`CollectionIndex`]),
+//! and the collection has no `index/`.
 //!
 //! Uploads are hostile input: a per-file limit (413) and a per-organization quota (429), the
 //! type sniffed from the bytes (archives and other binaries are refused, never unpacked),
@@ -23,8 +25,8 @@ use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Path as UrlPath, Request, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use docraft_core::{Chunk, Document, Embedder};
-use docraft_index::{Filter, SearchOptions, SyncOptions, VectorIndex};
+use docraft_core::{Chunk, ChunkId, DocId, Document, Embedder, RetrieveError, Retriever, Scored};
+use docraft_index::{Filter, IndexRetriever, PgVectorStore, PgVectors, SearchOptions, SyncOptions, VectorIndex};
 use docraft_ingest::{Chunker, Loader};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -105,6 +107,8 @@ pub struct DocumentObject {
 struct DocRow {
     obj: DocumentObject,
     organization_id: String,
+    /// The content id its chunks carry (`doc_id`), once indexed.
+    doc_key: Option<String>,
 }
 
 impl DocRow {
@@ -128,6 +132,7 @@ impl DocRow {
                 created_at: row.try_get("created_at").map_err(d())?,
             },
             organization_id: row.try_get("organization_id").map_err(d())?,
+            doc_key: row.try_get("doc_key").map_err(d())?,
         })
     }
 }
@@ -204,12 +209,67 @@ pub struct PageText {
     pub chunks: Vec<Value>,
 }
 
-/// What the server keeps per process for collections: the embedder, loaded once, and the
-/// open indexes.
+/// What the server keeps per process for collections: the embedder, loaded once, the open
+/// indexes, and (on PostgreSQL) the connection to the collections' pgvector tables.
 #[derive(Default)]
 pub struct CollectionCache {
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
     indexes: std::sync::Mutex<HashMap<String, CachedIndex>>,
+    /// `Some` when the server's database is PostgreSQL; connected on first use.
+    pg: tokio::sync::OnceCell<Option<PgVectors>>,
+}
+
+/// Connections of the pgvector store (the server's own pool is separate).
+const PG_VECTOR_CONNECTIONS: u32 = 4;
+
+/// A collection's vectors, wherever they live: the embedded HNSW index under the data
+/// directory (SQLite), or a pgvector table in the server's PostgreSQL database. The methods
+/// block: call them inside `spawn_blocking`.
+#[derive(Clone)]
+pub enum CollectionIndex {
+    /// The on-disk HNSW index, shared with other processes by its lock file and stamp.
+    Hnsw(Arc<RwLock<VectorIndex>>),
+    /// The collection's pgvector table; `None` before its first document is indexed.
+    Pg(Option<PgVectorStore>),
+}
+
+impl std::fmt::Debug for CollectionIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hnsw(_) => f.write_str("CollectionIndex::Hnsw"),
+            Self::Pg(store) => f.debug_tuple("CollectionIndex::Pg").field(store).finish(),
+        }
+    }
+}
+
+impl CollectionIndex {
+    /// The `k` chunks nearest `query` passing `filter` (the query embedded with `embedder`);
+    /// none while the collection holds no vectors. Blocking: the HNSW index is read-locked
+    /// for this search only, so the ingest worker can add documents meanwhile.
+    ///
+    /// # Errors
+    /// The embedder's and the store's failures.
+    pub fn search(
+        &self,
+        embedder: &dyn Embedder,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        match self {
+            Self::Hnsw(ix) => {
+                let index = ix.read().map_err(|_| RetrieveError::new(query, "the index lock was poisoned"))?;
+                if index.is_empty() {
+                    return Ok(Vec::new());
+                }
+                IndexRetriever::new(&*index, embedder).with_filter(filter.clone()).search(query, k)
+            }
+            // No vectors yet: no table (a search would fail with `Empty`), so no results.
+            Self::Pg(None) => Ok(Vec::new()),
+            Self::Pg(Some(store)) if store.dim() == 0 => Ok(Vec::new()),
+            Self::Pg(Some(store)) => IndexRetriever::new(store, embedder).with_filter(filter.clone()).search(query, k),
+        }
+    }
 }
 
 /// An open index and the stamp its directory had when it was read (or this process saved it).
@@ -257,6 +317,62 @@ pub async fn embedder(state: &AppState) -> Result<Arc<dyn Embedder>> {
         })
         .await
         .cloned()
+}
+
+fn join_err(e: tokio::task::JoinError) -> ServerError {
+    ServerError::Internal(e.to_string())
+}
+
+/// Whether the server's state is on PostgreSQL (then so are the collections' vectors).
+/// The pgvector store of the collections: `Some` when the server's database is PostgreSQL
+/// (connected on first use, again after a failed try), `None` on SQLite.
+///
+/// # Errors
+/// [`ServerError::Unavailable`] when PostgreSQL cannot be reached or pgvector set up (the
+/// reason, naming the database without its password, is logged).
+async fn pg_vectors(state: &AppState) -> Result<Option<PgVectors>> {
+    state
+        .collections()
+        .pg
+        .get_or_try_init(|| async {
+            let url = state.config().database_url();
+            if !docraft_index::is_store_url(&url) {
+                return Ok(None);
+            }
+            let connected = tokio::task::spawn_blocking(move || PgVectors::connect(&url, PG_VECTOR_CONNECTIONS))
+                .await
+                .map_err(join_err)?;
+            connected.map(Some).map_err(|e| {
+                // The reason names the database (without its password): for the log, not the caller.
+                tracing::error!(error = %e, "connecting the collections' pgvector store failed");
+                ServerError::Unavailable(
+                    "the collections' vector store (pgvector) is unavailable; the server's log has why".into(),
+                )
+            })
+        })
+        .await
+        .cloned()
+}
+
+fn pg_err(collection_id: &str, what: &str, e: &dyn std::fmt::Display) -> ServerError {
+    ServerError::Internal(format!("{what} the vectors of collection {collection_id}: {e}"))
+}
+
+/// The collection's vectors: its pgvector table on PostgreSQL (opened anew each time, so it
+/// sees what other processes added), else its HNSW index. Blocking on PostgreSQL.
+fn collection_index(
+    state: &AppState,
+    pg: Option<&PgVectors>,
+    org_id: &str,
+    collection_id: &str,
+    embedder: &dyn Embedder,
+) -> Result<CollectionIndex> {
+    match pg {
+        Some(pg) => {
+            pg.open(org_id, collection_id).map(CollectionIndex::Pg).map_err(|e| pg_err(collection_id, "opening", &e))
+        }
+        None => open_index(state, org_id, collection_id, embedder).map(CollectionIndex::Hnsw),
+    }
 }
 
 fn collection_dir(state: &AppState, org_id: &str, collection_id: &str) -> PathBuf {
@@ -370,22 +486,47 @@ fn update_index(
     Ok(())
 }
 
-/// The collection's index and the embedder it is searched with, for a retriever (lock the
-/// index for reading inside a blocking task). The collection must be the caller's: check it
-/// with [`collection_exists`] first.
+/// Where a pipeline stage finds the collection's vectors (RAFT's hard distractors): the index
+/// directory on SQLite, a `postgres://…?collection=…&organization=…` URL on PostgreSQL; `None`
+/// before anything was indexed.
 ///
 /// # Errors
-/// [`ServerError::Unavailable`] without the embedding model; index errors.
+/// [`ServerError::Unavailable`] without PostgreSQL; [`ServerError::Internal`] for the catalog.
+pub async fn index_location(state: &AppState, org_id: &str, collection_id: &str) -> Result<Option<PathBuf>> {
+    let url = state.config().database_url();
+    if docraft_index::is_store_url(&url) {
+        let Some(pg) = pg_vectors(state).await? else { return Ok(None) };
+        let (org, col) = (org_id.to_string(), collection_id.to_string());
+        let store = tokio::task::spawn_blocking(move || pg.open(&org, &col)).await.map_err(join_err)?;
+        let held = store.map_err(|e| ServerError::Internal(format!("the vectors of {collection_id}: {e}")))?;
+        if held.is_none_or(|s| s.dim() == 0) {
+            return Ok(None);
+        }
+        // Ids are the server's own (letters, digits, '-', '_'): nothing to escape.
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Ok(Some(PathBuf::from(format!("{url}{sep}collection={collection_id}&organization={org_id}"))));
+    }
+    let dir = collection_dir(state, org_id, collection_id).join("index");
+    Ok(dir.is_dir().then_some(dir))
+}
+
+/// The collection's vectors and the embedder they are searched with, for a retriever
+/// ([`CollectionIndex::search`] inside a blocking task). The collection must be the caller's:
+/// check it with [`collection_exists`] first.
+///
+/// # Errors
+/// [`ServerError::Unavailable`] without the embedding model or the vector store; index errors.
 pub async fn index_of(
     state: &AppState,
     org_id: &str,
     collection_id: &str,
-) -> Result<(Arc<RwLock<VectorIndex>>, Arc<dyn Embedder>)> {
+) -> Result<(CollectionIndex, Arc<dyn Embedder>)> {
     let emb = embedder(state).await?;
+    let pg = pg_vectors(state).await?;
     let (st, org_id, cid, e) = (state.clone(), org_id.to_string(), collection_id.to_string(), emb.clone());
-    let ix = tokio::task::spawn_blocking(move || open_index(&st, &org_id, &cid, e.as_ref()))
+    let ix = tokio::task::spawn_blocking(move || collection_index(&st, pg.as_ref(), &org_id, &cid, e.as_ref()))
         .await
-        .map_err(|e| ServerError::Internal(e.to_string()))??;
+        .map_err(join_err)??;
     Ok((ix, emb))
 }
 
@@ -543,6 +684,12 @@ pub async fn delete_collection(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Value>> {
     let c = load_collection(state.db(), &org.id, &id).await?;
+    // On PostgreSQL the vectors go first: when that fails nothing is deleted, and the
+    // request can be repeated.
+    let pg = pg_vectors(&state).await?;
+    if let Some(pg) = &pg {
+        drop_vectors(pg.clone(), &org.id, &c.id).await?;
+    }
     sqlx::query("DELETE FROM documents WHERE collection_id = $1 AND organization_id = $2")
         .bind(&c.id)
         .bind(&org.id)
@@ -556,8 +703,22 @@ pub async fn delete_collection(
         .await
         .map_err(ServerError::db("delete collection"))?;
     state.collections().indexes.lock().map_err(lock_err)?.remove(&c.id);
+    if let Some(pg) = pg
+        && let Err(e) = drop_vectors(pg, &org.id, &c.id).await
+    {
+        // Again, for a document a worker finished indexing meanwhile.
+        tracing::warn!(collection = %c.id, error = %e, "dropping the vectors of a deleted collection failed");
+    }
     let _ = tokio::fs::remove_dir_all(collection_dir(&state, &org.id, &c.id)).await;
     Ok(Json(json!({"id": c.id, "object": "collection", "deleted": true})))
+}
+
+/// Drops the collection's pgvector table and catalog row (nothing if it has none).
+async fn drop_vectors(pg: PgVectors, org_id: &str, collection_id: &str) -> Result<()> {
+    let (org_id, cid) = (org_id.to_string(), collection_id.to_string());
+    tokio::task::spawn_blocking(move || pg.drop_collection(&org_id, &cid).map_err(|e| pg_err(&cid, "dropping", &e)))
+        .await
+        .map_err(join_err)?
 }
 
 /// What the bytes are: `application/pdf`, `text/markdown`, `text/plain`, or why they are refused.
@@ -1010,13 +1171,42 @@ pub async fn delete_document(
     UrlPath((id, doc)): UrlPath<(String, String)>,
 ) -> Result<Json<Value>> {
     let d = load_doc(state.db(), &org.id, &id, &doc).await?;
+    // On PostgreSQL the rows go before the document, so a failure leaves it to delete again.
+    let pg = if d.obj.status == "indexed" { pg_vectors(&state).await? } else { None };
+    let pg_done = pg.is_some();
+    if let Some(pg) = pg {
+        // Its rows by the content id its chunks carry: unique in the collection, since the
+        // same bytes uploaded again are the same document (`find_by_hash`).
+        let chunks_path = collection_dir(&state, &org.id, &id).join("docs").join(format!("{}.chunks.json", d.obj.id));
+        let (org_id, cid, key) = (org.id.clone(), id.clone(), d.doc_key.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let Some(store) = pg.open(&org_id, &cid).map_err(|e| pg_err(&cid, "opening", &e))? else {
+                return Ok(());
+            };
+            let removed = match key {
+                Some(key) => store.remove_docs(&[DocId::from_string(key)]),
+                // Indexed before the content id was recorded: the chunk ids the worker wrote.
+                None => {
+                    let chunks: Vec<Chunk> = std::fs::read_to_string(&chunks_path)
+                        .ok()
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default();
+                    let ids: Vec<ChunkId> = chunks.into_iter().map(|c| c.id).collect();
+                    store.remove_chunks(&ids)
+                }
+            };
+            removed.map(|_| ()).map_err(|e| pg_err(&cid, "removing a document from", &e))
+        })
+        .await
+        .map_err(join_err)??;
+    }
     sqlx::query("DELETE FROM documents WHERE id = $1 AND organization_id = $2")
         .bind(&d.obj.id)
         .bind(&org.id)
         .execute(state.db().pool())
         .await
         .map_err(ServerError::db("delete document"))?;
-    if d.obj.status == "indexed" {
+    if d.obj.status == "indexed" && !pg_done {
         let emb = embedder(&state).await?;
         let (st, org_id, cid, doc_id) = (state.clone(), org.id.clone(), id.clone(), d.obj.id.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -1268,8 +1458,14 @@ pub async fn search_collection(
     filter: Filter,
 ) -> Result<Vec<Source>> {
     let emb = embedder(state).await?;
+    let pg = pg_vectors(state).await?;
     let (st, org_id, cid, query) = (state.clone(), org_id.to_string(), collection_id.to_string(), query.to_string());
     tokio::task::spawn_blocking(move || -> Result<Vec<Source>> {
+        if let Some(pg) = pg {
+            let ix = collection_index(&st, Some(&pg), &org_id, &cid, emb.as_ref())?;
+            let hits = ix.search(emb.as_ref(), &query, k, &filter).map_err(|e| pg_err(&cid, "searching", &e))?;
+            return Ok(hits.iter().map(|h| source_of(&h.chunk, h.score)).collect());
+        }
         let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
         let index = ix.read().map_err(lock_err)?;
         if index.is_empty() {
@@ -1425,6 +1621,7 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
     tokio::fs::write(&chunks_path, chunks_json).await.map_err(|e| format!("writing the chunks: {e}"))?;
     let emb = embedder(state).await.map_err(|e| e.to_string())?;
     let (st, org_id, cid) = (state.clone(), d.organization_id.clone(), d.obj.collection_id.clone());
+    let pg = pg_vectors(state).await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || -> Result<()> {
         // Embed outside the locks: searches and other writers go on meanwhile.
         let mut staging = VectorIndex::new(emb.model_id(), docraft_index::HnswParams::default())
@@ -1434,6 +1631,21 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         let (rows, vectors): (Vec<Chunk>, Vec<Vec<f32>>) =
             staging.chunks().filter_map(|c| staging.vector(&c.id).map(|v| (c.clone(), v.to_vec()))).unzip();
+        if let Some(pg) = pg {
+            // PostgreSQL orders the writers: no index directory, lock file or stamp.
+            let model_dir = docraft_index::default_model_dir();
+            let params = docraft_index::HnswParams::default();
+            let stored = pg
+                .create(&org_id, &cid, &emb.model_id(), model_dir.to_str(), params, false)
+                .and_then(|mut store| store.insert(rows, vectors));
+            // The reason (naming the database) goes to the log; the document's error says where.
+            return stored.map(|_| ()).map_err(|e| {
+                tracing::error!(collection = %cid, error = %e, "storing a document's vectors failed");
+                ServerError::Internal(format!(
+                    "storing the vectors in collection {cid} (pgvector) failed; the server's log has why"
+                ))
+            });
+        }
         update_index(&st, &org_id, &cid, emb.as_ref(), |index| {
             index.insert(rows, vectors).map_err(|e| ServerError::Internal(e.to_string()))?;
             Ok(true)

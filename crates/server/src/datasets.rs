@@ -726,7 +726,7 @@ async fn run(
     }
     tokio::fs::write(&chunks_path, text).await.map_err(|e| ServerError::io(&chunks_path, e))?;
     let settings = settings_of(&req, generator)?;
-    let index_dir = state.org_dir(org_id).join("collections").join(&job.collection).join("index");
+    let index = crate::collections::index_location(state, org_id, &job.collection).await?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let cancel = CancelToken::new();
@@ -742,7 +742,7 @@ async fn run(
                 }
                 _ => {}
             };
-            generate(&settings, &chunks_path, &index_dir, &run_dir, &Ctx::new(Stage::Qa, &sink, cancel))
+            generate(&settings, &chunks_path, index.as_deref(), &run_dir, &Ctx::new(Stage::Qa, &sink, cancel))
         })
     };
     tokio::pin!(handle);
@@ -860,7 +860,7 @@ struct Outcome {
 fn generate(
     settings: &Settings,
     chunks: &Path,
-    index: &Path,
+    index: Option<&Path>,
     run_dir: &Path,
     ctx: &Ctx,
 ) -> std::result::Result<Outcome, String> {
@@ -895,7 +895,7 @@ fn generate(
             let output = run_dir.join("raft.jsonl");
             let paths = docraft_pipeline::stage::raft::RaftPaths {
                 chunks: chunks.to_path_buf(),
-                index: index.exists().then(|| index.to_path_buf()),
+                index: index.map(Path::to_path_buf),
                 output: output.clone(),
                 local_model: None,
             };

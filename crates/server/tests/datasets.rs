@@ -290,6 +290,18 @@ fn jsonl(text: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/setup.sh"]
 async fn raft_dataset_job_over_an_endpoint_writes_chat_and_eval_files() {
+    raft_dataset_job(common::fast_server(0).await).await;
+}
+
+/// The same on PostgreSQL: the collection's vectors are in pgvector, and the job's hard
+/// distractors come from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn raft_dataset_job_on_postgres_takes_hard_distractors_from_pgvector() {
+    raft_dataset_job(TestServer::start_pg(|c| common::fast(c, 0)).await).await;
+}
+
+async fn raft_dataset_job(server: TestServer) {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(raft_completions))
@@ -298,7 +310,6 @@ async fn raft_dataset_job_over_an_endpoint_writes_chat_and_eval_files() {
     let endpoint = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let server = common::fast_server(0).await;
     let (_, key) = server.org("acme").await;
     let col = collection(&server, &key).await;
     let docs = format!("/v1/collections/{col}/documents");
@@ -372,11 +383,19 @@ async fn raft_dataset_job_over_an_endpoint_writes_chat_and_eval_files() {
         let user = messages.iter().find(|m| m["role"] == "user").unwrap()["content"].as_str().unwrap();
         assert!(POLICIES.iter().any(|p| user.contains(p.2)), "the oracle is not among the documents: {user}");
     }
-    // Held-out records have distractors: documents of other policies beside the oracle.
+    // Held-out records have distractors: documents of other policies beside the oracle, the
+    // hard ones found by searching the collection's vectors (with the similarity recorded).
     let mut with_distractors = 0;
+    let mut hard = 0;
     for f in files.iter().filter(|f| f["format"] == "eval") {
         for r in jsonl(&file_text(&server, &key, f["id"].as_str().unwrap()).await) {
             assert!(r["question"].is_string() && r["gold_final_answer"].is_string(), "{r}");
+            hard += r["meta"]["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["role"] == "hard" && d["score"].as_f64().is_some())
+                .count();
             let context = r["context"].as_str().unwrap();
             if POLICIES.iter().filter(|p| context.contains(p.2)).count() >= 2 {
                 with_distractors += 1;
@@ -384,6 +403,7 @@ async fn raft_dataset_job_over_an_endpoint_writes_chat_and_eval_files() {
         }
     }
     assert!(with_distractors >= 1, "no record has a distractor: {job:#}");
+    assert!(hard >= 1, "no hard distractor: the collection's vectors were not searched: {job:#}");
 
     // Rejected records, if any, say why.
     if let Some(rejected) = job["rejected_file"].as_str() {

@@ -160,8 +160,54 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name)).unwrap()
 }
 
-/// A collection on PostgreSQL (its index still the on-disk HNSW): a Markdown guide uploaded
-/// (twice: one document), indexed, searched, chatted with in a conversation, and deleted.
+/// The pgvector table of a collection, from the catalog, and its rows; `None` without a
+/// catalog row.
+async fn vector_rows(server: &TestServer, org: &str, col: &str) -> Option<(String, i64)> {
+    let pool = server.state.db().pool();
+    let row =
+        sqlx::query("SELECT table_name FROM docraft_vector_collections WHERE organization = $1 AND collection = $2")
+            .bind(org)
+            .bind(col)
+            .fetch_optional(pool)
+            .await
+            .unwrap()?;
+    let table: String = row.get("table_name");
+    assert!(table.starts_with("docraft_vec_"), "{table}");
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get::<i64, _>("n");
+    Some((table, n))
+}
+
+/// Whether a table of this name exists in the server's database.
+async fn table_exists(server: &TestServer, table: &str) -> bool {
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pg_class WHERE relname = $1")
+        .bind(table)
+        .fetch_one(server.state.db().pool())
+        .await
+        .unwrap()
+        .get("n");
+    n > 0
+}
+
+/// The collection's directory under the data directory has no HNSW index, lock or stamp.
+fn assert_no_index_on_disk(server: &TestServer, org: &str, col: &str) {
+    let dir = server.data().join("orgs").join(org).join("collections").join(col);
+    for name in ["index", "index.lock", "index.stamp"] {
+        assert!(!dir.join(name).exists(), "{} exists: the vectors belong in pgvector", dir.join(name).display());
+    }
+}
+
+fn chunks_of(docs: &[Value]) -> i64 {
+    docs.iter().map(|d| d["chunks"].as_i64().unwrap()).sum()
+}
+
+/// A collection on PostgreSQL, its vectors in a pgvector table of the same database: a
+/// Markdown guide uploaded (twice: one document) with release notes, indexed (one catalog row,
+/// a row per chunk, no index directory), searched with and without filters, chatted with in
+/// a conversation, and deleted (the document's rows, then the table and its catalog row).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/setup.sh"]
 async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
@@ -170,7 +216,7 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
         c.max_org_document_bytes = 1 << 20;
     })
     .await;
-    let (_, key) = server.org("acme").await;
+    let (org, key) = server.org("acme").await;
     let (_, other) = server.org("other").await;
     let post =
         |key: &str, path: &str, body: Value| server.http.post(server.url(path)).bearer_auth(key).json(&body).send();
@@ -179,9 +225,9 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
         .unwrap()
         .to_string();
     error_of(post(&key, "/v1/collections", json!({"name": "guias"})).await.unwrap(), 409).await;
-    let upload = |name: &str, bytes: Vec<u8>| {
+    let upload = |name: &str, bytes: Vec<u8>, team: &str| {
         let form = reqwest::multipart::Form::new()
-            .text("metadata", json!({"team": "sistemas"}).to_string())
+            .text("metadata", json!({"team": team}).to_string())
             .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
         server
             .http
@@ -191,37 +237,56 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
             .send()
     };
     let md = fixture("docs/guia-es.md");
-    let first = ok(upload("guia-es.md", md.clone()).await.unwrap()).await;
-    let again = ok(upload("copia.md", md.clone()).await.unwrap()).await;
+    let notes = fixture("docs/release-notes.md");
+    let first = ok(upload("guia-es.md", md.clone(), "sistemas").await.unwrap()).await;
+    let again = ok(upload("copia.md", md.clone(), "sistemas").await.unwrap()).await;
     assert_eq!(again["data"][0]["id"], first["data"][0]["id"], "the same bytes are the same document");
     // Over the organization's quota (the sum of its documents' bytes).
     let big = vec![b'a'; (1 << 20) - md.len() + 1];
-    error_of(upload("big.txt", big).await.unwrap(), 429).await;
+    error_of(upload("big.txt", big, "sistemas").await.unwrap(), 429).await;
+    ok(upload("release-notes.md", notes, "producto").await.unwrap()).await;
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    let doc = loop {
-        let r = server.http.get(server.url(&format!("/v1/collections/{col}/documents"))).bearer_auth(&key).send();
-        let listed = ok(r.await.unwrap()).await;
-        let d = listed["data"][0].clone();
-        if d["status"] == "indexed" || d["status"] == "failed" {
-            break d;
-        }
-        assert!(std::time::Instant::now() < deadline, "not indexed: {listed:#}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    assert_eq!(doc["status"], "indexed", "{doc}");
-    assert!(doc["chunks"].as_i64().unwrap() > 0, "{doc}");
+    let docs = wait_indexed(&server, &key, &col, 2).await;
+    assert!(docs.iter().all(|d| d["chunks"].as_i64().unwrap() > 0), "{docs:#?}");
     let c = ok(server.http.get(server.url(&format!("/v1/collections/{col}"))).bearer_auth(&key).send().await.unwrap())
         .await;
-    assert_eq!(c["documents"], json!({"indexed": 1}), "{c}");
+    assert_eq!(c["documents"], json!({"indexed": 2}), "{c}");
+    // The vectors are in pgvector: a catalog row for (organization, collection) naming a table
+    // with a row per chunk; nothing on disk.
+    let (table, rows) = vector_rows(&server, &org.id, &col).await.expect("a catalog row for the collection");
+    assert_eq!(rows, chunks_of(&docs), "{docs:#?}");
+    assert_no_index_on_disk(&server, &org.id, &col);
 
     let search = |key: &str, body: Value| post(key, &format!("/v1/collections/{col}/search"), body);
+    let files = |hits: &Value| -> Vec<String> {
+        hits["data"].as_array().unwrap().iter().map(|h| h["filename"].as_str().unwrap().to_string()).collect()
+    };
     let hits =
         ok(search(&key, json!({"query": "¿Cómo recupero una versión anterior de un archivo?", "k": 3})).await.unwrap())
             .await;
     let hits = hits["data"].as_array().unwrap();
     assert!(!hits.is_empty() && hits[0]["filename"] == "guia-es.md", "{hits:#?}");
     assert!(hits.iter().any(|h| h["text"].as_str().unwrap_or_default().contains("Restaurar")), "{hits:#?}");
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0, "{hits:#?}");
+    // Filters apply inside the search: only matching chunks, as many as asked for.
+    let q = "offline service reports";
+    let all = ok(search(&key, json!({"query": q, "k": 20})).await.unwrap()).await;
+    let mut both = files(&all);
+    both.sort();
+    both.dedup();
+    assert_eq!(both, ["guia-es.md", "release-notes.md"], "{all:#}");
+    let by_meta = ok(search(&key, json!({"query": q, "k": 20, "filter": {"team": "sistemas"}})).await.unwrap()).await;
+    let guia_chunks = docs.iter().find(|d| d["filename"] == "guia-es.md").unwrap()["chunks"].as_i64().unwrap();
+    assert_eq!(files(&by_meta).len(), usize::try_from(guia_chunks.min(20)).unwrap(), "{by_meta:#}");
+    assert!(files(&by_meta).iter().all(|f| f == "guia-es.md"), "{by_meta:#}");
+    assert!(by_meta["data"].as_array().unwrap().iter().all(|h| h["metadata"]["team"] == "sistemas"), "{by_meta:#}");
+    let by_name =
+        ok(search(&key, json!({"query": "copias", "k": 5, "filter": {"filename": "release-notes.md"}})).await.unwrap())
+            .await;
+    assert!(!files(&by_name).is_empty(), "{by_name:#}");
+    assert!(files(&by_name).iter().all(|f| f == "release-notes.md"), "{by_name:#}");
+    let either = json!({"query": q, "k": 20, "filter": {"team": ["sistemas", "producto"]}});
+    assert_eq!(ok(search(&key, either).await.unwrap()).await["data"].as_array().unwrap().len(), 20.min(rows as usize));
     let none = ok(search(&key, json!({"query": "copias", "k": 3, "filter": {"team": "legal"}})).await.unwrap()).await;
     assert_eq!(none["data"], json!([]));
     error_of(search(&other, json!({"query": "copias"})).await.unwrap(), 404).await;
@@ -235,20 +300,35 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
                      "messages": [{"role": "user", "content": "¿Cada cuánto se hacen las copias de seguridad?"}]});
     let answer = ok(post(&key, "/v1/chat/completions", ask).await.unwrap()).await;
     assert_eq!(answer["conversation"], conv.as_str(), "{answer}");
+    let sources = answer["sources"].as_array().unwrap();
+    assert!(sources.iter().any(|s| s["filename"] == "guia-es.md"), "retrieved from pgvector: {answer:#}");
     let turns =
         ok(server.http.get(server.url(&format!("/v1/conversations/{conv}"))).bearer_auth(&key).send().await.unwrap())
             .await;
     assert_eq!(turns["turns"][0]["seq"], 1, "{turns:#}");
     assert!(!turns["title"].as_str().unwrap().is_empty(), "{turns:#}");
+    // Chat's retrieval filters in the store too.
+    let ask = json!({"model": SMOLLM2, "max_tokens": 8,
+                     "docraft": {"collection": col, "filter": {"filename": "release-notes.md"}},
+                     "messages": [{"role": "user", "content": "¿Cada cuánto se hacen las copias de seguridad?"}]});
+    let answer = ok(post(&key, "/v1/chat/completions", ask).await.unwrap()).await;
+    let sources = answer["sources"].as_array().unwrap();
+    assert!(!sources.is_empty() && sources.iter().all(|s| s["filename"] == "release-notes.md"), "{answer:#}");
 
-    // Deleting the document takes it out of search; deleting the collection takes the rest.
-    let doc_id = doc["id"].as_str().unwrap();
+    // Deleting a document takes its rows out of the table and it out of search; deleting the
+    // collection drops the table and its catalog row.
+    let guia = docs.iter().find(|d| d["filename"] == "guia-es.md").unwrap();
+    let doc_id = guia["id"].as_str().unwrap();
     let r = server.http.delete(server.url(&format!("/v1/collections/{col}/documents/{doc_id}"))).bearer_auth(&key);
     ok(r.send().await.unwrap()).await;
+    let (_, left) = vector_rows(&server, &org.id, &col).await.unwrap();
+    assert_eq!(left, rows - guia_chunks);
     let hits = ok(search(&key, json!({"query": "copias de seguridad", "k": 3})).await.unwrap()).await;
-    assert_eq!(hits["data"], json!([]));
+    assert!(!files(&hits).is_empty() && files(&hits).iter().all(|f| f == "release-notes.md"), "{hits:#}");
     let r = server.http.delete(server.url(&format!("/v1/collections/{col}"))).bearer_auth(&key);
     ok(r.send().await.unwrap()).await;
+    assert!(vector_rows(&server, &org.id, &col).await.is_none(), "the catalog row is gone");
+    assert!(!table_exists(&server, &table).await, "{table} is dropped");
     let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM conversations")
         .fetch_one(server.state.db().pool())
         .await
@@ -259,8 +339,9 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
 }
 
 /// Two processes on one database and data directory, as `docraft serve --workers 0` and
-/// `docraft worker` run (two servers here, each with its own open indexes): what one indexes,
-/// the other searches; what one deletes leaves the other's additions in place.
+/// `docraft worker` run (two servers here, each with its own connections): what one indexes
+/// into pgvector, the other searches (with filters too); what one deletes leaves the other's
+/// additions in place. No process keeps an index on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/setup.sh"]
 async fn an_index_one_process_writes_is_read_by_another() {
@@ -276,7 +357,7 @@ async fn an_index_one_process_writes_is_read_by_another() {
         c.data_dir = data;
     })
     .await;
-    let (_, key) = api.org("acme").await;
+    let (org, key) = api.org("acme").await;
     let post = |s: &TestServer, path: &str, body: Value| s.http.post(s.url(path)).bearer_auth(&key).json(&body).send();
     let col = ok(post(&api, "/v1/collections", json!({"name": "docs"})).await.unwrap()).await["id"]
         .as_str()
@@ -291,7 +372,7 @@ async fn an_index_one_process_writes_is_read_by_another() {
         f.dedup();
         f
     };
-    // Both open the (empty) index before anything is indexed.
+    // Both search the (empty) collection before anything is indexed.
     assert_eq!(ok(search(&api, "copias").await.unwrap()).await["data"], json!([]));
     assert_eq!(ok(search(&worker, "copias").await.unwrap()).await["data"], json!([]));
     let upload = |name: &str, bytes: Vec<u8>| {
@@ -300,20 +381,41 @@ async fn an_index_one_process_writes_is_read_by_another() {
         api.http.post(api.url(&format!("/v1/collections/{col}/documents"))).bearer_auth(&key).multipart(form).send()
     };
     ok(upload("guia-es.md", fixture("docs/guia-es.md")).await.unwrap()).await;
-    wait_indexed(&api, &key, &col, 1).await;
+    let docs = wait_indexed(&api, &key, &col, 1).await;
     // Indexed by the worker's process, found by the API's.
     let hits = ok(search(&api, "copias de seguridad").await.unwrap()).await;
     assert_eq!(files_of(&hits), ["guia-es.md"], "{hits:#}");
+    assert_eq!(vector_rows(&api, &org.id, &col).await.unwrap().1, chunks_of(&docs));
     ok(upload("release-notes.md", fixture("docs/release-notes.md")).await.unwrap()).await;
     let docs = wait_indexed(&api, &key, &col, 2).await;
     let hits = ok(search(&api, "offline service reports").await.unwrap()).await;
     assert_eq!(files_of(&hits), ["guia-es.md", "release-notes.md"], "{hits:#}");
-    // The API's process deletes one: the other's index loses it, and keeps the rest.
-    let guia = docs.iter().find(|d| d["filename"] == "guia-es.md").unwrap()["id"].as_str().unwrap().to_string();
-    let r = api.http.delete(api.url(&format!("/v1/collections/{col}/documents/{guia}"))).bearer_auth(&key);
+    // Both processes see the same results.
+    let (a, w) = (search(&api, "offline service reports"), search(&worker, "offline service reports"));
+    let (a, w) = (ok(a.await.unwrap()).await, ok(w.await.unwrap()).await);
+    let ids = |hits: &Value| -> Vec<(String, String)> {
+        hits["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["document_id"].as_str().unwrap().to_string(), h["text"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&a), ids(&w));
+    let only_notes = json!({"query": "copias de seguridad", "k": 10, "filter": {"filename": "release-notes.md"}});
+    let hits = ok(post(&api, &format!("/v1/collections/{col}/search"), only_notes).await.unwrap()).await;
+    assert_eq!(files_of(&hits), ["release-notes.md"], "{hits:#}");
+    assert_eq!(vector_rows(&worker, &org.id, &col).await.unwrap().1, chunks_of(&docs));
+    // The API's process deletes one: the other loses it, and keeps the rest.
+    let guia = docs.iter().find(|d| d["filename"] == "guia-es.md").unwrap();
+    let guia_id = guia["id"].as_str().unwrap().to_string();
+    let r = api.http.delete(api.url(&format!("/v1/collections/{col}/documents/{guia_id}"))).bearer_auth(&key);
     ok(r.send().await.unwrap()).await;
     let hits = ok(search(&worker, "copias de seguridad").await.unwrap()).await;
     assert_eq!(files_of(&hits), ["release-notes.md"], "{hits:#}");
+    let notes = docs.iter().find(|d| d["filename"] == "release-notes.md").unwrap();
+    assert_eq!(vector_rows(&api, &org.id, &col).await.unwrap().1, notes["chunks"].as_i64().unwrap());
+    assert_no_index_on_disk(&api, &org.id, &col);
     worker.stop().await;
     api.stop().await;
 }
