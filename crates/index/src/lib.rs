@@ -24,6 +24,14 @@
 //!   (tombstones, compacted when they pass 20% of the rows) and embeds only new chunks;
 //!   texts the index already holds reuse their vectors (the embedding cache is keyed by
 //!   model id and text hash).
+//! - [`PgVectorStore`] (feature `pgvector`, on by default) keeps a collection's chunks and
+//!   vectors in PostgreSQL with pgvector: one table per collection with an HNSW index
+//!   (`vector_cosine_ops`), rows loaded with `COPY`, filters translated to SQL inside the index
+//!   scan (with iterative scans, so selective filters still return `k` chunks), delete by
+//!   document, and [`PgVectorStore::sync`] like the directory's. [`PgVectors`] is a connection
+//!   pool that opens, creates and drops the collections of organizations. A store argument is a
+//!   directory or a `postgres://…?collection=NAME` URL ([`StoreLocation`]). Both stores
+//!   implement [`VectorStore`], and [`IndexRetriever`] is a retriever over either.
 //! - [`VectorIndex::save`] writes a directory atomically (a failed save leaves the previous
 //!   index intact); [`VectorIndex::load`] checks the format version, and searching with
 //!   another model than the one the index was built with is an error.

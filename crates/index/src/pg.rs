@@ -276,8 +276,9 @@ impl PgVectors {
     }
 }
 
-/// One collection's chunk vectors in PostgreSQL with pgvector. See the [module](self) for the
-/// layout. Implements [`VectorStore`].
+/// One collection's chunk vectors in PostgreSQL with pgvector: a table of its own with an HNSW
+/// index over the vectors, named by a hash of organization and collection and recorded in the
+/// catalog with its model. Implements [`VectorStore`].
 #[derive(Clone)]
 pub struct PgVectorStore {
     db: PgVectors,
