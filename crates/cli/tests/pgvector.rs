@@ -183,3 +183,35 @@ fn an_index_moved_to_pgvector_answers_with_the_same_citations() -> Result<()> {
     }
     Ok(())
 }
+
+/// The README's scale-out recipe starts its database with `scripts/postgres.sh` (from what
+/// setup unpacked): it starts, is idempotent, gives a database with pgvector that a store URL
+/// works on, and stops.
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn scripts_postgres_sh_gives_a_database_with_pgvector() -> Result<()> {
+    common::require_models();
+    let tmp = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+    let script = common::fixtures().join("../scripts/postgres.sh");
+    let run = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("DOCRAFT_PGDATA", tmp.path().join("pg"))
+            .output()?;
+        ensure!(out.status.success(), "postgres.sh {args:?}: {}", stderr(&out));
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    };
+    let url = run(&["start", &port])?;
+    assert_eq!(url, format!("postgres://postgres@127.0.0.1:{port}/docraft"));
+    assert_eq!(run(&["start", &port])?, url, "a second start is a no-op");
+    let chunks = ingest(tmp.path(), "guia", &[fixtures().join("docs/guia-es.md")])?;
+    let store = format!("{url}?collection=guia");
+    let built = ok(&["index", "build", s(&chunks), "--store", &store, "-q"]);
+    let hits = built.and_then(|_| search(&store, "¿Cómo recupero una versión anterior de un archivo?", &["-k", "1"]));
+    run(&["stop"])?;
+    let hits = hits?;
+    assert!(hits[0]["source"].as_str().unwrap().ends_with("guia-es.md"), "{hits:?}");
+    Ok(())
+}
