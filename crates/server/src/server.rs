@@ -33,6 +33,42 @@ pub const MULTIPART_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// Largest body of a request that is not an upload (JSON parameters).
 pub const MAX_JSON_BODY_BYTES: usize = 1 << 20;
 
+/// The PostgreSQL channel on which processes tell each other's workers that there is work.
+pub const WAKE_CHANNEL: &str = "docraft_wake";
+
+/// Turns `NOTIFY docraft_wake` from any process into a wake-up of this process's workers, until
+/// `stop` says so; reconnects (after a pause) when the connection is lost. PostgreSQL only.
+pub(crate) async fn listen_for_work(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let url = state.config().database_url();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => match listener.listen(WAKE_CHANNEL).await {
+                Ok(()) => loop {
+                    tokio::select! {
+                        got = listener.recv() => match got {
+                            Ok(_) => state.wake_local_workers(),
+                            Err(e) => {
+                                tracing::warn!("LISTEN {WAKE_CHANNEL}: {e}");
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                },
+                Err(e) => tracing::warn!("LISTEN {WAKE_CHANNEL}: {e}"),
+            },
+            Err(e) => tracing::warn!("LISTEN {WAKE_CHANNEL}: connecting: {e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// What every handler shares: the database, the settings, and the signals to the workers.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -70,8 +106,27 @@ impl AppState {
         &self.chat
     }
 
-    /// Wakes an idle worker of this process (a job was created or resumed).
+    /// Wakes the idle workers: those of this process at once, and on PostgreSQL those of every
+    /// other process too (`NOTIFY docraft_wake`, which their listeners turn into
+    /// [`AppState::wake_local_workers`]), so a job created on one API server starts on a worker
+    /// elsewhere without waiting for its next poll.
     pub fn wake_workers(&self) {
+        self.wake_local_workers();
+        if self.db.backend() == crate::db::Backend::Postgres
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let pool = self.db.pool().clone();
+            rt.spawn(async move {
+                if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&pool).await {
+                    tracing::warn!("NOTIFY {WAKE_CHANNEL}: {e}");
+                }
+            });
+        }
+    }
+
+    /// Wakes an idle worker of this process (a job was created or resumed here, or another
+    /// process said so).
+    pub fn wake_local_workers(&self) {
         // Every idle worker looks (training, document and dataset workers share the signal;
         // only the kind with work claims it), and one busy worker finds a permit when it is
         // done, so a wake-up is never spent on the wrong kind.

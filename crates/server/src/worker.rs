@@ -86,6 +86,11 @@ impl Workers {
             let (state, rx) = (state.clone(), stop.subscribe());
             tasks.push(tokio::spawn(async move { crate::collections::document_worker(state, i, rx).await }));
         }
+        // Workers of other processes on the same PostgreSQL say when there is work.
+        if !tasks.is_empty() && state.db().backend() == crate::db::Backend::Postgres {
+            let (state, rx) = (state.clone(), stop.subscribe());
+            tasks.push(tokio::spawn(async move { crate::server::listen_for_work(state, rx).await }));
+        }
         Self { tasks, stop }
     }
 

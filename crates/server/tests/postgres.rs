@@ -477,3 +477,42 @@ async fn rows_of_a_postgres_table_become_documents() {
     assert_eq!(pg.psql(&db, "SELECT COUNT(*) FROM tickets"), "2", "a row was deleted");
     server.stop().await;
 }
+
+/// Processes wake each other's workers through PostgreSQL (`NOTIFY docraft_wake`): a worker
+/// process polling only once an hour still ingests a document uploaded to another process's
+/// API straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_worker_elsewhere_is_woken_through_postgres() {
+    let api = TestServer::start_pg(|c| {
+        common::fast(c, 0);
+        c.document_workers = 0;
+        c.dataset_workers = 0;
+    })
+    .await;
+    let (url, data) = (api.state.config().database_url.clone(), api.data());
+    let worker = TestServer::start_with(|c| {
+        common::fast(c, 0);
+        c.poll = std::time::Duration::from_secs(3600);
+        c.database_url = url;
+        c.data_dir = data;
+    })
+    .await;
+    // Let the worker's first look for work pass: from now on it only wakes when told.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, key) = api.org("acme").await;
+    let col = ok(api.http.post(api.url("/v1/collections")).bearer_auth(&key).json(&json!({"name": "d"})).send().await.unwrap())
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(fixture("docs/guia-es.md")).file_name("guia-es.md"));
+    let url = api.url(&format!("/v1/collections/{col}/documents"));
+    ok(api.http.post(url).bearer_auth(&key).multipart(form).send().await.unwrap()).await;
+    // wait_indexed gives up long before the worker's next poll.
+    let docs = wait_indexed(&api, &key, &col, 1).await;
+    assert_eq!(docs[0]["status"], "indexed");
+    worker.stop().await;
+    api.stop().await;
+}
