@@ -83,8 +83,14 @@ impl BaseModel {
                 .map(|v| v as usize)
                 .ok_or_else(|| TrainError::model(path, format!("GGUF has no `{arch}.{key}`")))
         };
+        // GGUF stores these as f32: widen through the shortest decimal, so 1e-6 stays 1e-6 (and not
+        // 9.99999997e-7) in the config.json we write and in the norms.
         let float = |key: &str, default: f64| -> f64 {
-            content.metadata.get(&format!("{arch}.{key}")).and_then(|v| v.to_f32().ok()).map_or(default, f64::from)
+            content
+                .metadata
+                .get(&format!("{arch}.{key}"))
+                .and_then(|v| v.to_f32().ok())
+                .map_or(default, |x| x.to_string().parse().unwrap_or(f64::from(x)))
         };
         let heads = num("attention.head_count")?;
         let kv_heads = num("attention.head_count_kv").unwrap_or(heads);
@@ -125,6 +131,8 @@ impl BaseModel {
                 content.tensor(&mut file, name, device).map_err(|e| TrainError::model(path, format!("{name}: {e}")))?;
             let mut t = q.dequantize(device).map_err(|e| TrainError::model(path, format!("{name}: {e}")))?;
             // llama.cpp permutes Q/K rows for its RoPE layout in llama-arch conversions; undo it.
+            // qwen2 uses NEOX (rotate-half) RoPE like Hugging Face, so its converter leaves Q/K and
+            // their biases alone (tests/qwen2.rs checks the logits against llama.cpp's).
             if arch == "llama" || arch == "mistral" {
                 if name.ends_with("attn_q.weight") {
                     t = unpermute(&t, heads)?;
