@@ -49,7 +49,10 @@ fn same_ranking(a: &[Value], b: &[Value], what: &str) {
     }
     let last = sa.last().copied().unwrap_or_default();
     let keep = |h: &[Value]| -> Vec<String> {
-        h.iter().filter(|h| (h["score"].as_f64().unwrap() - last).abs() >= 1e-4).map(|h| h["chunk_id"].to_string()).collect()
+        h.iter()
+            .filter(|h| (h["score"].as_f64().unwrap() - last).abs() >= 1e-4)
+            .map(|h| h["chunk_id"].to_string())
+            .collect()
     };
     assert_eq!(keep(a), keep(b), "{what}");
 }

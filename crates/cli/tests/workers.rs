@@ -216,7 +216,10 @@ fn two_apis_and_two_workers_share_the_queue_and_survive_kill_9() {
         assert_eq!(done["status"], "succeeded", "{done:#}\n{}", logs(&workers));
         let events = api.events(id);
         let ran_on = workers_of(&events);
-        assert!(ran_on.iter().all(|w| pids.contains(&pid_of(w))), "{id} ran on {ran_on:?}, not on a worker of {pids:?}");
+        assert!(
+            ran_on.iter().all(|w| pids.contains(&pid_of(w))),
+            "{id} ran on {ran_on:?}, not on a worker of {pids:?}"
+        );
         let total = done["docraft"]["total_steps"].as_i64().unwrap();
         let mut steps: Vec<i64> =
             events.iter().filter(|e| e["type"] == "metrics").map(|e| e["data"]["step"].as_i64().unwrap()).collect();

@@ -53,8 +53,8 @@ mod raft;
 pub mod redact;
 mod retrieve;
 pub mod rng;
-mod store;
 pub mod split;
+mod store;
 pub mod text;
 pub mod train;
 

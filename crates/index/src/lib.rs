@@ -79,12 +79,12 @@ mod pg;
 mod store;
 mod url;
 
+pub use docraft_core::{Condition, Filter, StoreRetriever as IndexRetriever, VectorStore};
 pub use embed::{CandleEmbedder, EmbedOptions, OnnxEmbedder, default_model_dir};
 pub use error::{IndexError, Result};
-pub use docraft_core::{Condition, Filter, StoreRetriever as IndexRetriever, VectorStore};
 pub use pg::{PgVectorStore, PgVectors};
-pub use url::{StoreLocation, is_store_url};
 pub use store::{
     COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncOptions,
     SyncReport, VectorIndex,
 };
+pub use url::{StoreLocation, is_store_url};

@@ -461,7 +461,8 @@ impl PgVectorStore {
             csv_field(&mut csv, chunk.doc_id.as_str());
             csv.push(',');
             csv_field(&mut csv, &chunk.source);
-            let (a, b) = chunk.pages.map_or((String::new(), String::new()), |p| (p.first.to_string(), p.last.to_string()));
+            let (a, b) =
+                chunk.pages.map_or((String::new(), String::new()), |p| (p.first.to_string(), p.last.to_string()));
             let _ = write!(csv, ",{a},{b},");
             csv_field(&mut csv, &meta);
             csv.push(',');
@@ -681,7 +682,8 @@ impl PgVectorStore {
             .map_err(|e| self.err(&e))?;
         rows.into_iter()
             .map(|(json, d)| {
-                let chunk: Chunk = serde_json::from_str(&json).map_err(|e| self.err(&format!("a stored chunk: {e}")))?;
+                let chunk: Chunk =
+                    serde_json::from_str(&json).map_err(|e| self.err(&format!("a stored chunk: {e}")))?;
                 #[allow(clippy::cast_possible_truncation)]
                 let score = (1.0 - d) as f32;
                 Ok(Scored { chunk, score })
@@ -697,7 +699,12 @@ impl PgVectorStore {
     /// # Errors
     /// [`IndexError::ModelMismatch`] for another embedder; embedder errors;
     /// [`IndexError::Cancelled`]; [`IndexError::Postgres`].
-    pub fn sync(&mut self, embedder: &dyn Embedder, chunks: Vec<Chunk>, options: &SyncOptions<'_>) -> Result<SyncReport> {
+    pub fn sync(
+        &mut self,
+        embedder: &dyn Embedder,
+        chunks: Vec<Chunk>,
+        options: &SyncOptions<'_>,
+    ) -> Result<SyncReport> {
         let model = embedder.model_id();
         if model != self.model_id {
             return Err(IndexError::ModelMismatch { index_model: self.model_id.clone(), embedder_model: model });

@@ -962,4 +962,3 @@ impl VectorStore for VectorIndex {
         Ok(self.len())
     }
 }
-

@@ -133,8 +133,9 @@ mod tests {
     #[test]
     fn urls_and_directories() {
         assert_eq!(StoreLocation::parse("runs/x/index").unwrap(), StoreLocation::Dir("runs/x/index".into()));
-        let l = StoreLocation::parse("postgres://u:secret@h:5/db?sslmode=disable&collection=Man%C3%BAal+2&organization=o1")
-            .unwrap();
+        let l =
+            StoreLocation::parse("postgres://u:secret@h:5/db?sslmode=disable&collection=Man%C3%BAal+2&organization=o1")
+                .unwrap();
         assert_eq!(
             l,
             StoreLocation::Postgres {

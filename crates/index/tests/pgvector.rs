@@ -252,7 +252,9 @@ fn two_processes_write_and_search_at_once() -> Result<()> {
         assert_eq!(hits[0].chunk.id, c[0].id);
     }
     let out = child.wait_with_output()?;
-    assert!(out.status.success(), "the other writer failed:\n{}\n{}",
+    assert!(
+        out.status.success(),
+        "the other writer failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

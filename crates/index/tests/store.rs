@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use docraft_core::{CancelToken, Chunk, ChunkId, Count, DocId, EmbedError, Embedder};
-use docraft_index::{
-    Filter, HnswParams, IndexError, SearchOptions, Strategy, SyncOptions, VectorIndex,
-};
+use docraft_index::{Filter, HnswParams, IndexError, SearchOptions, Strategy, SyncOptions, VectorIndex};
 
 #[path = "common/prose.rs"]
 mod prose;

@@ -501,8 +501,15 @@ async fn a_worker_elsewhere_is_woken_through_postgres() {
     // Let the worker's first look for work pass: from now on it only wakes when told.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (_, key) = api.org("acme").await;
-    let col = ok(api.http.post(api.url("/v1/collections")).bearer_auth(&key).json(&json!({"name": "d"})).send().await.unwrap())
-        .await["id"]
+    let col = ok(api
+        .http
+        .post(api.url("/v1/collections"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "d"}))
+        .send()
+        .await
+        .unwrap())
+    .await["id"]
         .as_str()
         .unwrap()
         .to_string();

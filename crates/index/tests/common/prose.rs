@@ -113,4 +113,3 @@ pub fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| build_corpus().expect("test corpus"))
 }
-
