@@ -131,7 +131,7 @@ pub struct IndexOutcome {
 /// Reading the chunks, loading the model, embedding or saving.
 ///
 /// `output` may also be a `postgres://…/db?collection=NAME` URL: the chunks then go to that
-/// pgvector collection (created on first use; see [`build_store`]).
+/// pgvector collection (created on first use, then synced: see `build_store`).
 pub fn build(s: &IndexSettings, model_dir: &Path, chunks: &Path, output: &Path, ctx: &Ctx) -> Result<IndexOutcome> {
     let started = std::time::Instant::now();
     let (chunks, embedder, params) = build_inputs(s, model_dir, chunks, ctx)?;
