@@ -388,6 +388,7 @@ mod tests {
     /// Flags that are paths, modes or output choices of the command line, not stage settings.
     const CLI_ONLY: &[&str] = &[
         "output",
+        "store",
         "quiet",
         "report",
         "help",
