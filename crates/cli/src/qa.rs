@@ -67,6 +67,17 @@ pub struct GeneratorArgs {
     /// llama: do not constrain output with a JSON grammar.
     #[arg(long)]
     no_grammar: bool,
+    /// llama: evaluate every prompt whole instead of reusing the cache of the prefix the
+    /// prompts share (the output is the same either way).
+    #[arg(long)]
+    no_prefix_reuse: bool,
+    /// llama: a small GGUF with the same vocabulary that drafts tokens for the model to check
+    /// (speculative decoding; greedy requests only, i.e. --temperature 0; same output).
+    #[arg(long, value_name = "FILE.gguf")]
+    draft_model: Option<PathBuf>,
+    /// llama: most tokens the draft model proposes in a row (fewer when it is unsure).
+    #[arg(long, default_value_t = GeneratorSettings::default().draft_max)]
+    draft_max: u32,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = GeneratorSettings::default().temperature)]
     temperature: f32,
@@ -98,6 +109,9 @@ impl GeneratorArgs {
             chat_template: self.chat_template.clone(),
             gpu_layers: self.gpu_layers,
             no_grammar: self.no_grammar,
+            no_prefix_reuse: self.no_prefix_reuse,
+            draft_model: self.draft_model.clone(),
+            draft_max: self.draft_max,
             temperature: self.temperature,
             top_p: self.top_p,
             seed: self.seed,
@@ -159,6 +173,32 @@ pub struct GenerateArgs {
     /// Judge near-duplicates by embeddings (the local all-MiniLM-L6-v2 model).
     #[arg(long)]
     dedup_embeddings: bool,
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation (by default they are skipped, counted and recorded in
+    /// QA_NAME.rejected.jsonl with their reason).
+    #[arg(long)]
+    keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions (no ?/¿, no question word first).
+    #[arg(long)]
+    no_question_filter: bool,
+    /// Accept pairs that point at the passage ("the text", "este fragmento").
+    #[arg(long)]
+    no_passage_filter: bool,
+    /// Accept answers that answer nothing (a question, "I don't know", "no se menciona").
+    #[arg(long)]
+    no_answer_filter: bool,
+    /// Have a judge model score each pair that passes the filters, 1-5 for faithfulness and
+    /// usefulness, and reject those below --judge-min-score; its scores stay in the pair.
+    #[arg(long)]
+    judge: bool,
+    /// Least judge score (1-5) both faithfulness and usefulness must reach.
+    #[arg(long, default_value_t = q().judge_min_score, value_parser = clap::value_parser!(u8).range(1..=5))]
+    judge_min_score: u8,
+    /// The judge model: a GGUF file, or a JSON object of generator settings, e.g.
+    /// '{"backend": "openai", "base_url": "http://127.0.0.1:8080/v1", "model": "qwen"}'
+    /// (default: the generator that writes the pairs).
+    #[arg(long, value_parser = parse_generator)]
+    judge_generator: Option<GeneratorSettings>,
     /// Hide the progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -181,8 +221,27 @@ impl GenerateArgs {
             no_language_filter: self.no_language_filter,
             dedup: self.dedup,
             dedup_embeddings: self.dedup_embeddings,
+            keep_all_chunks: self.keep_all_chunks,
+            no_question_filter: self.no_question_filter,
+            no_passage_filter: self.no_passage_filter,
+            no_answer_filter: self.no_answer_filter,
+            judge: self.judge,
+            judge_min_score: self.judge_min_score,
+            judge_generator: self.judge_generator.clone(),
         }
     }
+}
+
+/// A generator given on the command line: a JSON object of [`GeneratorSettings`] keys, or
+/// the path of a GGUF file for the local backend.
+fn parse_generator(s: &str) -> Result<GeneratorSettings, String> {
+    let settings = if s.trim_start().starts_with('{') {
+        serde_json::from_str::<GeneratorSettings>(s).map_err(|e| format!("not generator settings: {e}"))?
+    } else {
+        GeneratorSettings { model: Some(s.to_string()), ..GeneratorSettings::default() }
+    };
+    settings.validate().map_err(|e| e.to_string())?;
+    Ok(settings)
 }
 
 pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {
@@ -317,6 +376,44 @@ mod tests {
         assert_eq!(cli.generator.settings(), GeneratorSettings::default());
     }
 
+    #[derive(Parser)]
+    struct Gen {
+        #[command(flatten)]
+        generate: GenerateArgs,
+    }
+
+    #[test]
+    fn generate_flags_default_to_the_settings_and_reach_them() {
+        let cli = Gen::try_parse_from(["docraft", "chunks.jsonl", "-o", "qa.jsonl"]).unwrap();
+        assert_eq!(cli.generate.settings(), QaSettings { enabled: true, ..QaSettings::default() });
+        let cli = Gen::try_parse_from([
+            "docraft",
+            "chunks.jsonl",
+            "-o",
+            "qa.jsonl",
+            "--keep-all-chunks",
+            "--no-question-filter",
+            "--no-passage-filter",
+            "--no-answer-filter",
+            "--judge",
+            "--judge-min-score=4",
+            r#"--judge-generator={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "j"}"#,
+        ])
+        .unwrap();
+        let s = cli.generate.settings();
+        assert!(s.keep_all_chunks && s.no_question_filter && s.no_passage_filter && s.no_answer_filter && s.judge);
+        assert_eq!(s.judge_min_score, 4);
+        let j = s.judge_generator.unwrap();
+        assert_eq!((j.backend, j.model.as_deref()), (Backend::Openai, Some("j")));
+        let local = Gen::try_parse_from(["docraft", "c", "-o", "q", "--judge-generator", "judge.gguf"]).unwrap();
+        assert_eq!(local.generate.settings().judge_generator.unwrap().model.as_deref(), Some("judge.gguf"));
+        assert!(Gen::try_parse_from(["docraft", "c", "-o", "q", "--judge-min-score=6"]).is_err());
+        assert!(
+            Gen::try_parse_from(["docraft", "c", "-o", "q", r#"--judge-generator={"backend": "openai"}"#]).is_err()
+        );
+        assert!(Gen::try_parse_from(["docraft", "c", "-o", "q", r#"--judge-generator={"modle": "x"}"#]).is_err());
+    }
+
     #[test]
     fn every_flag_reaches_its_setting() {
         let cli = Cli::try_parse_from([
@@ -337,6 +434,9 @@ mod tests {
             "--chat-template=chatml",
             "--gpu-layers=5",
             "--no-grammar",
+            "--no-prefix-reuse",
+            "--draft-model=draft.gguf",
+            "--draft-max=4",
             "--temperature=0",
             "--top-p=0.5",
             "--seed=9",
@@ -359,6 +459,9 @@ mod tests {
             chat_template: Some("chatml".into()),
             gpu_layers: 5,
             no_grammar: true,
+            no_prefix_reuse: true,
+            draft_model: Some("draft.gguf".into()),
+            draft_max: 4,
             temperature: 0.0,
             top_p: 0.5,
             seed: 9,

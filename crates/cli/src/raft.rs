@@ -68,6 +68,25 @@ pub struct RaftArgs {
     /// At least one quote must have this many words.
     #[arg(long, default_value_t = d().min_quote_words)]
     min_quote_words: usize,
+    /// The final answer must answer and agree with its quotes: at least this share of its
+    /// claim words (content words not in the question) in the quotes or the oracle, and one
+    /// in the quotes (0 turns the check off).
+    #[arg(long, default_value_t = d().min_answer_support)]
+    min_answer_support: f32,
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation (by default they are skipped, counted and recorded in
+    /// OUT_NAME.questions.rejected.jsonl with their reason).
+    #[arg(long)]
+    keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions (no ?/¿, no question word first).
+    #[arg(long)]
+    no_question_filter: bool,
+    /// Accept questions that point at the passage ("the text", "el fragmento").
+    #[arg(long)]
+    no_passage_filter: bool,
+    /// Accept questions whose own answer answers nothing ("I don't know", a question).
+    #[arg(long)]
+    no_answer_filter: bool,
     /// Most tokens per chain of thought.
     #[arg(long, default_value_t = d().max_tokens)]
     max_tokens: u32,
@@ -120,8 +139,13 @@ impl RaftArgs {
             free_text: self.free_text,
             attempts: self.attempts,
             min_quote_words: self.min_quote_words,
+            min_answer_support: self.min_answer_support,
             max_tokens: self.max_tokens,
             limit: self.limit,
+            keep_all_chunks: self.keep_all_chunks,
+            no_question_filter: self.no_question_filter,
+            no_passage_filter: self.no_passage_filter,
+            no_answer_filter: self.no_answer_filter,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use docraft_core::{Scored, VectorStore};
-use docraft_index::{Filter, PgVectorStore, SearchOptions, Strategy, default_model_dir};
+use docraft_index::{Filter, PgVectorStore, SearchOptions, Strategy};
 use docraft_pipeline::settings::{EmbedBackend, IndexSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
@@ -29,11 +29,13 @@ pub struct IndexBuildArgs {
     /// interrupted build resumes).
     #[arg(long, value_name = "postgres://…?collection=NAME")]
     store: Option<String>,
-    /// Embedding model directory (model.onnx + tokenizer files).
-    /// [default: $DOCRAFT_MODELS/all-minilm-l6-v2, as scripts/setup.sh fetches it]
+    /// Embedding model directory.
+    /// [default: the backend's model as scripts/setup.sh puts it: $DOCRAFT_MODELS/all-minilm-l6-v2,
+    /// or $DOCRAFT_MODELS/use-m3 for use-m3]
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// Embedding backend: ONNX Runtime, or candle (no ONNX Runtime needed; reads model.safetensors).
+    /// Embedding backend: a BERT-style model on ONNX Runtime or on candle (no ONNX Runtime needed;
+    /// reads model.safetensors), or USE-m3 (multilingual, on ONNX Runtime).
     #[arg(long, value_enum, default_value_t = d().backend.into())]
     backend: Backend,
     /// Texts per model call (texts are sorted by length first, so batches pad little).
@@ -124,10 +126,13 @@ pub struct SearchArgs {
 /// Which embedder runs the model.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
-    /// ONNX Runtime (model.onnx), through fastembed.
+    /// A BERT-style model (model.onnx; all-MiniLM-L6-v2), on ONNX Runtime through fastembed.
     Onnx,
-    /// candle (model.safetensors).
+    /// A BERT-style model (model.safetensors; all-MiniLM-L6-v2), on candle.
     Candle,
+    /// USE-m3, multilingual (Spanish, English and 14 more languages), on ONNX Runtime.
+    #[value(name = "use-m3")]
+    UseM3,
 }
 
 impl From<EmbedBackend> for Backend {
@@ -135,6 +140,7 @@ impl From<EmbedBackend> for Backend {
         match b {
             EmbedBackend::Onnx => Self::Onnx,
             EmbedBackend::Candle => Self::Candle,
+            EmbedBackend::UseM3 => Self::UseM3,
         }
     }
 }
@@ -144,13 +150,14 @@ impl From<Backend> for EmbedBackend {
         match b {
             Backend::Onnx => Self::Onnx,
             Backend::Candle => Self::Candle,
+            Backend::UseM3 => Self::UseM3,
         }
     }
 }
 
 pub fn build(a: &IndexBuildArgs) -> Result<ExitCode> {
     let settings = a.settings();
-    let model_dir = a.model.clone().unwrap_or_else(default_model_dir);
+    let model_dir = a.model.clone().unwrap_or_else(|| settings.backend.default_model_dir());
     let term = crate::render::Terminal::new(a.quiet);
     let sink = |e: &Event| term.event(e);
     let ctx = Ctx::new(Stage::Index, &sink, crate::render::cancel_on_interrupt());

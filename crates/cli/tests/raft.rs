@@ -60,6 +60,14 @@ fn raft_survives_kill_9_and_writes_verified_records_in_every_format() -> anyhow:
         "4",
         "--system-prompt",
         "Answer from the documents.",
+        // SmolLM2-135M writes almost no real question ("The text", "El respuesta", "What is the
+        // answer?"): the quality checks, tested on their own in qa-gen and raft, would leave
+        // nothing for this test of the run's mechanics. The quotes are still verified.
+        "--no-question-filter",
+        "--no-passage-filter",
+        "--no-answer-filter",
+        "--min-answer-support",
+        "0",
         "-q",
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_docraft")).args(args).spawn()?;

@@ -23,6 +23,12 @@ limit = 4
 seed = 1
 max-tokens = 256
 system-prompt = "Answer from the documents."
+# SmolLM2-135M writes almost no real question: the quality checks (tested on their own in
+# qa-gen and raft) would leave nothing for this test of the run's mechanics.
+no-question-filter = true
+no-passage-filter = true
+no-answer-filter = true
+min-answer-support = 0.0
 
 [train]
 max-steps = 6

@@ -208,6 +208,13 @@ fn an_index_built_with_another_model_is_refused_at_search() -> Result<()> {
     let path = index.join("index.json");
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let model = meta["model_id"].as_str().context("model_id")?.to_string();
+    // Searched with another backend (USE-m3) than it was built with: that model is refused.
+    let out = docraft(&["search", s(&index), "copias", "--backend", "use-m3"])?;
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains(&model) && err.contains("use-m3:") && err.contains("rebuild"),
+        "{err}"
+    );
     std::fs::write(&path, serde_json::to_string(&meta)?.replace(&model, "onnx:some-other-model:0000"))?;
     let out = docraft(&["search", s(&index), "copias"])?;
     let err = stderr(&out);
@@ -236,6 +243,40 @@ fn the_candle_backend_indexes_and_searches_without_onnx_runtime() -> Result<()> 
     let hit: Value = serde_json::from_slice(&out.stdout)?;
     assert!(hit["text"].as_str().unwrap().contains("serial number of the meter"), "{hit}");
     assert_eq!(hit["pages"], serde_json::json!([3, 3]));
+    Ok(())
+}
+
+/// The USE-m3 backend builds an index that search then opens with USE-m3 (from the model id it
+/// records), and questions find their passage across English and Spanish.
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn the_use_m3_backend_indexes_and_searches_across_languages() -> Result<()> {
+    common::require_models();
+    let tmp = tempfile::tempdir()?;
+    let chunks = tmp.path().join("chunks.jsonl");
+    let index = tmp.path().join("index");
+    let out = docraft(&["ingest", "-q", "-o", s(&chunks), s(&fixtures().join("docs"))])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = docraft(&["index", "build", s(&chunks), "-o", s(&index), "--backend", "use-m3", "-q"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(index.join("index.json"))?)?;
+    assert!(meta["model_id"].as_str().is_some_and(|m| m.starts_with("use-m3:use-m3:")), "{meta}");
+    // (question, file, text the source chunk holds): Spanish questions of English documents and
+    // the other way round, then one of each language in its own.
+    let cases = [
+        ("¿Cuándo no estará disponible la red de la oficina?", "memo-utf16.txt", "21 March 2026"),
+        ("Where are confidential paper documents kept?", "politica-es.pdf", "armarios con llave"),
+        ("Can service reports be completed without a network connection?", "release-notes.md", "Offline reports"),
+        ("¿Cómo recupero una versión anterior de un archivo?", "guia-es.md", "Recuperar una versión anterior"),
+    ];
+    for (question, file, needle) in cases {
+        let hits = search(&index, question, &[])?;
+        let found = hits.iter().any(|h| {
+            h["source"].as_str().is_some_and(|s| s.ends_with(file))
+                && h["text"].as_str().is_some_and(|t| t.contains(needle))
+        });
+        assert!(found, "{question}: {file} not in the top 5: {hits:#?}");
+    }
     Ok(())
 }
 

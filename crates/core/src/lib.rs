@@ -68,7 +68,7 @@ pub use generate::{ChatMessage, FinishReason, GenError, GenRequest, GenResponse,
 pub use id::{ChunkId, DocId, content_hash};
 pub use lang::{guess_language, language_name};
 pub use progress::{Count, NoProgress, Progress};
-pub use qa::{ChunkRef, QaPair};
+pub use qa::{ChunkRef, JudgeScores, QaPair};
 pub use raft::{ContextDoc, DocRole, RaftContext, RaftEvalRecord, RaftMeta, RaftRecord};
 pub use redact::{PiiKind, Redacted, Redactor};
 pub use retrieve::{RetrieveError, Retriever, Scored};

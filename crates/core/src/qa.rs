@@ -62,6 +62,27 @@ pub struct QaPair {
     /// The generation key: chunk, prompt, model and settings hashed together. A resumed run
     /// skips chunks whose key is already done.
     pub gen_key: String,
+    /// A second model's scores, when a judge step kept the pair (absent otherwise, and left
+    /// out of the JSON then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeScores>,
+}
+
+/// A judge model's verdict on a question/answer pair: 1 (worst) to 5 (best) for faithfulness
+/// (the answer says only what the chunk says) and usefulness (a reader of the documents would
+/// ask it, and the answer helps), with the judge's short reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgeScores {
+    /// Faithfulness to the chunk, 1..=5.
+    pub faithfulness: u8,
+    /// Usefulness of the pair, 1..=5.
+    pub usefulness: u8,
+    /// The judge's reason, in a sentence.
+    pub reason: String,
+    /// The judge model.
+    pub model: String,
+    /// The judge prompt (`name@hash`).
+    pub prompt: String,
 }
 
 #[cfg(test)]
@@ -93,6 +114,7 @@ mod tests {
             model: "m".into(),
             prompt: "p".into(),
             gen_key: "k".into(),
+            judge: None,
         };
         let v = serde_json::to_value(&pair).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -100,6 +122,20 @@ mod tests {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         assert!(!keys.contains(&"chunk"));
+        assert!(!keys.contains(&"judge"), "no judge field without a judge");
         assert_eq!(serde_json::from_value::<QaPair>(v).unwrap(), pair);
+        let judged = QaPair {
+            judge: Some(JudgeScores {
+                faithfulness: 5,
+                usefulness: 4,
+                reason: "ok".into(),
+                model: "j".into(),
+                prompt: "judge@x".into(),
+            }),
+            ..pair
+        };
+        let v = serde_json::to_value(&judged).unwrap();
+        assert_eq!(v["judge"]["usefulness"], 4);
+        assert_eq!(serde_json::from_value::<QaPair>(v).unwrap(), judged);
     }
 }

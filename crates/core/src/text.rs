@@ -162,6 +162,220 @@ pub fn grounding(claim: &str, source: &str, lang: &str) -> f32 {
     share
 }
 
+/// `text` as its [`words`] joined by single spaces, with a space at each end: the form
+/// [`contains_phrase`] searches, so a phrase only matches whole words.
+#[must_use]
+pub fn word_line(text: &str) -> String {
+    format!(" {} ", words(text).join(" "))
+}
+
+/// Whether `line` (made by [`word_line`]) holds `phrase` as whole words: the phrase is put
+/// through [`words`] too, so `"don't"`, accents and case do not matter.
+#[must_use]
+pub fn contains_phrase(line: &str, phrase: &str) -> bool {
+    let p = words(phrase).join(" ");
+    !p.is_empty() && line.contains(&format!(" {p} "))
+}
+
+/// Whole answers that answer nothing (after [`words`]): "unknown", "No lo sé".
+const NON_ANSWERS: &[&str] = &[
+    "unknown",
+    "not known",
+    "i don't know",
+    "idk",
+    "n/a",
+    "no idea",
+    "not sure",
+    "not specified",
+    "not mentioned",
+    "not stated",
+    "not given",
+    "not provided",
+    "none given",
+    "no answer",
+    "no se",
+    "no lo se",
+    "ni idea",
+    "desconocido",
+    "se desconoce",
+    "no se sabe",
+    "no consta",
+    "no se especifica",
+    "no se menciona",
+    "no se indica",
+    "no se dice",
+    "no especificado",
+    "no mencionado",
+    "sin respuesta",
+    "sin datos",
+    "no hay respuesta",
+];
+
+/// Phrases that make an answer a non-answer wherever they are: the writer does not know or
+/// cannot tell.
+const NOT_KNOWN: &[&str] = &[
+    "i don't know",
+    "i do not know",
+    "i'm not sure",
+    "i am not sure",
+    "i cannot answer",
+    "i can't answer",
+    "cannot be answered",
+    "can't be answered",
+    "unable to answer",
+    "cannot be determined",
+    "can't be determined",
+    "not possible to determine",
+    "impossible to determine",
+    "unable to determine",
+    "there is no information",
+    "no information is given",
+    "no information is provided",
+    "not enough information",
+    "insufficient information",
+    "no lo se",
+    "no lo sabemos",
+    "desconozco",
+    "no tengo informacion",
+    "no tengo datos",
+    "no dispongo de informacion",
+    "no se dispone de informacion",
+    "no puedo responder",
+    "no es posible responder",
+    "no se puede responder",
+    "no se puede determinar",
+    "no es posible determinar",
+    "no se puede saber",
+    "no hay informacion",
+    "no hay suficiente informacion",
+    "informacion insuficiente",
+    "no hay datos suficientes",
+];
+
+/// Negated "says" verbs: with a word for the source ([`SOURCE_NOUNS`]) in the same answer, the
+/// answer reports that the source does not tell.
+const NOT_TOLD: &[&str] = &[
+    "does not mention",
+    "doesn't mention",
+    "not mentioned",
+    "does not specify",
+    "doesn't specify",
+    "not specified",
+    "does not say",
+    "doesn't say",
+    "does not state",
+    "doesn't state",
+    "not stated",
+    "does not provide",
+    "doesn't provide",
+    "not provided",
+    "does not indicate",
+    "doesn't indicate",
+    "not indicated",
+    "is not given",
+    "are not given",
+    "does not include",
+    "doesn't include",
+    "does not contain",
+    "doesn't contain",
+    "no menciona",
+    "no se menciona",
+    "no se mencionan",
+    "no especifica",
+    "no se especifica",
+    "no se especifican",
+    "no dice",
+    "no se dice",
+    "no indica",
+    "no se indica",
+    "no se indican",
+    "no proporciona",
+    "no se proporciona",
+    "no detalla",
+    "no se detalla",
+    "no aparece",
+    "no aparecen",
+    "no incluye",
+    "no se incluye",
+    "no contiene",
+    "no recoge",
+    "no se recoge",
+    "no consta",
+    "no lo menciona",
+    "no lo especifica",
+    "no lo dice",
+    "no lo indica",
+    "no lo detalla",
+];
+
+/// Words for the passage an answer came from, English and Spanish.
+const SOURCE_NOUNS: &[&str] = &[
+    "text",
+    "passage",
+    "document",
+    "excerpt",
+    "fragment",
+    "context",
+    "information",
+    "article",
+    "section",
+    "paragraph",
+    "chunk",
+    "source",
+    "texto",
+    "pasaje",
+    "documento",
+    "fragmento",
+    "extracto",
+    "contexto",
+    "informacion",
+    "articulo",
+    "seccion",
+    "apartado",
+    "parrafo",
+    "fuente",
+];
+
+/// Why `answer` is not an answer, if it is not: empty, a question (`?` at its end or `¿` at
+/// its start), a whole non-answer ("Unknown.", "No lo sé."), a phrase saying the writer does
+/// not know or cannot tell ("I don't know", "no se puede determinar"), or a negated "says"
+/// verb next to a word for the source ("the text does not mention", "el fragmento no lo
+/// especifica"). English and Spanish, compared as [`words`] (case, accents and apostrophes
+/// do not matter). `"No."` and answers that merely contain "no se" ("No se puede recuperar")
+/// are answers.
+///
+/// ```
+/// use docraft_core::text::non_answer;
+///
+/// assert_eq!(non_answer("Treinta días."), None);
+/// assert_eq!(non_answer("No se puede recuperar pasado ese plazo."), None);
+/// assert!(non_answer("No lo sé.").is_some());
+/// assert!(non_answer("The text does not mention the torque.").is_some());
+/// assert!(non_answer("¿Cuántos días?").is_some());
+/// ```
+#[must_use]
+pub fn non_answer(answer: &str) -> Option<&'static str> {
+    let trimmed = answer.trim();
+    if !trimmed.chars().any(char::is_alphanumeric) {
+        return Some("it has no words");
+    }
+    let end = trimmed.trim_end_matches(|c: char| c == '"' || c == '\'' || c == ')' || c.is_whitespace());
+    if end.ends_with(['?', '\u{ff1f}']) || trimmed.starts_with('¿') {
+        return Some("it is a question");
+    }
+    let line = word_line(trimmed);
+    if NON_ANSWERS.iter().any(|p| words(p).join(" ") == line.trim()) {
+        return Some("it answers nothing");
+    }
+    if NOT_KNOWN.iter().any(|p| contains_phrase(&line, p)) {
+        return Some("it says the answer is not known");
+    }
+    if NOT_TOLD.iter().any(|p| contains_phrase(&line, p)) && SOURCE_NOUNS.iter().any(|n| contains_phrase(&line, n)) {
+        return Some("it says the source does not tell");
+    }
+    None
+}
+
 /// Articles SQuAD-style scoring drops, English and Spanish.
 pub const ARTICLES: &[&str] = &["a", "an", "the", "el", "la", "los", "las", "un", "una", "unos", "unas", "lo"];
 
@@ -238,6 +452,49 @@ mod tests {
         assert!(grounding("To 50 Nm.", en, "en") < 0.6);
         assert!(grounding("the", en, "en") > 0.99, "only stopwords: all words count");
         assert!(grounding("", en, "en").abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_answers_in_english_and_spanish() {
+        for good in [
+            "Treinta días.",
+            "No.",
+            "Yes, every twelve months.",
+            "No se puede recuperar pasado ese plazo.",
+            "Si no se indica el nivel, se elige el más alto.",
+            "The handbook does not specify a limit for abrasive media, so the six-month rule applies.",
+            "It is stored in the document management system.",
+            "18 Nm",
+            "Unknown callers are not let in without a badge.",
+        ] {
+            assert_eq!(non_answer(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "...",
+            "I don't know.",
+            "I do not know the answer.",
+            "Unknown",
+            "N/A",
+            "No lo sé.",
+            "no lo se",
+            "Desconozco ese dato.",
+            "No se especifica.",
+            "The text does not mention the torque.",
+            "This information is not provided in the passage.",
+            "El fragmento no menciona el plazo.",
+            "No se menciona en el texto.",
+            "El documento no lo especifica.",
+            "No hay información sobre eso.",
+            "It cannot be determined from the document.",
+            "What is the torque?",
+            "¿Cuántos días se conservan?",
+        ] {
+            assert!(non_answer(bad).is_some(), "{bad:?} passed");
+        }
+        assert_eq!(non_answer("¿Qué? Treinta días"), Some("it is a question"));
+        assert!(contains_phrase(&word_line("I DON’T know"), "i don't know"));
+        assert!(!contains_phrase(&word_line("the textbook"), "the text"));
     }
 
     #[test]

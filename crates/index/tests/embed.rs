@@ -10,7 +10,7 @@ use docraft_core::{EmbedError, Embedder};
 use docraft_index::{EmbedOptions, OnnxEmbedder};
 
 fn model_dir() -> Result<PathBuf> {
-    let dir = docraft_index::default_model_dir();
+    let dir = docraft_index::minilm_model_dir();
     ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
     Ok(dir)
 }

@@ -3,7 +3,9 @@
 //!
 //! - [`LlamaGenerator`] runs any GGUF model in process with llama.cpp: several sequences
 //!   decoded together (continuous batching), JSON constrained by a grammar made from the
-//!   request's schema, seeded sampling. Cargo feature `llama` (default); `cuda` adds GPU
+//!   request's schema, seeded sampling, the prompt prefix the requests share evaluated once
+//!   and reused, optional speculative decoding with a small draft model (greedy requests);
+//!   [`LlamaStats`] counts what those saved. Cargo feature `llama` (default); `cuda` adds GPU
 //!   offload.
 //! - [`OpenAiGenerator`] talks to any OpenAI-compatible endpoint (OpenAI, llama.cpp's server,
 //!   vLLM, Ollama): concurrent requests, retries of transient errors only, endpoints off this
@@ -43,6 +45,6 @@ mod openai;
 mod settings;
 
 pub use error::{LlmError, Result};
-pub use llama::{LlamaConfig, LlamaGenerator, default_gguf};
+pub use llama::{LlamaConfig, LlamaGenerator, LlamaStats, default_gguf};
 pub use openai::{JsonMode, OpenAiConfig, OpenAiGenerator, RequestLogEntry, is_loopback};
 pub use settings::{Backend, GeneratorSettings, build_generator};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use docraft_core::{Generator, Sampling};
 use serde::{Deserialize, Serialize};
 
-use crate::llama::{check_context, check_parallel, check_threads};
+use crate::llama::{DEFAULT_DRAFT_MAX, check_context, check_draft_max, check_parallel, check_threads};
 use crate::openai::{check_base_url, check_concurrency};
 use crate::{JsonMode, LlamaConfig, LlamaGenerator, LlmError, OpenAiConfig, OpenAiGenerator, Result, is_loopback};
 
@@ -108,6 +108,14 @@ pub struct GeneratorSettings {
     pub gpu_layers: u32,
     /// llama: do not constrain output with a JSON grammar.
     pub no_grammar: bool,
+    /// llama: evaluate every prompt whole instead of reusing the cache of the prefix the
+    /// prompts share (the system prompt and instructions). The output is the same either way.
+    pub no_prefix_reuse: bool,
+    /// llama: a small GGUF with the same vocabulary that drafts tokens for the model to check
+    /// (speculative decoding). Greedy requests only (temperature 0); the output is the same.
+    pub draft_model: Option<PathBuf>,
+    /// llama: most tokens the draft model proposes in a row (1..=32; fewer when it is unsure).
+    pub draft_max: u32,
     /// Sampling temperature (0: greedy).
     pub temperature: f32,
     /// Nucleus sampling threshold (0..=1).
@@ -135,6 +143,9 @@ impl Default for GeneratorSettings {
             chat_template: None,
             gpu_layers: 0,
             no_grammar: false,
+            no_prefix_reuse: false,
+            draft_model: None,
+            draft_max: DEFAULT_DRAFT_MAX,
             temperature: 0.7,
             top_p: 0.9,
             seed: 0,
@@ -156,8 +167,8 @@ impl GeneratorSettings {
     /// [`LlmError::Setting`] naming the first bad field: for openai a missing `base_url` or
     /// `model`, a `base_url` that is not http(s), `concurrency` outside 1..=256, a `timeout`
     /// that is not a positive number of seconds; for llama `context` outside 64..=131072,
-    /// `parallel` outside 1..=64, `threads` of 0; for both a negative `temperature` or a
-    /// `top_p` outside 0..=1.
+    /// `parallel` outside 1..=64, `threads` of 0, `draft_max` outside 1..=32; for both a
+    /// negative `temperature` or a `top_p` outside 0..=1.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(LlmError::setting("temperature", format!("{} is not a number >= 0", self.temperature)));
@@ -169,6 +180,7 @@ impl GeneratorSettings {
             Backend::Llama => {
                 check_context(self.context)?;
                 check_parallel(self.parallel)?;
+                check_draft_max(self.draft_max)?;
                 if let Some(t) = self.threads {
                     check_threads(t)?;
                 }
@@ -230,7 +242,10 @@ impl GeneratorSettings {
             .with_context(self.context)?
             .with_parallel(self.parallel)?
             .with_gpu_layers(self.gpu_layers)
-            .with_grammar(!self.no_grammar);
+            .with_grammar(!self.no_grammar)
+            .with_prefix_reuse(!self.no_prefix_reuse)
+            .with_draft_model(self.draft_model.clone())
+            .with_draft_max(self.draft_max)?;
         if let Some(t) = self.threads {
             cfg = cfg.with_threads(t)?;
         }
@@ -322,6 +337,21 @@ mod tests {
     }
 
     #[test]
+    fn draft_and_prefix_settings_reach_the_llama_config() -> Result<()> {
+        let d = GeneratorSettings::default().llama_config()?;
+        assert_eq!((d.draft_model(), d.draft_max(), d.prefix_reuse()), (None, 8, true));
+        let s = GeneratorSettings {
+            draft_model: Some("d.gguf".into()),
+            draft_max: 3,
+            no_prefix_reuse: true,
+            ..GeneratorSettings::default()
+        };
+        let cfg = s.llama_config()?;
+        assert_eq!((cfg.draft_model(), cfg.draft_max(), cfg.prefix_reuse()), (Some(Path::new("d.gguf")), 3, false));
+        Ok(())
+    }
+
+    #[test]
     fn validate_names_the_bad_field() {
         let bad = |f: fn(&mut GeneratorSettings), base: GeneratorSettings| {
             let mut s = base;
@@ -340,6 +370,8 @@ mod tests {
         assert_eq!(bad(|s| s.parallel = 0, llama()), Some("parallel"));
         assert_eq!(bad(|s| s.parallel = 65, llama()), Some("parallel"));
         assert_eq!(bad(|s| s.threads = Some(0), llama()), Some("threads"));
+        assert_eq!(bad(|s| s.draft_max = 0, llama()), Some("draft_max"));
+        assert_eq!(bad(|s| s.draft_max = 33, llama()), Some("draft_max"));
         assert_eq!(bad(|s| s.temperature = -0.1, llama()), Some("temperature"));
         assert_eq!(bad(|s| s.top_p = 1.5, openai()), Some("top_p"));
         // The other backend's fields are not its business.

@@ -268,7 +268,7 @@ impl Pipeline {
         let l = &self.layout;
         let generator = s.models.generator_path();
         let base = s.models.base_path();
-        let embedder = s.index.model.clone().unwrap_or_else(|| s.models.embedder_path());
+        let embedder = s.index.model.clone().unwrap_or_else(|| s.models.embedder_path_for(s.index.backend));
         let stop = |stage: Stage| stage >= self.until;
 
         // 1. ingest

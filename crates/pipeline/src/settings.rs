@@ -14,7 +14,7 @@ use docraft_eval::qa::QaOptions;
 use docraft_index::{EmbedOptions, HnswParams};
 use docraft_llm::GeneratorSettings;
 use docraft_qa_gen::export::Format as ExportFormat;
-use docraft_qa_gen::{Filters, GenerateOptions};
+use docraft_qa_gen::{Filters, GenerateOptions, JudgeOptions};
 use docraft_raft::{Format as RaftFormat, RaftOptions};
 use serde::{Deserialize, Serialize};
 
@@ -54,10 +54,17 @@ impl ModelSettings {
         resolve(self.base.as_ref(), docraft_llm::default_gguf())
     }
 
-    /// The embedding model directory, resolved.
+    /// The embedding model directory of the default backend, resolved.
     #[must_use]
     pub fn embedder_path(&self) -> PathBuf {
-        resolve(self.embedder.as_ref(), docraft_index::default_model_dir())
+        self.embedder_path_for(EmbedBackend::default())
+    }
+
+    /// The embedding model directory, resolved; unset, the model `backend` runs by default
+    /// ([`EmbedBackend::default_model_dir`]).
+    #[must_use]
+    pub fn embedder_path_for(&self, backend: EmbedBackend) -> PathBuf {
+        resolve(self.embedder.as_ref(), backend.default_model_dir())
     }
 }
 
@@ -94,15 +101,21 @@ pub struct IngestSettings {
     pub threads: Option<usize>,
 }
 
-/// Which runtime embeds text.
+/// Which model and runtime embed text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedBackend {
-    /// ONNX Runtime (model.onnx), through fastembed.
+    /// A BERT-style model (model.onnx, all-MiniLM-L6-v2 unless another directory is given) on
+    /// ONNX Runtime, through fastembed.
     #[default]
     Onnx,
-    /// candle (model.safetensors): no ONNX Runtime needed.
+    /// A BERT-style model (model.safetensors, all-MiniLM-L6-v2 unless another directory is
+    /// given) on candle: no ONNX Runtime needed.
     Candle,
+    /// The multilingual Universal Sentence Encoder (USE-m3: Spanish, English and 14 more
+    /// languages, 512 dims) on ONNX Runtime, from the directory `scripts/setup.sh` converts.
+    #[serde(rename = "use-m3")]
+    UseM3,
 }
 
 impl EmbedBackend {
@@ -112,6 +125,19 @@ impl EmbedBackend {
         match self {
             Self::Onnx => "onnx",
             Self::Candle => "candle",
+            Self::UseM3 => "use-m3",
+        }
+    }
+
+    /// The model this backend runs when no directory is given, as `scripts/setup.sh` puts it:
+    /// USE-m3 ([`docraft_index::use_m3_model_dir`]) or, for `onnx` and `candle`,
+    /// all-MiniLM-L6-v2 ([`docraft_index::minilm_model_dir`]). The default backend's is
+    /// [`docraft_index::default_model_dir`].
+    #[must_use]
+    pub fn default_model_dir(self) -> PathBuf {
+        match self {
+            Self::UseM3 => docraft_index::use_m3_model_dir(),
+            Self::Onnx | Self::Candle => docraft_index::minilm_model_dir(),
         }
     }
 }
@@ -122,7 +148,8 @@ impl std::str::FromStr for EmbedBackend {
         match s {
             "onnx" => Ok(Self::Onnx),
             "candle" => Ok(Self::Candle),
-            _ => Err(PipelineError::setting("index", "backend", format!("{s:?} is not onnx or candle"))),
+            "use-m3" => Ok(Self::UseM3),
+            _ => Err(PipelineError::setting("index", "backend", format!("{s:?} is not onnx, candle or use-m3"))),
         }
     }
 }
@@ -137,9 +164,11 @@ impl std::fmt::Display for EmbedBackend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IndexSettings {
-    /// Embedding model directory (unset: `[models] embedder`).
+    /// Embedding model directory (unset: `[models] embedder`, else the backend's model as
+    /// `scripts/setup.sh` puts it).
     pub model: Option<PathBuf>,
-    /// Embedding runtime.
+    /// Embedding model and runtime: `onnx` or `candle` (all-MiniLM-L6-v2 unless `model` says
+    /// otherwise), or `use-m3` (multilingual).
     pub backend: EmbedBackend,
     /// Texts per model call.
     pub batch: usize,
@@ -205,6 +234,25 @@ pub struct QaSettings {
     pub dedup: f32,
     /// Judge near-duplicates by embeddings (the index's embedding model).
     pub dedup_embeddings: bool,
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation (skipped chunks are counted and recorded with their reason).
+    pub keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions (no `?`/`¿`, no question word first).
+    pub no_question_filter: bool,
+    /// Accept pairs that point at the passage ("the text", "este fragmento", "según el
+    /// documento").
+    pub no_passage_filter: bool,
+    /// Accept answers that answer nothing (a question, "I don't know", "no se menciona").
+    pub no_answer_filter: bool,
+    /// Have a judge model score each pair that passes the filters (1..=5 for faithfulness and
+    /// usefulness) and reject those below `judge_min_score`; the scores stay in the pair.
+    pub judge: bool,
+    /// Least judge score, 1..=5, both faithfulness and usefulness must reach.
+    pub judge_min_score: u8,
+    /// The judge model, with every generator key (`[qa.judge-generator]` in a config file;
+    /// on the command line a GGUF path or a JSON object). Unset: the generator that writes
+    /// the pairs judges them. The judge decodes greedily, with the run's seed.
+    pub judge_generator: Option<GeneratorSettings>,
 }
 
 impl Default for QaSettings {
@@ -226,6 +274,13 @@ impl Default for QaSettings {
             no_language_filter: !f.language,
             dedup: f.dedup.unwrap_or(0.0),
             dedup_embeddings: false,
+            keep_all_chunks: !g.skip_chunks,
+            no_question_filter: !f.question_form,
+            no_passage_filter: !f.self_contained,
+            no_answer_filter: !f.answer_form,
+            judge: false,
+            judge_min_score: JudgeOptions::default().min_score,
+            judge_generator: None,
         }
     }
 }
@@ -297,10 +352,23 @@ pub struct RaftSettings {
     pub attempts: u32,
     /// At least one quote must have this many words.
     pub min_quote_words: usize,
+    /// The final answer must be an answer and agree with its quotes: at least this share of
+    /// its claim words (content words not in the question) in the quotes or the oracle, and
+    /// one in the quotes (0 turns the check off).
+    pub min_answer_support: f32,
     /// Most tokens per chain of thought.
     pub max_tokens: u32,
     /// Only the first N chunks.
     pub limit: Option<usize>,
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation.
+    pub keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions.
+    pub no_question_filter: bool,
+    /// Accept questions that point at the passage ("the text", "el fragmento").
+    pub no_passage_filter: bool,
+    /// Accept questions whose own answer answers nothing.
+    pub no_answer_filter: bool,
 }
 
 /// Questions RAFT asks per chunk unless told otherwise.
@@ -309,6 +377,8 @@ pub const RAFT_QUESTIONS_PER_CHUNK: usize = 5;
 impl Default for RaftSettings {
     fn default() -> Self {
         let r = RaftOptions::default();
+        let g = GenerateOptions::default();
+        let f = Filters::default();
         let fo = docraft_raft::FormatOptions::default();
         let split = r.splits.iter().map(|s| format!("{}={}", s.name, s.fraction)).collect::<Vec<_>>().join(",");
         Self {
@@ -327,8 +397,13 @@ impl Default for RaftSettings {
             free_text: !r.structured,
             attempts: r.attempts,
             min_quote_words: r.min_quote_words,
+            min_answer_support: r.min_answer_support,
             max_tokens: r.max_tokens,
             limit: None,
+            keep_all_chunks: !g.skip_chunks,
+            no_question_filter: !f.question_form,
+            no_passage_filter: !f.self_contained,
+            no_answer_filter: !f.answer_form,
         }
     }
 }
@@ -551,6 +626,19 @@ impl Settings {
                 g.validate().map_err(|e| PipelineError::setting(section, "generator", e.to_string()))?;
             }
         }
+        if self.qa.enabled && self.qa.judge {
+            if let Some(g) = &self.qa.judge_generator {
+                g.validate().map_err(|e| PipelineError::setting("qa", "judge_generator", e.to_string()))?;
+            }
+            if !(1..=5).contains(&self.qa.judge_min_score) {
+                let reason = format!("{} is not in 1..=5", self.qa.judge_min_score);
+                return Err(PipelineError::setting("qa", "judge_min_score", reason));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.raft.min_answer_support) {
+            let reason = format!("{} is not between 0 and 1", self.raft.min_answer_support);
+            return Err(PipelineError::setting("raft", "min_answer_support", reason));
+        }
         docraft_raft::parse_splits(&self.raft.split)
             .map_err(|e| PipelineError::setting("raft", "split", e.to_string()))?;
         if !(0.0..=1.0).contains(&self.raft.p) {
@@ -606,7 +694,14 @@ fn json_to_toml(v: &serde_json::Value) -> Option<String> {
             let parts: Vec<String> = items.iter().filter_map(json_to_toml).collect();
             Some(format!("[{}]", parts.join(", ")))
         }
-        J::Object(_) => Some(v.to_string()),
+        J::Object(fields) => {
+            // An inline table (a generator's settings): unset keys left out.
+            let parts: Vec<String> = fields
+                .iter()
+                .filter_map(|(k, v)| json_to_toml(v).map(|v| format!("{} = {v}", k.replace('_', "-"))))
+                .collect();
+            Some(format!("{{ {} }}", parts.join(", ")))
+        }
     }
 }
 
@@ -688,6 +783,29 @@ mod tests {
     }
 
     #[test]
+    fn the_default_backend_runs_the_default_model_and_each_backend_has_its_model() {
+        assert_eq!(IndexSettings::default().backend, EmbedBackend::default());
+        assert_eq!(EmbedBackend::default().default_model_dir(), docraft_index::default_model_dir());
+        assert!(EmbedBackend::UseM3.default_model_dir().ends_with("use-m3"));
+        for b in [EmbedBackend::Onnx, EmbedBackend::Candle] {
+            assert!(b.default_model_dir().ends_with("all-minilm-l6-v2"), "{b}");
+        }
+        for b in [EmbedBackend::UseM3, EmbedBackend::Onnx, EmbedBackend::Candle] {
+            assert_eq!(b.name().parse::<EmbedBackend>().unwrap(), b);
+            let s = Settings::from_toml(&format!("[index]\nbackend = \"{b}\"\n"), "t").unwrap();
+            assert_eq!(s.index.backend, b);
+        }
+        assert!("use_m3".parse::<EmbedBackend>().unwrap_err().to_string().contains("onnx, candle or use-m3"));
+        // Unset, the model directory follows the backend; set, it is the one named.
+        let m = ModelSettings::default();
+        assert_eq!(m.embedder_path(), docraft_index::default_model_dir());
+        assert_eq!(m.embedder_path_for(EmbedBackend::UseM3), docraft_index::use_m3_model_dir());
+        assert_eq!(m.embedder_path_for(EmbedBackend::Onnx), docraft_index::minilm_model_dir());
+        let m = ModelSettings { embedder: Some("/models/mine".into()), ..ModelSettings::default() };
+        assert_eq!(m.embedder_path_for(EmbedBackend::Onnx), PathBuf::from("/models/mine"));
+    }
+
+    #[test]
     fn dashes_and_underscores_are_the_same_key() {
         let a = Settings::from_toml("[raft]\nquestions-per-chunk = 2\n", "a").unwrap();
         let b = Settings::from_toml("[raft]\nquestions_per_chunk = 2\n", "b").unwrap();
@@ -725,9 +843,47 @@ mod tests {
         assert!((s.raft.hard_share() - r.hard_share).abs() < 1e-6);
         assert_eq!(docraft_raft::parse_splits(&s.raft.split).unwrap(), r.splits);
         assert_eq!(s.qa.questions_per_chunk, GenerateOptions::default().questions_per_chunk);
+        assert_eq!(s.qa.keep_all_chunks, !GenerateOptions::default().skip_chunks);
+        assert!(!s.qa.keep_all_chunks && !s.raft.keep_all_chunks, "skipping is on by default");
+        let f = Filters::default();
+        assert_eq!(
+            (s.qa.no_question_filter, s.qa.no_passage_filter, s.qa.no_answer_filter),
+            (!f.question_form, !f.self_contained, !f.answer_form)
+        );
+        assert_eq!(s.raft.no_passage_filter, s.qa.no_passage_filter);
+        assert!(!s.qa.judge, "the judge is off by default");
+        assert_eq!(s.qa.judge_min_score, JudgeOptions::default().min_score);
+        assert!((s.raft.min_answer_support - r.min_answer_support).abs() < f32::EPSILON);
         assert_eq!(s.train.settings, docraft_train::Settings::default());
         assert_eq!(s.index.batch, EmbedOptions::default().batch_size);
         assert_eq!(s.eval.max_tokens, QaOptions::default().max_tokens);
+    }
+
+    #[test]
+    fn the_judge_generator_is_a_table_of_generator_keys() {
+        let text = "[qa]\nenabled = true\njudge = true\njudge-min-score = 4\n[qa.judge-generator]\n\
+                    backend = \"openai\"\nbase-url = \"http://127.0.0.1:8080/v1\"\nmodel = \"judge\"\n";
+        let s = Settings::from_toml(text, "cfg.toml").unwrap();
+        let g = s.qa.judge_generator.as_ref().unwrap();
+        assert_eq!(
+            (g.backend, g.model.as_deref(), s.qa.judge_min_score),
+            (docraft_llm::Backend::Openai, Some("judge"), 4)
+        );
+        let e = Settings::from_toml(
+            "[qa]\nenabled = true\njudge = true\n[qa.judge-generator]\nbackend = \"openai\"\n",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("judge_generator") && e.contains("base_url"), "{e}");
+        let e = Settings::from_toml("[qa]\njudge = true\njudge-min-score = 9\nenabled = true\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("judge_min_score"), "{e}");
+        let e = Settings::from_toml("[qa.judge-generator]\nbase-ur = \"x\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("base-ur") || e.contains("base_ur"), "{e}");
+        let e = Settings::from_toml("[raft]\nmin-answer-support = 2.0\n", "c").unwrap_err().to_string();
+        assert!(e.contains("min_answer_support"), "{e}");
     }
 
     #[test]
@@ -737,6 +893,14 @@ mod tests {
         s.raft.format = vec![RaftFormat::Chat, RaftFormat::Eval];
         s.export.format = ExportFormat::Alpaca;
         s.train.settings.max_steps = Some(24);
+        s.qa.judge = true;
+        s.qa.judge_generator = Some(GeneratorSettings {
+            backend: docraft_llm::Backend::Openai,
+            base_url: Some("http://127.0.0.1:8080/v1".into()),
+            model: Some("judge-model".into()),
+            ..GeneratorSettings::default()
+        });
+        s.raft.keep_all_chunks = true;
         let text = s.to_toml().unwrap();
         assert!(text.contains("# base =   (unset)"), "{text}");
         assert_eq!(Settings::from_toml(&text, "printed").unwrap(), s);

@@ -1,13 +1,19 @@
 //! Quality filters on generated pairs. Each is switchable and each rejection is counted
 //! under its [`Reason`]; nothing is dropped silently.
+//!
+//! In order: length; the question is a question ([`is_question`]); neither leans on the
+//! passage ([`passage_reference`], [`answer_passage_reference`]); the answer answers
+//! ([`non_answer`]); the answer is grounded in the chunk ([`grounding`]); the pair is in the
+//! chunk's language. Then, across the run, near-duplicate questions ([`Deduper`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
-use docraft_core::text::{grounding, words};
+use docraft_core::text::{grounding, is_content_word, non_answer, stem, words};
 use docraft_core::{EmbedError, Embedder, guess_language};
 use serde::{Deserialize, Serialize};
 
 use crate::parse::RawPair;
+use crate::quality::{answer_passage_reference, is_question, passage_reference};
 
 /// Why a candidate record was rejected. Stable snake_case names in files and summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -33,6 +39,25 @@ pub enum Reason {
     WrongLanguage,
     /// The question repeats one already accepted in this run.
     Duplicate,
+    /// The question is not asked as a question (no `?`/`¿` and no question word first).
+    NotAQuestion,
+    /// The question (or the answer) points at the passage ("the text", "el fragmento"): a
+    /// reader without it cannot understand the pair.
+    RefersToPassage,
+    /// The answer answers nothing: a question, "I don't know", "no se menciona en el texto".
+    NonAnswer,
+    /// The judge model scored the pair below the threshold.
+    JudgeLowScore,
+    /// The judge model's output held no scores (kept in the record's `raw`).
+    JudgeUnparseable,
+    /// The judge model failed on this pair (after its retries).
+    JudgeError,
+    /// A skipped chunk: a table of contents or an index.
+    Toc,
+    /// A skipped chunk: copyright or license text.
+    Boilerplate,
+    /// A skipped chunk: menus, breadcrumbs, link lists.
+    Navigation,
 }
 
 impl Reason {
@@ -50,7 +75,23 @@ impl Reason {
             Self::NotGrounded => "not_grounded",
             Self::WrongLanguage => "wrong_language",
             Self::Duplicate => "duplicate",
+            Self::NotAQuestion => "not_a_question",
+            Self::RefersToPassage => "refers_to_passage",
+            Self::NonAnswer => "non_answer",
+            Self::JudgeLowScore => "judge_low_score",
+            Self::JudgeUnparseable => "judge_unparseable",
+            Self::JudgeError => "judge_error",
+            Self::Toc => "toc",
+            Self::Boilerplate => "boilerplate",
+            Self::Navigation => "navigation",
         }
+    }
+
+    /// Whether this is why a whole chunk was skipped before generation (`toc`,
+    /// `boilerplate`, `navigation`) rather than why a candidate pair was rejected.
+    #[must_use]
+    pub fn is_skip(self) -> bool {
+        matches!(self, Self::Toc | Self::Boilerplate | Self::Navigation)
     }
 }
 
@@ -73,8 +114,18 @@ pub struct Filters {
     /// Reject pairs whose language differs from the chunk's (when the pair is long enough to
     /// tell).
     pub language: bool,
-    /// Near-duplicate questions: cosine similarity with an embedder, else character-trigram
-    /// Jaccard similarity of the normalized text, at or above which a question is a duplicate.
+    /// Reject questions not asked as questions ([`is_question`]).
+    pub question_form: bool,
+    /// Reject pairs that point at the passage: "the text", "este fragmento", "según el
+    /// documento" ([`passage_reference`] on the question, [`answer_passage_reference`] on the
+    /// answer).
+    pub self_contained: bool,
+    /// Reject answers that answer nothing: a question, "I don't know", "no se menciona en el
+    /// texto" ([`non_answer`]).
+    pub answer_form: bool,
+    /// Near-duplicate questions: cosine similarity with an embedder, else the Jaccard
+    /// similarity of the questions' tokens (see [`Deduper`]), at or above which a question is
+    /// a duplicate.
     pub dedup: Option<f32>,
 }
 
@@ -85,6 +136,9 @@ impl Default for Filters {
             question_chars: Some((8, 300)),
             answer_chars: Some((2, 1000)),
             language: true,
+            question_form: true,
+            self_contained: true,
+            answer_form: true,
             dedup: Some(0.9),
         }
     }
@@ -94,11 +148,21 @@ impl Filters {
     /// Every filter off.
     #[must_use]
     pub fn none() -> Self {
-        Self { grounding: None, question_chars: None, answer_chars: None, language: false, dedup: None }
+        Self {
+            grounding: None,
+            question_chars: None,
+            answer_chars: None,
+            language: false,
+            question_form: false,
+            self_contained: false,
+            answer_form: false,
+            dedup: None,
+        }
     }
 
-    /// The per-pair checks (all but duplicates), in order: length, grounding, language.
-    /// Returns the first failure with a human-readable detail.
+    /// The per-pair checks (all but duplicates), in order: length, question form, reference
+    /// to the passage, answer form, grounding, language. Returns the first failure with a
+    /// human-readable detail.
     #[must_use]
     pub fn check(&self, pair: &RawPair, chunk_text: &str, lang: &str) -> Option<(Reason, String)> {
         for (what, text, bounds) in
@@ -113,6 +177,22 @@ impl Filters {
                     return Some((Reason::TooLong, format!("{what} has {n} characters, more than {max}")));
                 }
             }
+        }
+        if self.question_form && !is_question(&pair.question) {
+            return Some((Reason::NotAQuestion, "no question mark and no question word first".into()));
+        }
+        if self.self_contained {
+            if let Some(p) = passage_reference(&pair.question) {
+                return Some((Reason::RefersToPassage, format!("the question says \"{p}\"")));
+            }
+            if let Some(p) = answer_passage_reference(&pair.answer) {
+                return Some((Reason::RefersToPassage, format!("the answer says \"{p}\"")));
+            }
+        }
+        if self.answer_form
+            && let Some(why) = non_answer(&pair.answer)
+        {
+            return Some((Reason::NonAnswer, format!("the answer is no answer: {why}")));
         }
         if let Some(min) = self.grounding {
             let score = grounding(&pair.answer, chunk_text, lang);
@@ -139,16 +219,23 @@ impl Filters {
     }
 }
 
-/// Finds near-duplicate questions across a run: by embeddings when an [`Embedder`] is given,
-/// else by character-trigram Jaccard similarity of the normalized text (with an inverted
-/// index, so each check touches only questions sharing trigrams).
+/// Finds near-duplicate questions across a run (every chunk of it, and the pairs an earlier
+/// run accepted): by embeddings when an [`Embedder`] is given, else by the Jaccard similarity
+/// of the questions' [`tokens`](question_tokens) (with an inverted index, so each check
+/// touches only questions sharing a token).
+///
+/// Tokens make the text measure see through wording that does not change a question: case,
+/// accents, punctuation, articles and other function words, word order, inflections ("se
+/// guardan" / "se deben guardar"). They keep what does change it: the question word
+/// ("¿cuándo ...?" is not "¿cómo ...?") and numbers: questions whose numbers differ are never
+/// duplicates ("at 20 %" and "at 50 %").
 pub struct Deduper<'e> {
     threshold: f32,
     embedder: Option<&'e dyn Embedder>,
     texts: Vec<String>,
     vectors: Vec<Vec<f32>>,
-    grams: Vec<usize>,
-    postings: HashMap<u64, Vec<u32>>,
+    tokens: Vec<QuestionTokens>,
+    postings: HashMap<String, Vec<u32>>,
 }
 
 impl std::fmt::Debug for Deduper<'_> {
@@ -170,7 +257,7 @@ impl<'e> Deduper<'e> {
             embedder,
             texts: Vec::new(),
             vectors: Vec::new(),
-            grams: Vec::new(),
+            tokens: Vec::new(),
             postings: HashMap::new(),
         }
     }
@@ -187,9 +274,9 @@ impl<'e> Deduper<'e> {
         self.texts.is_empty()
     }
 
-    /// For each question in order: `None` if it is new (and it is added), or the index of the
-    /// earlier question it duplicates and their similarity. Questions in the same call are
-    /// compared with each other too.
+    /// For each question in order: `None` if it is new (and it is added), or the earlier
+    /// question it duplicates and their similarity. Questions in the same call are compared
+    /// with each other too.
     ///
     /// # Errors
     /// [`EmbedError`] from the embedder.
@@ -237,11 +324,11 @@ impl<'e> Deduper<'e> {
             self.vectors.push(normalize(v));
             return;
         }
-        let grams = trigrams(q);
-        self.grams.push(grams.len());
-        for g in grams {
-            self.postings.entry(g).or_default().push(id);
+        let t = question_tokens(q);
+        for token in &t.tokens {
+            self.postings.entry(token.clone()).or_default().push(id);
         }
+        self.tokens.push(t);
     }
 
     fn nearest_vector(&self, v: &[f32]) -> Option<(usize, f32)> {
@@ -254,13 +341,13 @@ impl<'e> Deduper<'e> {
     }
 
     fn nearest_text(&self, q: &str) -> Option<(usize, f32)> {
-        let grams = trigrams(q);
-        if grams.is_empty() {
+        let t = question_tokens(q);
+        if t.tokens.is_empty() {
             return None;
         }
         let mut shared: HashMap<u32, usize> = HashMap::new();
-        for g in &grams {
-            for id in self.postings.get(g).into_iter().flatten() {
+        for token in &t.tokens {
+            for id in self.postings.get(token).into_iter().flatten() {
                 *shared.entry(*id).or_default() += 1;
             }
         }
@@ -268,8 +355,14 @@ impl<'e> Deduper<'e> {
             .into_iter()
             .map(|(id, s)| {
                 let j = id as usize;
-                #[allow(clippy::cast_precision_loss)]
-                let sim = s as f32 / (grams.len() + self.grams[j] - s) as f32;
+                let other = &self.tokens[j];
+                let sim = if other.numbers == t.numbers {
+                    #[allow(clippy::cast_precision_loss)]
+                    let jaccard = s as f32 / (t.tokens.len() + other.tokens.len() - s) as f32;
+                    jaccard
+                } else {
+                    0.0
+                };
                 (j, sim)
             })
             .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
@@ -284,18 +377,65 @@ fn normalize(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// Distinct character trigrams of the normalized text (words joined by single spaces).
-fn trigrams(text: &str) -> HashSet<u64> {
-    let chars: Vec<char> = format!(" {} ", words(text).join(" ")).chars().collect();
-    chars
-        .windows(3)
-        .map(|w| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            w.hash(&mut h);
-            h.finish()
-        })
-        .collect()
+/// Question words, English and Spanish (as [`words`]), each with the form it is compared in:
+/// the tokens keep them, since they change what is asked.
+const QUESTION_WORDS: &[(&str, &str)] = &[
+    ("who", "who"),
+    ("whom", "who"),
+    ("whose", "whose"),
+    ("what", "what"),
+    ("when", "when"),
+    ("where", "where"),
+    ("which", "which"),
+    ("why", "why"),
+    ("how", "how"),
+    ("que", "que"),
+    ("cual", "cual"),
+    ("cuales", "cual"),
+    ("cuando", "cuando"),
+    ("donde", "donde"),
+    ("adonde", "donde"),
+    ("como", "como"),
+    ("quien", "quien"),
+    ("quienes", "quien"),
+    ("cuanto", "cuanto"),
+    ("cuanta", "cuanto"),
+    ("cuantos", "cuanto"),
+    ("cuantas", "cuanto"),
+];
+
+/// The tokens a question is compared by in [`Deduper`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuestionTokens {
+    /// Content words as [`stem`]s (function words of English and Spanish left out), question
+    /// words, and numbers whole.
+    pub tokens: BTreeSet<String>,
+    /// The numbers (words holding a digit), sorted.
+    pub numbers: BTreeSet<String>,
+}
+
+/// The [`QuestionTokens`] of a question: its [`words`] (folded), content words stemmed
+/// (function words of both English and Spanish dropped, whatever the language), question
+/// words kept, numbers whole. A question of function words only keeps all its words.
+#[must_use]
+pub fn question_tokens(question: &str) -> QuestionTokens {
+    let all = words(question);
+    let mut tokens = BTreeSet::new();
+    let mut numbers = BTreeSet::new();
+    for w in &all {
+        if w.chars().any(|c| c.is_ascii_digit()) {
+            numbers.insert(w.clone());
+            tokens.insert(w.clone());
+        } else if let Some((_, canon)) = QUESTION_WORDS.iter().find(|(q, _)| q == w) {
+            tokens.insert((*canon).to_string());
+        } else if is_content_word(w, "*") {
+            tokens.insert(stem(w));
+        }
+    }
+    if tokens.is_empty() {
+        tokens = all.into_iter().collect();
+    }
+    QuestionTokens { tokens, numbers }
 }
 
 #[cfg(test)]
@@ -329,6 +469,123 @@ mod tests {
         assert_eq!(Filters::none().check(&short, CHUNK, "es"), None);
     }
 
+    const EN_CHUNK: &str = "Routine maintenance takes place every twelve months. Meters installed in corrosive media \
+                            are inspected every six months instead.";
+
+    /// Each new filter rejects its bad pairs with its reason, in English and Spanish, lets the
+    /// good ones through, and is switched off by its own field.
+    #[test]
+    fn question_passage_and_answer_filters() {
+        let f = Filters::default();
+        let good = [
+            (pair("How often does routine maintenance take place?", "Every twelve months."), EN_CHUNK, "en"),
+            (pair("How often are meters in corrosive media inspected", "Every six months."), EN_CHUNK, "en"),
+            (pair("¿Dónde se guardan los documentos confidenciales?", "En el archivo del segundo piso."), CHUNK, "es"),
+            (pair("Cuántos años se guardan los documentos confidenciales", "Durante 5 años."), CHUNK, "es"),
+        ];
+        for (p, chunk, lang) in &good {
+            assert_eq!(f.check(p, chunk, lang), None, "{p:?}");
+        }
+        let bad = [
+            (
+                pair("Routine maintenance every twelve months.", "Every twelve months."),
+                EN_CHUNK,
+                "en",
+                Reason::NotAQuestion,
+            ),
+            (
+                pair("Describe the maintenance of the meters.", "Every twelve months."),
+                EN_CHUNK,
+                "en",
+                Reason::NotAQuestion,
+            ),
+            (
+                pair("Los documentos confidenciales se guardan", "En el archivo del segundo piso."),
+                CHUNK,
+                "es",
+                Reason::NotAQuestion,
+            ),
+            (
+                pair("What is described in this text?", "Routine maintenance of meters."),
+                EN_CHUNK,
+                "en",
+                Reason::RefersToPassage,
+            ),
+            (
+                pair("According to the passage, how often are meters inspected?", "Every twelve months."),
+                EN_CHUNK,
+                "en",
+                Reason::RefersToPassage,
+            ),
+            (
+                pair("How often are meters inspected?", "The passage says every twelve months."),
+                EN_CHUNK,
+                "en",
+                Reason::RefersToPassage,
+            ),
+            (
+                pair("¿Qué se describe en este texto?", "El archivo del segundo piso."),
+                CHUNK,
+                "es",
+                Reason::RefersToPassage,
+            ),
+            (
+                pair("¿En qué se encuentra el fragmento?", "En el archivo del segundo piso."),
+                CHUNK,
+                "es",
+                Reason::RefersToPassage,
+            ),
+            (
+                pair("Según el documento, ¿dónde se guardan los documentos?", "En el archivo del segundo piso."),
+                CHUNK,
+                "es",
+                Reason::RefersToPassage,
+            ),
+            (pair("How often are meters inspected?", "I don't know."), EN_CHUNK, "en", Reason::NonAnswer),
+            (
+                pair("How often are meters inspected?", "How often are they inspected?"),
+                EN_CHUNK,
+                "en",
+                Reason::NonAnswer,
+            ),
+            (
+                pair("How often are meters inspected?", "It cannot be determined from the maintenance section."),
+                EN_CHUNK,
+                "en",
+                Reason::NonAnswer,
+            ),
+            (pair("¿Dónde se guardan los documentos confidenciales?", "No lo sé."), CHUNK, "es", Reason::NonAnswer),
+            (
+                pair("¿Dónde se guardan los documentos confidenciales?", "No se especifica."),
+                CHUNK,
+                "es",
+                Reason::NonAnswer,
+            ),
+            (
+                pair("¿Dónde se guardan los documentos confidenciales?", "¿En el archivo?"),
+                CHUNK,
+                "es",
+                Reason::NonAnswer,
+            ),
+        ];
+        for (p, chunk, lang, reason) in &bad {
+            assert_eq!(f.check(p, chunk, lang).map(|r| r.0), Some(*reason), "{p:?}");
+        }
+        // Each switch turns its own check off (grounding off too: the bad answers are not in
+        // the chunk either).
+        let off = |g: &dyn Fn(&mut Filters)| {
+            let mut f = Filters { grounding: None, ..Filters::default() };
+            g(&mut f);
+            f
+        };
+        let (p, chunk, lang, _) = &bad[0];
+        assert_eq!(off(&|f| f.question_form = false).check(p, chunk, lang), None);
+        let (p, chunk, lang, _) = &bad[3];
+        assert_eq!(off(&|f| f.self_contained = false).check(p, chunk, lang), None);
+        let (p, chunk, lang, _) = &bad[12];
+        assert_eq!(off(&|f| f.answer_form = false).check(p, chunk, lang), None);
+    }
+
     #[test]
     fn text_dedup_finds_near_duplicates_only() -> anyhow::Result<()> {
         let mut d = Deduper::new(0.8, None);
@@ -344,6 +601,56 @@ mod tests {
         assert!(out[3].is_none());
         assert_eq!(d.len(), 2);
         Ok(())
+    }
+
+    /// Near duplicates at the default threshold, English and Spanish, asked about different
+    /// chunks of one run (one deduper), and the distinct questions that look alike.
+    #[test]
+    fn default_dedup_catches_rewordings_but_not_different_questions() -> anyhow::Result<()> {
+        let threshold = Filters::default().dedup.unwrap();
+        let dup = [
+            ("What torque are the flange bolts tightened to?", "To what torque are the flange bolts tightened?"),
+            ("What is the purpose of the handbook?", "What is the purpose of this handbook"),
+            ("When is the office network unavailable?", "When will the office network be unavailable?"),
+            ("¿Dónde se guardan los documentos electrónicos?", "¿Dónde se deben guardar los documentos electrónicos?"),
+            ("¿Cuántos días se conservan las copias?", "Cuantos dias se conservan las copias"),
+            ("¿Quién mantiene la lista de herramientas?", "¿Quiénes mantienen la lista de las herramientas?"),
+        ];
+        let distinct = [
+            ("¿Cuándo se destruyen los documentos en papel?", "¿Cómo se destruyen los documentos en papel?"),
+            ("What is the deviation limit at 20 % of the range?", "What is the deviation limit at 50 % of the range?"),
+            ("¿Dónde se guardan los documentos electrónicos?", "¿Dónde se guardan los documentos en papel?"),
+            ("¿Qué nivel tienen las nóminas?", "¿Qué nivel tienen los contratos?"),
+            ("Who maintains the calibration log template?", "Who maintains the list of approved tools?"),
+            ("How many years are internal documents kept?", "How many years are confidential documents kept?"),
+        ];
+        for (a, b) in dup {
+            let mut d = Deduper::new(threshold, None);
+            // Different chunks of a run: the first question is already accepted.
+            assert!(d.check_all(&[a])?[0].is_none());
+            assert!(d.check_all(&[b])?[0].is_some(), "{a} | {b} not caught");
+        }
+        for (a, b) in distinct {
+            let mut d = Deduper::new(threshold, None);
+            let out = d.check_all(&[a, b])?;
+            assert!(out.iter().all(Option::is_none), "{a} | {b} taken for duplicates: {out:?}");
+        }
+        // A resumed run preloads what was accepted before: the same checks apply.
+        let mut d = Deduper::new(threshold, None);
+        d.preload(&["¿Cuántos días se conservan las copias?"])?;
+        assert!(d.check_all(&["¿Cuántos días se deben conservar las copias?"])?[0].is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_keep_question_words_and_numbers() {
+        let t = question_tokens("¿Cuántos años se guardan los documentos según la norma 5?");
+        assert_eq!(
+            t.tokens.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["5", "anos", "cuanto", "docum", "guard", "norma"]
+        );
+        assert_eq!(t.numbers.iter().map(String::as_str).collect::<Vec<_>>(), ["5"]);
+        assert_eq!(question_tokens("Is it?").tokens.len(), 2, "only function words: all kept");
     }
 
     struct Bag;

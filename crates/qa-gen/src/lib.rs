@@ -8,12 +8,16 @@
 //!    OpenAI-compatible endpoint) live in `docraft-llm`.
 //! 2. [`QaPrompt`] renders the prompt files under `prompts/` for a chunk, in the chunk's
 //!    language.
-//! 3. [`parse_pairs`] turns output into pairs, repairing what small models break;
-//!    [`Filters`] check length, grounding in the chunk, language and near-duplicates.
-//! 4. [`Generation::run`] drives it all, appending to `qa.jsonl`, `qa.rejected.jsonl` (with
+//! 3. Before that, chunks not worth asking about (tables of contents, indexes, copyright and
+//!    license boilerplate, navigation) are skipped ([`skip`]), each recorded with its reason.
+//! 4. [`parse_pairs`] turns output into pairs, repairing what small models break;
+//!    [`Filters`] check length, question form, references to the passage, non-answers,
+//!    grounding in the chunk, language ([`quality`]) and near-duplicates across the run; an
+//!    optional [`judge`] model scores what is left.
+//! 5. [`Generation::run`] drives it all, appending to `qa.jsonl`, `qa.rejected.jsonl` (with
 //!    the raw output and the [`Reason`]) and `qa.progress.jsonl`, so a killed run resumes
 //!    without duplicates or gaps.
-//! 5. [`export`] writes training formats (OpenAI chat, completion, Alpaca, ShareGPT,
+//! 6. [`export`] writes training formats (OpenAI chat, completion, Alpaca, ShareGPT,
 //!    text-label) with a train/valid split by source document; [`validate`] checks a file the
 //!    way OpenAI's fine-tuning data preparation does.
 //!
@@ -58,13 +62,17 @@
 mod error;
 pub mod export;
 pub mod filter;
+pub mod judge;
 pub mod parse;
 pub mod prompt;
+pub mod quality;
 pub mod run;
+pub mod skip;
 pub mod validate;
 
 pub use error::{QaGenError, Result};
 pub use filter::{Deduper, Filters, Reason};
+pub use judge::{Judge, JudgeOptions};
 pub use parse::{Parsed, RawPair, parse_pairs};
 pub use prompt::QaPrompt;
 pub use run::{Budget, ChunkDone, Estimate, GenerateOptions, Generation, Price, Progress, Rejected, RunFiles, Summary};

@@ -18,8 +18,18 @@ const USER_ES: &str = include_str!("../prompts/qa.user.es.txt");
 /// Name of the built-in prompt (part of every record's lineage).
 pub const PROMPT_NAME: &str = "qa-v1";
 
-/// Every prompt file by name, for lineage (the run manifest hashes them).
-pub const PROMPTS: &[(&str, &str)] = &[FILE_SYSTEM_EN, FILE_USER_EN, FILE_SYSTEM_ES, FILE_USER_ES];
+/// Every prompt file by name, the judge's included, for lineage (the run manifest hashes
+/// them).
+pub const PROMPTS: &[(&str, &str)] = &[
+    FILE_SYSTEM_EN,
+    FILE_USER_EN,
+    FILE_SYSTEM_ES,
+    FILE_USER_ES,
+    crate::judge::FILE_SYSTEM_EN,
+    crate::judge::FILE_USER_EN,
+    crate::judge::FILE_SYSTEM_ES,
+    crate::judge::FILE_USER_ES,
+];
 
 const FILE_SYSTEM_EN: (&str, &str) = ("qa-gen/qa.system.en.txt", SYSTEM_EN);
 const FILE_USER_EN: (&str, &str) = ("qa-gen/qa.user.en.txt", USER_EN);

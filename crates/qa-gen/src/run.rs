@@ -8,6 +8,17 @@
 //! (to `*.interrupted`), redoes that chunk, and skips every chunk with a marker. So each
 //! chunk's records are written exactly once, and the counts in the markers always add up to
 //! the lines of the two files.
+//!
+//! Chunks not worth asking about (tables of contents, boilerplate, navigation: see
+//! [`crate::skip`]) are skipped before generation when [`GenerateOptions::skip_chunks`] is on:
+//! each is one record in the rejected file under its reason (`toc`, `boilerplate`,
+//! `navigation`) and a marker like any other chunk, and the summary counts them apart from
+//! rejected pairs. A run with skipping off moves those records and markers aside and asks
+//! about the chunks.
+//!
+//! With a [`Judge`], the pairs that pass the filters are scored by it before the
+//! near-duplicate check (so the run's duplicates are judged against kept pairs only, as a
+//! resumed run's are).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,14 +27,17 @@ use std::time::{Duration, Instant};
 use docraft_core::jsonl::{JsonlWriter, read_all, retain};
 use docraft_core::{CancelToken, Chunk, ChunkRef};
 use docraft_core::{
-    ChunkId, DocId, Embedder, GenError, GenRequest, GenResponse, Generator, QaPair, Sampling, Usage, content_hash,
+    ChunkId, DocId, Embedder, GenError, GenRequest, GenResponse, Generator, JudgeScores, QaPair, Sampling, Usage,
+    content_hash,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::filter::{Deduper, Filters, Reason};
+use crate::judge::{Judge, Verdict};
 use crate::parse::{RawPair, parse_pairs};
 use crate::prompt::QaPrompt;
+use crate::skip::{Skip, classify};
 use crate::{QaGenError, Result};
 
 /// Prices of a priced endpoint, per million tokens, for cost estimates and budgets.
@@ -74,6 +88,9 @@ pub struct GenerateOptions {
     pub price: Option<Price>,
     /// Chunks per batch handed to the generator (default: its preferred batch).
     pub batch: Option<usize>,
+    /// Skip chunks not worth asking about (tables of contents, indexes, copyright and license
+    /// boilerplate, navigation), each recorded with its reason. On by default.
+    pub skip_chunks: bool,
 }
 
 impl Default for GenerateOptions {
@@ -86,11 +103,13 @@ impl Default for GenerateOptions {
             budget: Budget::default(),
             price: None,
             batch: None,
+            skip_chunks: true,
         }
     }
 }
 
-/// One rejected candidate: a line of `qa.rejected.jsonl`.
+/// One rejected candidate, or one skipped chunk (its reason `toc`, `boilerplate` or
+/// `navigation`, the start of its text in `raw`): a line of `qa.rejected.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejected {
     /// The chunk's generation key.
@@ -129,12 +148,21 @@ pub struct ChunkDone {
     pub chunk_id: ChunkId,
     /// Pairs accepted.
     pub accepted: u64,
-    /// Candidates rejected, by reason.
+    /// Records written to the rejected file, by reason: rejected candidates, or the one
+    /// record of a skipped chunk under its skip reason.
     pub rejected: BTreeMap<Reason, u64>,
     /// Whether the output needed repair to parse.
     pub repaired: bool,
-    /// Tokens used.
+    /// Tokens used (the judge's included).
     pub usage: Usage,
+}
+
+impl ChunkDone {
+    /// Whether the chunk was skipped before generation (its only record is a skip reason).
+    #[must_use]
+    pub fn is_skipped(&self) -> bool {
+        self.accepted == 0 && !self.rejected.is_empty() && self.rejected.keys().all(|r| r.is_skip())
+    }
 }
 
 /// Where a run writes, derived from the dataset path `DIR/NAME.jsonl`.
@@ -181,6 +209,8 @@ pub struct Summary {
     pub accepted: u64,
     /// Candidates rejected, by reason.
     pub rejected: BTreeMap<Reason, u64>,
+    /// Chunks skipped before generation (not worth asking about), by reason.
+    pub skipped: BTreeMap<Reason, u64>,
     /// Outputs that needed repair to parse.
     pub repaired: u64,
     /// Tokens used by this run.
@@ -200,10 +230,17 @@ impl Summary {
         self.rejected.values().sum()
     }
 
+    /// All skipped chunks.
+    #[must_use]
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
     fn add(&mut self, done: &ChunkDone) {
         self.accepted += done.accepted;
         for (r, n) in &done.rejected {
-            *self.rejected.entry(*r).or_default() += n;
+            let counts = if r.is_skip() { &mut self.skipped } else { &mut self.rejected };
+            *counts.entry(*r).or_default() += n;
         }
         self.generated = self.accepted + self.rejected_total();
         self.repaired += u64::from(done.repaired);
@@ -221,6 +258,8 @@ pub struct Progress {
     pub accepted: u64,
     /// Candidates rejected by this run so far.
     pub rejected: u64,
+    /// Chunks skipped by this run so far.
+    pub skipped: u64,
     /// Tokens used so far.
     pub usage: Usage,
     /// Time since this run started.
@@ -232,6 +271,8 @@ pub struct Progress {
 pub struct Estimate {
     /// Chunks still to do.
     pub chunks: usize,
+    /// Of those, chunks that will be skipped (no tokens).
+    pub skipped: usize,
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Most generated tokens (`max_tokens` per chunk).
@@ -247,6 +288,7 @@ pub struct Estimate {
 pub struct Generation<'a> {
     generator: &'a dyn Generator,
     embedder: Option<&'a dyn Embedder>,
+    judge: Option<Judge<'a>>,
     options: GenerateOptions,
     prompt: QaPrompt,
     /// `prompt.id()` and `prompt.schema()`, computed once: every request and record uses them.
@@ -283,13 +325,33 @@ impl<'a> Generation<'a> {
         let prompt = QaPrompt::new(options.questions_per_chunk);
         let model = generator.model_id();
         let (prompt_id, schema) = (prompt.id(), prompt.schema());
-        Ok(Self { generator, embedder: None, options, prompt, prompt_id, schema, model, cancel: CancelToken::new() })
+        Ok(Self {
+            generator,
+            embedder: None,
+            judge: None,
+            options,
+            prompt,
+            prompt_id,
+            schema,
+            model,
+            cancel: CancelToken::new(),
+        })
     }
 
     /// Detects near-duplicate questions by embedding similarity instead of text similarity.
     #[must_use]
     pub fn with_embedder(mut self, embedder: &'a dyn Embedder) -> Self {
         self.embedder = Some(embedder);
+        self
+    }
+
+    /// Has `judge` score every pair that passes the filters; pairs below its threshold, or
+    /// whose verdict cannot be read, are rejected with their reason (see [`crate::judge`]).
+    /// Like the filters, the judge is not part of the generation key: chunks done before are
+    /// not judged again.
+    #[must_use]
+    pub fn with_judge(mut self, judge: Judge<'a>) -> Self {
+        self.judge = Some(judge);
         self
     }
 
@@ -343,9 +405,19 @@ impl<'a> Generation<'a> {
     /// [`QaGenError::Core`] if the progress file cannot be read; [`QaGenError::Prompt`] if a
     /// prompt file names a variable the prompt does not give.
     pub fn estimate(&self, chunks: &[Chunk], out: &Path) -> Result<Estimate> {
-        let done: HashSet<String> = markers(&RunFiles::new(out))?.into_iter().map(|d| d.gen_key).collect();
-        let mut est = Estimate { chunks: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
+        let done: HashSet<String> = markers(&RunFiles::new(out))?
+            .into_iter()
+            .filter(|d| self.options.skip_chunks || !d.is_skipped())
+            .map(|d| d.gen_key)
+            .collect();
+        let mut est =
+            Estimate { chunks: 0, skipped: 0, prompt_tokens: 0, max_completion_tokens: 0, exact: true, max_cost: None };
         for chunk in chunks.iter().filter(|c| !done.contains(&self.gen_key(c))) {
+            if self.skip_of(chunk).is_some() {
+                est.chunks += 1;
+                est.skipped += 1;
+                continue;
+            }
             let req = self.request(chunk, &QaPrompt::language_of(chunk))?;
             let text: String = req.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
             let tokens = match self.generator.count_tokens(&text) {
@@ -383,7 +455,12 @@ impl<'a> Generation<'a> {
         let files = RunFiles::new(out);
         let mut summary = Summary { chunks: chunks.len(), ..Summary::default() };
 
-        // 1. What earlier runs finished; roll back records of a chunk cut off mid-write.
+        // 1. What earlier runs finished; roll back records of a chunk cut off mid-write. With
+        //    skipping off, the chunks an earlier run skipped are to be asked about now: their
+        //    markers, then their records, move aside to `*.interrupted`.
+        if !self.options.skip_chunks {
+            retain::<ChunkDone, _>(&files.progress, |d| !d.is_skipped())?;
+        }
         let (mut progress_w, _) = JsonlWriter::<ChunkDone>::append(&files.progress)?;
         let markers = markers(&files)?;
         let done: HashSet<String> = markers.iter().map(|d| d.gen_key.clone()).collect();
@@ -416,6 +493,7 @@ impl<'a> Generation<'a> {
             done: 0,
             accepted: 0,
             rejected: 0,
+            skipped: 0,
             usage: Usage::default(),
             elapsed: Duration::ZERO,
         };
@@ -429,12 +507,35 @@ impl<'a> Generation<'a> {
                 break;
             }
             let langs: Vec<String> = group.iter().map(|(c, _)| QaPrompt::language_of(c)).collect();
-            let requests: Vec<GenRequest> =
-                group.iter().zip(&langs).map(|((c, _), l)| self.request(c, l)).collect::<Result<_>>()?;
-            let mut results = self.generator.generate_batch(&requests);
+            // Chunks not worth asking about are not sent.
+            let skips: Vec<Option<Skip>> = group.iter().map(|(c, _)| self.skip_of(c)).collect();
+            let requests: Vec<GenRequest> = group
+                .iter()
+                .zip(&langs)
+                .zip(&skips)
+                .filter(|(_, skip)| skip.is_none())
+                .map(|(((c, _), l), _)| self.request(c, l))
+                .collect::<Result<_>>()?;
+            let mut results = if requests.is_empty() { Vec::new() } else { self.generator.generate_batch(&requests) };
             results.resize_with(requests.len(), || Err(GenError::Permanent("the backend returned no result".into())));
-            for (((chunk, key), lang), result) in group.iter().zip(&langs).zip(results) {
-                let outcome = self.judge(chunk, key, lang, result, dedup.as_mut())?;
+            let mut results = results.into_iter();
+            let mut screened = Vec::with_capacity(group.len());
+            for (((chunk, key), lang), skip) in group.iter().zip(&langs).zip(&skips) {
+                screened.push(match skip {
+                    Some(skip) => self.skipped(chunk, key, skip),
+                    None => {
+                        let result = results
+                            .next()
+                            .unwrap_or_else(|| Err(GenError::Permanent("the backend returned no result".into())));
+                        self.screen(chunk, key, lang, result)
+                    }
+                });
+            }
+            if let Some(judge) = &self.judge {
+                self.apply_judge(judge, group, &langs, &mut screened)?;
+            }
+            for (((chunk, key), lang), sc) in group.iter().zip(&langs).zip(screened) {
+                let outcome = self.accept(chunk, key, lang, sc, dedup.as_mut())?;
                 rejected_w.write_all(&outcome.rejected)?;
                 accepted_w.write_all(&outcome.accepted)?;
                 progress_w.write(&outcome.done)?;
@@ -443,7 +544,11 @@ impl<'a> Generation<'a> {
                 summary.processed += 1;
                 state.done += 1;
                 state.accepted += outcome.done.accepted;
-                state.rejected += outcome.done.rejected.values().sum::<u64>();
+                if outcome.done.is_skipped() {
+                    state.skipped += 1;
+                } else {
+                    state.rejected += outcome.done.rejected.values().sum::<u64>();
+                }
                 state.usage += outcome.done.usage;
             }
             state.elapsed = started.elapsed();
@@ -483,17 +588,25 @@ impl<'a> Generation<'a> {
         None
     }
 
-    /// Parses and filters one chunk's output into accepted pairs, rejected records and its
-    /// done marker.
-    fn judge(
+    /// Why `chunk` is skipped, when skipping is on and it is not worth asking about.
+    fn skip_of(&self, chunk: &Chunk) -> Option<Skip> {
+        if !self.options.skip_chunks {
+            return None;
+        }
+        classify(&chunk.text, &chunk.headings)
+    }
+
+    /// A rejected record of `chunk`.
+    fn rejected(
         &self,
         chunk: &Chunk,
         key: &str,
-        lang: &str,
-        result: std::result::Result<GenResponse, GenError>,
-        dedup: Option<&mut Deduper<'_>>,
-    ) -> Result<Outcome> {
-        let reject = |reason: Reason, detail: String, pair: Option<&RawPair>, raw: Option<String>| Rejected {
+        reason: Reason,
+        detail: String,
+        pair: Option<&RawPair>,
+        raw: Option<String>,
+    ) -> Rejected {
+        Rejected {
             gen_key: key.to_string(),
             chunk_id: chunk.id.clone(),
             doc_id: chunk.doc_id.clone(),
@@ -505,8 +618,11 @@ impl<'a> Generation<'a> {
             raw,
             model: self.model.clone(),
             prompt: self.prompt_id.clone(),
-        };
-        let mut out = Outcome {
+        }
+    }
+
+    fn empty_outcome(chunk: &Chunk, key: &str) -> Outcome {
+        Outcome {
             accepted: Vec::new(),
             rejected: Vec::new(),
             done: ChunkDone {
@@ -517,7 +633,35 @@ impl<'a> Generation<'a> {
                 repaired: false,
                 usage: Usage::default(),
             },
-        };
+        }
+    }
+
+    /// The one record of a skipped chunk: its reason, what was seen, and the start of its
+    /// text.
+    fn skipped(&self, chunk: &Chunk, key: &str, skip: &Skip) -> Screened {
+        let mut out = Self::empty_outcome(chunk, key);
+        let start: String = chunk.text.chars().take(SKIPPED_TEXT_CHARS).collect();
+        out.rejected.push(self.rejected(
+            chunk,
+            key,
+            skip.reason,
+            format!("chunk skipped, not worth asking about: {}", skip.detail),
+            None,
+            Some(start),
+        ));
+        Screened { out, candidates: Vec::new() }
+    }
+
+    /// Parses and filters one chunk's output: rejected records so far, the pairs that passed
+    /// (with their position among them, which names the pair), and the chunk's tokens.
+    fn screen(
+        &self,
+        chunk: &Chunk,
+        key: &str,
+        lang: &str,
+        result: std::result::Result<GenResponse, GenError>,
+    ) -> Screened {
+        let mut out = Self::empty_outcome(chunk, key);
         let response = match result {
             Ok(r) => r,
             Err(e) => {
@@ -526,8 +670,8 @@ impl<'a> Generation<'a> {
                 } else {
                     Reason::BackendError
                 };
-                out.rejected.push(reject(reason, e.to_string(), None, None));
-                return Ok(out.finish());
+                out.rejected.push(self.rejected(chunk, key, reason, e.to_string(), None, None));
+                return Screened { out, candidates: Vec::new() };
             }
         };
         out.done.usage = response.usage;
@@ -538,13 +682,15 @@ impl<'a> Generation<'a> {
                 if response.finish == docraft_core::FinishReason::Length {
                     detail.push_str(" (output cut off at max_tokens)");
                 }
-                out.rejected.push(reject(Reason::Unparseable, detail, None, Some(response.text)));
-                return Ok(out.finish());
+                out.rejected.push(self.rejected(chunk, key, Reason::Unparseable, detail, None, Some(response.text)));
+                return Screened { out, candidates: Vec::new() };
             }
         };
         out.done.repaired = parsed.repaired;
         for item in parsed.incomplete {
-            out.rejected.push(reject(
+            out.rejected.push(self.rejected(
+                chunk,
+                key,
                 Reason::Incomplete,
                 "an item without a question or an answer".into(),
                 None,
@@ -555,30 +701,91 @@ impl<'a> Generation<'a> {
         let mut candidates = Vec::new();
         for (i, pair) in parsed.pairs.into_iter().enumerate() {
             if i >= n {
-                out.rejected.push(reject(
-                    Reason::Surplus,
-                    format!("pair {} of a request for {n}", i + 1),
-                    Some(&pair),
-                    None,
-                ));
+                let detail = format!("pair {} of a request for {n}", i + 1);
+                out.rejected.push(self.rejected(chunk, key, Reason::Surplus, detail, Some(&pair), None));
             } else if let Some((reason, detail)) = self.options.filters.check(&pair, &chunk.text, lang) {
-                out.rejected.push(reject(reason, detail, Some(&pair), None));
+                out.rejected.push(self.rejected(chunk, key, reason, detail, Some(&pair), None));
             } else {
                 candidates.push(pair);
             }
         }
+        let candidates = candidates.into_iter().enumerate().map(|(i, p)| (i, p, None)).collect();
+        Screened { out, candidates }
+    }
+
+    /// Scores the batch's surviving pairs with the judge (one call): kept pairs get their
+    /// scores, the others become rejected records with their reason; the judge's tokens count
+    /// for the chunk.
+    fn apply_judge(
+        &self,
+        judge: &Judge<'_>,
+        group: &[(&Chunk, String)],
+        langs: &[String],
+        screened: &mut [Screened],
+    ) -> Result<()> {
+        let items: Vec<(&Chunk, &str, &RawPair)> = group
+            .iter()
+            .zip(langs)
+            .zip(screened.iter())
+            .flat_map(|(((chunk, _), lang), sc)| sc.candidates.iter().map(move |(_, p, _)| (*chunk, lang.as_str(), p)))
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut verdicts = judge.judge(&items)?.into_iter();
+        let min = judge.options().min_score;
+        let who = judge.model().to_string();
+        for ((chunk, key), sc) in group.iter().zip(screened.iter_mut()) {
+            let mut kept = Vec::with_capacity(sc.candidates.len());
+            for (i, pair, _) in std::mem::take(&mut sc.candidates) {
+                let (verdict, usage) =
+                    verdicts.next().unwrap_or_else(|| (Verdict::Failed("no verdict".into()), Usage::default()));
+                sc.out.done.usage += usage;
+                let reject = |reason: Reason, detail: String, raw: Option<String>| {
+                    self.rejected(chunk, key, reason, detail, Some(&pair), raw)
+                };
+                match verdict {
+                    Verdict::Keep(scores) => kept.push((i, pair, Some(scores))),
+                    Verdict::Low(scores, raw) => {
+                        let detail = format!(
+                            "judge {who}: faithfulness {}, usefulness {}, below {min}: {}",
+                            scores.faithfulness, scores.usefulness, scores.reason
+                        );
+                        sc.out.rejected.push(reject(Reason::JudgeLowScore, detail, Some(raw)));
+                    }
+                    Verdict::Unparseable(raw) => {
+                        let detail = format!("judge {who}: no faithfulness and usefulness scores 1..=5 in its output");
+                        sc.out.rejected.push(reject(Reason::JudgeUnparseable, detail, Some(raw)));
+                    }
+                    Verdict::Failed(e) => {
+                        sc.out.rejected.push(reject(Reason::JudgeError, format!("judge {who}: {e}"), None));
+                    }
+                }
+            }
+            sc.candidates = kept;
+        }
+        Ok(())
+    }
+
+    /// The near-duplicate check over the pairs left, then the accepted pairs and the chunk's
+    /// done marker.
+    fn accept(
+        &self,
+        chunk: &Chunk,
+        key: &str,
+        lang: &str,
+        screened: Screened,
+        dedup: Option<&mut Deduper<'_>>,
+    ) -> Result<Outcome> {
+        let Screened { mut out, candidates } = screened;
         let dups = match dedup {
-            Some(d) => d.check_all(&candidates.iter().map(|p| p.question.as_str()).collect::<Vec<_>>())?,
+            Some(d) => d.check_all(&candidates.iter().map(|(_, p, _)| p.question.as_str()).collect::<Vec<_>>())?,
             None => vec![None; candidates.len()],
         };
-        for (i, (pair, dup)) in candidates.into_iter().zip(dups).enumerate() {
+        for ((i, pair, judge), dup) in candidates.into_iter().zip(dups) {
             if let Some((earlier, sim)) = dup {
-                out.rejected.push(reject(
-                    Reason::Duplicate,
-                    format!("similarity {sim:.2} with an earlier question: {earlier}"),
-                    Some(&pair),
-                    None,
-                ));
+                let detail = format!("similarity {sim:.2} with an earlier question: {earlier}");
+                out.rejected.push(self.rejected(chunk, key, Reason::Duplicate, detail, Some(&pair), None));
                 continue;
             }
             out.accepted.push(QaPair {
@@ -590,10 +797,21 @@ impl<'a> Generation<'a> {
                 model: self.model.clone(),
                 prompt: self.prompt_id.clone(),
                 gen_key: key.to_string(),
+                judge,
             });
         }
         Ok(out.finish())
     }
+}
+
+/// Characters of a skipped chunk's text kept in its record.
+const SKIPPED_TEXT_CHARS: usize = 300;
+
+/// A chunk's output after the filters: its records so far and the pairs still in the running
+/// (position among the pairs that passed the filters, the pair, the judge's scores).
+struct Screened {
+    out: Outcome,
+    candidates: Vec<(usize, RawPair, Option<JudgeScores>)>,
 }
 
 /// The done markers of a run (none when it has not started).

@@ -28,6 +28,7 @@ fn pair(doc: usize, i: usize) -> QaPair {
         model: "m".into(),
         prompt: "p".into(),
         gen_key: format!("k{doc}-{i}"),
+        judge: None,
     }
 }
 

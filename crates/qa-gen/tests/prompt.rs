@@ -4,7 +4,7 @@
 mod common;
 
 use common::chunk;
-use docraft_qa_gen::QaPrompt;
+use docraft_qa_gen::{Judge, JudgeOptions, QaPrompt, RawPair};
 
 fn render(doc: &str, text: &str, headings: &[&str]) -> (String, String) {
     let mut c = chunk(doc, text);
@@ -73,4 +73,48 @@ fn chunk_text_and_names_are_inserted_verbatim() {
             user.replacen(hostile, "", 1).replacen("{{text}}.md", "", 1).replacen("{{n}}", "", 1);
         assert!(!rendered_without_values.contains("{{"), "{rendered_without_values}");
     }
+}
+
+fn render_judge(doc: &str, text: &str, question: &str, answer: &str) -> String {
+    struct Nobody;
+    impl docraft_core::Generator for Nobody {
+        fn generate_batch(
+            &self,
+            _: &[docraft_core::GenRequest],
+        ) -> Vec<Result<docraft_core::GenResponse, docraft_core::GenError>> {
+            Vec::new()
+        }
+        fn model_id(&self) -> String {
+            "nobody".into()
+        }
+    }
+    let c = chunk(doc, text);
+    let lang = QaPrompt::language_of(&c);
+    let judge = Judge::new(&Nobody, JudgeOptions::default()).unwrap();
+    let pair = RawPair { question: question.into(), answer: answer.into() };
+    let chat = judge.render(&c, &lang, &pair).unwrap();
+    chat.iter().map(|m| format!("[{}]\n{}", m.role.as_str(), m.content)).collect::<Vec<_>>().join("\n\n")
+}
+
+#[test]
+fn judge_prompts_in_english_and_spanish() {
+    insta::assert_snapshot!(
+        "judge_en",
+        render_judge(
+            "handbook-en.pdf",
+            "Flange bolts on the P4 pump are tightened to 45 Nm in a star pattern, then checked after 24 hours.",
+            "What torque are the P4 flange bolts tightened to?",
+            "To 45 Nm, in a star pattern.",
+        )
+    );
+    insta::assert_snapshot!(
+        "judge_es",
+        render_judge(
+            "politica-es.pdf",
+            "Los documentos confidenciales se guardan en el archivo del segundo piso durante cinco años.",
+            "¿Dónde se guardan los documentos confidenciales?",
+            "En el archivo del segundo piso.",
+        )
+    );
+    insta::assert_snapshot!("judge_schema", serde_json::to_string_pretty(&docraft_qa_gen::judge::schema()).unwrap());
 }

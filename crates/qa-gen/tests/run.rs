@@ -13,7 +13,9 @@ use docraft_core::jsonl::read_all;
 use docraft_core::{
     CancelToken, Chunk, FinishReason, GenError, GenRequest, GenResponse, Generator, NoProgress, QaPair, Usage,
 };
-use docraft_qa_gen::{Budget, ChunkDone, GenerateOptions, Generation, Price, Progress, Reason, Rejected, RunFiles};
+use docraft_qa_gen::{
+    Budget, ChunkDone, GenerateOptions, Generation, Judge, JudgeOptions, Price, Progress, Reason, Rejected, RunFiles,
+};
 
 /// Answers from the chunk text in the prompt: a grounded pair, a second one that is
 /// invented, and, for chunks mentioning "broken", output that is not JSON.
@@ -255,5 +257,157 @@ fn a_cancelled_run_stops_after_the_batch_in_hand_and_a_rerun_completes_it() -> a
     assert_eq!(std::fs::read(&out)?, std::fs::read(&ref_out)?, "the same pairs as one uninterrupted run");
     let (a, b) = (RunFiles::new(&out), RunFiles::new(&ref_out));
     assert_eq!(std::fs::read(&a.rejected)?, std::fs::read(&b.rejected)?);
+    Ok(())
+}
+
+/// A table of contents and a copyright page among the chunks.
+fn chunks_with_furniture() -> Vec<Chunk> {
+    let mut v = chunks();
+    v.push(chunk(
+        "toc.pdf",
+        "Contents\n1 Purpose and scope ........ 1\n2 Before a site visit ........ 3\n3 Installation ........ 5\n\
+         4 Calibration ........ 8",
+    ));
+    v.push(chunk(
+        "legal.pdf",
+        "© 2026 Northwind Instruments B.V. All rights reserved. No part of this publication may be reproduced \
+         without the prior written permission of the publisher.",
+    ));
+    v
+}
+
+#[test]
+fn skipped_chunks_are_never_sent_and_are_counted_and_recorded() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let files = RunFiles::new(&out);
+    let g = Scripted::new();
+    let run = Generation::new(&g, opts())?;
+    let est = run.estimate(&chunks_with_furniture(), &out)?;
+    assert_eq!((est.chunks, est.skipped), (14, 2));
+    let s = run.run(&chunks_with_furniture(), &out, &NoProgress)?;
+    assert_eq!(g.calls.load(Ordering::SeqCst), 12, "the two skipped chunks were not sent");
+    assert_eq!(s.processed, 14);
+    assert_eq!(s.skipped.get(&Reason::Toc), Some(&1));
+    assert_eq!(s.skipped.get(&Reason::Boilerplate), Some(&1));
+    assert!(s.rejected.keys().all(|r| !r.is_skip()), "skipped chunks are not rejected pairs");
+    assert_eq!((s.accepted, s.generated), (10, s.accepted + s.rejected_total()));
+    // One record per skipped chunk in the rejected file, with its reason and its text.
+    assert_eq!(lines(&files.rejected) as u64, s.rejected_total() + s.skipped_total());
+    let (rejected, _) = read_all::<Rejected>(&files.rejected)?;
+    let toc = rejected.iter().find(|r| r.reason == Reason::Toc).unwrap();
+    assert_eq!(toc.source, "docs/toc.pdf");
+    assert!(toc.detail.contains("dot leaders"), "{}", toc.detail);
+    assert!(toc.raw.as_deref().unwrap().starts_with("Contents\n1 Purpose"));
+    assert!(toc.question.is_none());
+    let (done, _) = read_all::<ChunkDone>(&files.progress)?;
+    assert_eq!(done.iter().filter(|d| d.is_skipped()).count(), 2);
+
+    // Skipping off: those two chunks are asked about now; their records and markers move aside.
+    let all = Generation::new(&g, GenerateOptions { skip_chunks: false, ..opts() })?;
+    assert_eq!(all.estimate(&chunks_with_furniture(), &out)?.chunks, 2);
+    let s = all.run(&chunks_with_furniture(), &out, &NoProgress)?;
+    assert_eq!(g.calls.load(Ordering::SeqCst), 14);
+    assert_eq!((s.resumed, s.processed, s.rolled_back), (12, 2, 2));
+    assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+    let (rejected, _) = read_all::<Rejected>(&files.rejected)?;
+    assert!(rejected.iter().all(|r| !r.reason.is_skip()));
+    assert_eq!(lines(&files.rejected) as u64, s.rejected_total());
+    let (done, _) = read_all::<ChunkDone>(&files.progress)?;
+    let keys: HashSet<_> = done.iter().map(|d| d.gen_key.clone()).collect();
+    assert_eq!((done.len(), keys.len()), (14, 14), "every chunk exactly once");
+    let aside = std::fs::read_to_string(format!("{}.interrupted", files.rejected.display()))?;
+    assert_eq!(aside.lines().count(), 2, "the skip records are kept aside, not lost");
+    // Skipping on again: nothing to redo, the chunks were asked about.
+    let s = run.run(&chunks_with_furniture(), &out, &NoProgress)?;
+    assert_eq!((g.calls.load(Ordering::SeqCst), s.processed, s.skipped_total()), (14, 0, 0));
+    Ok(())
+}
+
+/// A judge with a fixed answer per question: low scores, prose without scores, a failure,
+/// else 5 and 4.
+struct ScriptedJudge {
+    calls: AtomicUsize,
+}
+
+impl Generator for ScriptedJudge {
+    fn generate_batch(&self, requests: &[GenRequest]) -> Vec<Result<GenResponse, GenError>> {
+        requests
+            .iter()
+            .map(|r| {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let user = &r.messages[1].content;
+                assert!(user.contains("Question: ") && user.contains("Answer: ") && user.contains("\"\"\"\nPump"));
+                assert!(r.json_schema.is_some());
+                let text = if user.contains("Pump station 0 ") {
+                    r#"{"faithfulness": 2, "usefulness": 4, "reason": "The answer adds a claim."}"#
+                } else if user.contains("Pump station 1 ") {
+                    "This pair looks fine to me."
+                } else if user.contains("Pump station 2 ") {
+                    return Err(GenError::Permanent("judge endpoint refused".into()));
+                } else {
+                    "```json\n{\"faithfulness\": 5, \"usefulness\": \"4/5\", \"reason\": \"Grounded and clear.\"}\n```"
+                };
+                Ok(GenResponse {
+                    text: text.to_string(),
+                    finish: FinishReason::Stop,
+                    usage: Usage { prompt_tokens: 7, completion_tokens: 3 },
+                })
+            })
+            .collect()
+    }
+
+    fn model_id(&self) -> String {
+        "judge".into()
+    }
+}
+
+#[test]
+fn the_judge_keeps_rejects_and_records_its_scores() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("qa.jsonl");
+    let files = RunFiles::new(&out);
+    let g = Scripted::new();
+    let j = ScriptedJudge { calls: AtomicUsize::new(0) };
+    let judge = Judge::new(&j, JudgeOptions::default())?;
+    let s = Generation::new(&g, opts())?.with_judge(judge).run(&chunks(), &out, &NoProgress)?;
+    assert_eq!(j.calls.load(Ordering::SeqCst), 10, "only pairs that passed the filters are judged");
+    assert_eq!(s.accepted, 7);
+    assert_eq!(s.rejected.get(&Reason::JudgeLowScore), Some(&1));
+    assert_eq!(s.rejected.get(&Reason::JudgeUnparseable), Some(&1));
+    assert_eq!(s.rejected.get(&Reason::JudgeError), Some(&1));
+    assert_eq!(s.generated, s.accepted + s.rejected_total());
+    assert_eq!(lines(&files.rejected) as u64, s.rejected_total());
+    assert_eq!(s.usage.prompt_tokens, 11 * 50 + 9 * 7, "the judge's tokens count");
+
+    let (pairs, _) = read_all::<QaPair>(&files.accepted)?;
+    for p in &pairs {
+        let scores = p.judge.as_ref().unwrap();
+        assert_eq!((scores.faithfulness, scores.usefulness), (5, 4));
+        assert_eq!((scores.reason.as_str(), scores.model.as_str()), ("Grounded and clear.", "judge"));
+        assert!(scores.prompt.starts_with("judge-v1@"));
+    }
+    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&out)?.lines().next().unwrap())?;
+    assert_eq!(first["judge"]["faithfulness"], 5);
+    let (rejected, _) = read_all::<Rejected>(&files.rejected)?;
+    let low = rejected.iter().find(|r| r.reason == Reason::JudgeLowScore).unwrap();
+    assert!(low.detail.contains("faithfulness 2") && low.detail.contains("below 3"), "{}", low.detail);
+    assert!(low.question.as_deref().unwrap().contains("Pump station 0 "), "the pair is kept whole");
+    let unparsed = rejected.iter().find(|r| r.reason == Reason::JudgeUnparseable).unwrap();
+    assert_eq!(unparsed.raw.as_deref(), Some("This pair looks fine to me."), "the judge's output is kept");
+    assert!(unparsed.answer.is_some());
+
+    // A stricter threshold rejects the 5/4 pairs too; without a judge, no `judge` field.
+    let strict = tempfile::tempdir()?;
+    let judge = Judge::new(&j, JudgeOptions { min_score: 5, ..JudgeOptions::default() })?;
+    let s =
+        Generation::new(&g, opts())?.with_judge(judge).run(&chunks(), &strict.path().join("qa.jsonl"), &NoProgress)?;
+    assert_eq!((s.accepted, s.rejected.get(&Reason::JudgeLowScore)), (0, Some(&8)));
+    let plain = tempfile::tempdir()?;
+    let plain_out = plain.path().join("qa.jsonl");
+    Generation::new(&g, opts())?.run(&chunks(), &plain_out, &NoProgress)?;
+    assert!(!std::fs::read_to_string(&plain_out)?.contains("\"judge\""));
+    assert!(Judge::new(&j, JudgeOptions { min_score: 0, ..JudgeOptions::default() }).is_err());
+    assert!(Judge::new(&j, JudgeOptions { min_score: 6, ..JudgeOptions::default() }).is_err());
     Ok(())
 }

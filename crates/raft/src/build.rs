@@ -14,7 +14,7 @@ use docraft_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cot::{Problem, to_cot_text, verify};
+use crate::cot::{Problem, check_answer, to_cot_text, verify};
 use crate::distract::{Choice, Draw, Pool};
 use crate::error::{Result, setting};
 use crate::prompt::CotPrompt;
@@ -82,6 +82,13 @@ pub struct RaftOptions {
     pub attempts: u32,
     /// At least one quote must have this many words.
     pub min_quote_words: usize,
+    /// The final answer must be an answer and agree with the quotes: at least this share of
+    /// its claim words in the quotes or the oracle, and one in the quotes
+    /// ([`crate::cot::check_answer`]); 0 turns the check off. A check on the output, like
+    /// qa-gen's filters: not part of the record ids, so changing it does not redo finished
+    /// questions.
+    #[serde(skip)]
+    pub min_answer_support: f32,
     /// Train/valid/test by source document; distractors of a held-out record come from its
     /// own split or the training split, those of a training record from training documents.
     pub splits: Vec<Split>,
@@ -102,6 +109,7 @@ impl Default for RaftOptions {
             sampling: Sampling::default(),
             attempts: 3,
             min_quote_words: 3,
+            min_answer_support: 0.5,
             splits: vec![
                 Split { name: "train".into(), fraction: 0.8 },
                 Split { name: "valid".into(), fraction: 0.1 },
@@ -126,6 +134,9 @@ impl RaftOptions {
         }
         if self.attempts == 0 {
             return Err(setting("attempts", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.min_answer_support) {
+            return Err(setting("min_answer_support", format!("{} is outside [0, 1]", self.min_answer_support)));
         }
         if self.splits.is_empty() {
             return Err(setting("splits", "at least one split"));
@@ -498,7 +509,15 @@ impl<'a> RaftBuilder<'a> {
                         usage.prompt_tokens += resp.usage.prompt_tokens;
                         usage.completion_tokens += resp.usage.completion_tokens;
                         let (text, _) = to_cot_text(&resp.text);
-                        match verify(&text, oracle, self.options.min_quote_words) {
+                        let checked = verify(&text, oracle, self.options.min_quote_words).and_then(|v| {
+                            if self.options.min_answer_support <= 0.0 {
+                                return Ok(v);
+                            }
+                            let lang = if job.question.lang.is_empty() { "en" } else { job.question.lang.as_str() };
+                            check_answer(&v, oracle, &job.question.question, lang, self.options.min_answer_support)
+                                .map(|()| v)
+                        });
+                        match checked {
                             Ok(v) => accepted.push(self.record(pool, &job, v)),
                             Err(_) if job.attempts < self.options.attempts => {
                                 job.last_raw = text;

@@ -1,6 +1,10 @@
 //! Chain-of-thought answers: turning model output into the reference's `cot_answer` text,
-//! finding its quotes, checking each against the oracle, and extracting the final answer.
+//! finding its quotes, checking each against the oracle, extracting the final answer, and
+//! checking that the final answer agrees with what was quoted ([`check_answer`]).
 
+use std::collections::HashSet;
+
+use docraft_core::text::{content_words, non_answer, stem};
 use serde::Deserialize;
 
 /// Opens a quote in a chain of thought.
@@ -29,6 +33,10 @@ pub enum Problem {
     ContextTooLong,
     /// The question names a chunk that is not among the chunks given.
     UnknownChunk,
+    /// The final answer answers nothing: a question, "I don't know", "no se menciona".
+    NonAnswer,
+    /// The final answer does not agree with the quotes (see [`check_answer`]).
+    UnsupportedAnswer,
 }
 
 impl std::fmt::Display for Problem {
@@ -41,6 +49,8 @@ impl std::fmt::Display for Problem {
             Self::GenerationError => "generation_error",
             Self::ContextTooLong => "context_too_long",
             Self::UnknownChunk => "unknown_chunk",
+            Self::NonAnswer => "non_answer",
+            Self::UnsupportedAnswer => "unsupported_answer",
         };
         f.write_str(s)
     }
@@ -276,6 +286,107 @@ pub fn verify(cot: &str, oracle: &str, min_quote_words: usize) -> Result<Verifie
     Ok(Verified { cot_answer: cot, quotes: found, final_answer })
 }
 
+/// How a final answer stands to its chain of thought: counts of its claim words (see
+/// [`check_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Support {
+    /// Content words of the final answer that are not in the question.
+    pub claim_words: usize,
+    /// Of those, words found in the quotes.
+    pub in_quotes: usize,
+    /// Of those, words found in the quotes or anywhere in the oracle.
+    pub in_oracle: usize,
+}
+
+impl Support {
+    /// Share of the claim words found in the quotes or the oracle (1 with no claim word).
+    #[must_use]
+    pub fn share(&self) -> f32 {
+        if self.claim_words == 0 {
+            return 1.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let share = self.in_oracle as f32 / self.claim_words as f32;
+        share
+    }
+}
+
+/// A word as answers and quotes are compared: numbers whole, other words without a plural
+/// `s` and cut to a [`stem`] ("pumps" and "pump", "documentos" and "documento" meet).
+fn claim_key(word: &str) -> String {
+    if word.chars().any(|c| c.is_ascii_digit()) {
+        return word.to_string();
+    }
+    let singular = if word.chars().count() >= 4 { word.strip_suffix('s').unwrap_or(word) } else { word };
+    stem(singular)
+}
+
+/// Words that answer a yes/no question without claiming anything (folded).
+const AFFIRMATIONS: &[&str] =
+    &["yes", "yeah", "true", "false", "correct", "incorrect", "cierto", "falso", "verdadero", "correcto"];
+
+fn keys(text: &str, lang: &str) -> HashSet<String> {
+    content_words(text, lang).iter().map(|w| claim_key(w)).collect()
+}
+
+/// The [`Support`] of `final_answer` by `quotes` and `oracle`: its claim words are its content
+/// words in `lang` (numbers included), compared as [`claim_key`]s, less those of the question
+/// (restating the question claims nothing).
+#[must_use]
+pub fn answer_support(final_answer: &str, quotes: &[String], oracle: &str, question: &str, lang: &str) -> Support {
+    let asked = keys(question, lang);
+    let quoted: HashSet<String> = quotes.iter().flat_map(|q| keys(q, lang)).collect();
+    let in_oracle = keys(oracle, lang);
+    let claim: Vec<String> = content_words(final_answer, lang)
+        .iter()
+        .filter(|w| !AFFIRMATIONS.contains(&w.as_str()))
+        .map(|w| claim_key(w))
+        .filter(|k| !asked.contains(k))
+        .collect();
+    Support {
+        claim_words: claim.len(),
+        in_quotes: claim.iter().filter(|k| quoted.contains(*k)).count(),
+        in_oracle: claim.iter().filter(|k| quoted.contains(*k) || in_oracle.contains(*k)).count(),
+    }
+}
+
+/// Checks that a verified chain of thought's final answer agrees with what it quoted. The
+/// rule:
+///
+/// 1. The final answer is an answer: not a question, not "I don't know" or "no se menciona
+///    en el texto" ([`non_answer`]), else [`Problem::NonAnswer`].
+/// 2. Its claim words ([`answer_support`]: content words and numbers not already in the
+///    question, "yes"/"sí"/"true" left out) are, at least `min_support` of them, found in the quotes or the oracle, and
+///    at least one is found in the quotes themselves: the answer says what the quoted text
+///    says, not something the model added or took from elsewhere. Else
+///    [`Problem::UnsupportedAnswer`].
+///
+/// An answer without claim words (it restates the question, or is "Yes") agrees.
+///
+/// # Errors
+/// The [`Failure`], with the counts in its detail.
+pub fn check_answer(v: &Verified, oracle: &str, question: &str, lang: &str, min_support: f32) -> Result<(), Failure> {
+    if let Some(why) = non_answer(&v.final_answer) {
+        return Err(Failure { problem: Problem::NonAnswer, detail: format!("{why}: {}", v.final_answer) });
+    }
+    let s = answer_support(&v.final_answer, &v.quotes, oracle, question, lang);
+    if s.claim_words == 0 {
+        return Ok(());
+    }
+    if s.in_quotes == 0 || s.share() < min_support {
+        let detail = format!(
+            "of the final answer's {} claim words, {} are in the quotes and {} in the quotes or the oracle \
+             (needs 1 in the quotes and {:.0}% in all)",
+            s.claim_words,
+            s.in_quotes,
+            s.in_oracle,
+            min_support * 100.0
+        );
+        return Err(Failure { problem: Problem::UnsupportedAnswer, detail });
+    }
+    Ok(())
+}
+
 /// The text after the last `<ANSWER>:`, trimmed (the reference's `extract_final_answer`).
 #[must_use]
 pub fn final_answer(cot: &str) -> Option<String> {
@@ -339,6 +450,50 @@ mod tests {
         assert_eq!(verify(dots, ORACLE, 3).unwrap_err().problem, Problem::NoAnswer);
         let variant = "##begin_quote##Tighten the flange bolts##end_quote##\nAnswer: 45 Nm";
         assert_eq!(verify(variant, ORACLE, 3).unwrap().final_answer, "45 Nm");
+    }
+
+    #[test]
+    fn final_answers_must_agree_with_their_quotes() {
+        let q = "What torque are the flange bolts tightened to?";
+        let cot = |answer: &str| {
+            verify(
+                &format!("##begin_quote##Tighten the flange bolts to 45 Nm.##end_quote##\n<ANSWER>: {answer}"),
+                ORACLE,
+                3,
+            )
+            .unwrap()
+        };
+        let ok = |answer: &str| check_answer(&cot(answer), ORACLE, q, "en", 0.5);
+        let problem = |answer: &str| ok(answer).unwrap_err().problem;
+        assert_eq!(ok("45 Nm"), Ok(()));
+        assert_eq!(ok("The flange bolts are tightened to 45 Nm."), Ok(()), "words of the question are no claim");
+        assert_eq!(ok("45 Nm, with a calibrated torque wrench."), Ok(()), "the rest of the oracle supports it");
+        assert_eq!(ok("Yes."), Ok(()), "nothing claimed beyond the question");
+        assert_eq!(problem("50 Nm"), Problem::UnsupportedAnswer, "a number the quote does not give");
+        assert_eq!(problem("Hand tight, then a quarter turn with pliers."), Problem::UnsupportedAnswer);
+        assert_eq!(
+            problem("Every six months."),
+            Problem::UnsupportedAnswer,
+            "in the oracle but not in what was quoted"
+        );
+        assert_eq!(problem("I don't know."), Problem::NonAnswer);
+        assert_eq!(problem("What torque?"), Problem::NonAnswer);
+        assert!(ok("50 Nm").unwrap_err().detail.contains("1 claim words"), "{:?}", ok("50 Nm"));
+        // Spanish, with plurals and inflections meeting.
+        let oracle =
+            "Las copias de seguridad se conservan treinta días. Pasado ese plazo, el archivo no se puede recuperar.";
+        let v = verify(
+            "##begin_quote##Las copias de seguridad se conservan treinta días.##end_quote##\n<ANSWER>: Treinta días.",
+            oracle,
+            3,
+        )
+        .unwrap();
+        let q = "¿Cuánto tiempo se conserva una copia de seguridad?";
+        assert_eq!(check_answer(&v, oracle, q, "es", 0.5), Ok(()));
+        let v = Verified { final_answer: "Un año, en la nube.".into(), ..v };
+        assert_eq!(check_answer(&v, oracle, q, "es", 0.5).unwrap_err().problem, Problem::UnsupportedAnswer);
+        let v = Verified { final_answer: "No se menciona en el texto.".into(), ..v };
+        assert_eq!(check_answer(&v, oracle, q, "es", 0.5).unwrap_err().problem, Problem::NonAnswer);
     }
 
     #[test]

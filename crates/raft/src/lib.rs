@@ -11,7 +11,8 @@
 //!      nearest neighbours through core's Retriever), never the oracle, an overlapping chunk,
 //!      a near-duplicate or a chunk holding the answer; shuffled; seeded       [distract]
 //!   -> chain of thought from a Generator, seeing the question and the oracle  [prompt]
-//!   -> every ##begin_quote##...##end_quote## checked against the oracle;
+//!   -> every ##begin_quote##...##end_quote## checked against the oracle, the
+//!      final answer checked to be an answer that agrees with the quotes;
 //!      failures asked again, then rejected with their reason                 [cot]
 //!   -> RaftRecord lines in OUT, rejected questions in OUT.rejected.jsonl      [build]
 //!   -> hf / completion / chat / eval files per train/valid/test split         [format]

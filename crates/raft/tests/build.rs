@@ -76,6 +76,7 @@ fn question(c: &Chunk, n: usize, text: &str) -> QaPair {
         model: "test".into(),
         prompt: "test".into(),
         gen_key: "k".into(),
+        judge: None,
     }
 }
 
@@ -118,6 +119,12 @@ impl Scripted {
         };
         let text = if question.contains("INVENT") || (question.contains("FLAKY") && n == 1) {
             r#"{"reasoning": [{"thought": "It says so.", "quote": "The moon is made of green cheese"}], "answer": "cheese"}"#.to_string()
+        } else if question.contains("DISAGREE") {
+            // A real quote, then an answer that has nothing to do with it.
+            serde_json::json!({"reasoning": [{"thought": "The context answers it.", "quote": quote}], "answer": "Paint it green with a roller"}).to_string()
+        } else if question.contains("DUNNO") {
+            serde_json::json!({"reasoning": [{"thought": "Hmm.", "quote": quote}], "answer": "I don't know."})
+                .to_string()
         } else if question.contains("BROKEN") {
             return Err(GenError::Permanent("the model fell over".into()));
         } else if question.contains("LATER") {
@@ -360,6 +367,35 @@ fn quotes_are_verified_failures_repaired_or_rejected_and_all_accounted_for() {
         assert_eq!(again.deferred, 1);
         assert_eq!(again.usage.completion_tokens, 0);
     }
+}
+
+/// The final answer must answer and agree with its quotes: a chain of thought that quotes the
+/// oracle correctly but answers something else, or answers "I don't know", is rejected after
+/// its tries with its reason; `min_answer_support: 0` turns the check off.
+#[test]
+fn final_answers_that_disagree_with_the_quotes_are_rejected() {
+    let chunks = corpus();
+    let mut qs = questions(&chunks[..6], 1);
+    qs[0].question = format!("DISAGREE {}", qs[0].question);
+    qs[1].question = format!("DUNNO {}", qs[1].question);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("raft.jsonl");
+    let s = build(&Scripted::default(), None, RaftOptions { attempts: 2, ..reference() }, &chunks, &qs, &out);
+    assert_eq!(s.accepted, 4, "{s:?}");
+    assert_eq!(s.rejected.get(&Problem::UnsupportedAnswer), Some(&1));
+    assert_eq!(s.rejected.get(&Problem::NonAnswer), Some(&1));
+    let (rejected, _) = read_all::<Rejected>(&RaftFiles::new(&out).rejected).unwrap();
+    let r = rejected.iter().find(|r| r.reason == Problem::UnsupportedAnswer).unwrap();
+    assert_eq!(r.attempts, 2, "asked again before giving up");
+    assert!(r.detail.contains("claim words") && r.raw.contains("Paint it green"), "{r:?}");
+    let line = std::fs::read_to_string(RaftFiles::new(&out).rejected).unwrap();
+    assert!(line.contains("\"unsupported_answer\"") && line.contains("\"non_answer\""));
+
+    let off = tempfile::tempdir().unwrap();
+    let o = RaftOptions { attempts: 2, min_answer_support: 0.0, ..reference() };
+    let s = build(&Scripted::default(), None, o, &chunks, &qs, &off.path().join("raft.jsonl"));
+    assert_eq!((s.accepted, s.rejected_total()), (6, 0));
+    assert!(RaftBuilder::new(&Scripted::default(), RaftOptions { min_answer_support: 1.5, ..reference() }).is_err());
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub const MODEL_VARS: [&str; 3] = ["DOCRAFT_MODELS", "DOCRAFT_CACHE", "ORT_DYLIB
 pub fn require_models() {
     let models = docraft_core::models_dir();
     for rel in [
+        "use-m3/model.onnx",
+        "use-m3/tokenizer.json",
         "all-minilm-l6-v2/model.onnx",
         "all-minilm-l6-v2/model.safetensors",
         "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",

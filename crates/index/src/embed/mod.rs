@@ -1,4 +1,5 @@
-//! Embedder backends: ONNX Runtime through fastembed (`fastembed` feature, default) and
+//! Embedder backends: USE-m3 on ONNX Runtime through ort and BERT-style models on ONNX Runtime
+//! through fastembed (both with the `fastembed` feature, default), and BERT-style models on
 //! candle (`candle` feature). A backend compiled out keeps its type, whose constructor returns
 //! [`docraft_core::EmbedError::NotCompiled`].
 
@@ -14,6 +15,10 @@ mod candle_disabled;
 mod onnx;
 #[cfg(not(feature = "fastembed"))]
 mod onnx_disabled;
+#[cfg(feature = "fastembed")]
+mod use_m3;
+#[cfg(not(feature = "fastembed"))]
+mod use_m3_disabled;
 
 #[cfg(feature = "candle")]
 pub use candle::CandleEmbedder;
@@ -23,12 +28,48 @@ pub use candle_disabled::CandleEmbedder;
 pub use onnx::OnnxEmbedder;
 #[cfg(not(feature = "fastembed"))]
 pub use onnx_disabled::OnnxEmbedder;
+#[cfg(feature = "fastembed")]
+pub use use_m3::UseM3Embedder;
+#[cfg(not(feature = "fastembed"))]
+pub use use_m3_disabled::UseM3Embedder;
+
+/// The folder of all-MiniLM-L6-v2 (English; for [`OnnxEmbedder`] and [`CandleEmbedder`]) under
+/// [`docraft_core::models_dir`].
+pub const MINILM_DIR: &str = "all-minilm-l6-v2";
+/// The folder of USE-m3 (multilingual; for [`UseM3Embedder`]) under [`docraft_core::models_dir`].
+pub const USE_M3_DIR: &str = "use-m3";
 
 /// Where `scripts/setup.sh` puts the default embedding model: `$DOCRAFT_MODELS/all-minilm-l6-v2`,
-/// or `~/.cache/docraft/models/all-minilm-l6-v2` when `DOCRAFT_MODELS` is not set.
+/// or `~/.cache/docraft/models/all-minilm-l6-v2` when `DOCRAFT_MODELS` is not set. The one
+/// place the default model is named (the pipeline's default backend runs it).
 #[must_use]
 pub fn default_model_dir() -> PathBuf {
-    docraft_core::models_dir().join("all-minilm-l6-v2")
+    minilm_model_dir()
+}
+
+/// Where `scripts/setup.sh` puts all-MiniLM-L6-v2, the model of the `onnx` and `candle`
+/// backends when no directory is given: `$DOCRAFT_MODELS/all-minilm-l6-v2`.
+#[must_use]
+pub fn minilm_model_dir() -> PathBuf {
+    docraft_core::models_dir().join(MINILM_DIR)
+}
+
+/// Where `scripts/setup.sh` puts USE-m3, the model of the `use-m3` backend when no directory
+/// is given: `$DOCRAFT_MODELS/use-m3`.
+#[must_use]
+pub fn use_m3_model_dir() -> PathBuf {
+    docraft_core::models_dir().join(USE_M3_DIR)
+}
+
+/// What `config.json` of a USE-m3 directory names its model (`scripts/use_m3/convert.py`).
+pub(crate) const USE_M3_MODEL_NAME: &str = "universal-sentence-encoder-multilingual-v3";
+
+/// Whether `dir` holds USE-m3 as `scripts/setup.sh` writes it: its `config.json` names the model.
+pub(crate) fn is_use_m3_dir(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|c| c["model"] == USE_M3_MODEL_NAME)
 }
 
 /// Settings shared by the embedders.
@@ -86,12 +127,18 @@ pub(crate) fn model_err(path: &Path, reason: impl std::fmt::Display) -> EmbedErr
 #[cfg_attr(not(any(feature = "fastembed", feature = "candle")), allow(dead_code))]
 pub(crate) fn check_model_dir(dir: &Path, files: &[&str]) -> Result<(), EmbedError> {
     if !dir.is_dir() {
-        return Err(model_err(dir, "no such directory (scripts/setup.sh fetches all-MiniLM-L6-v2)"));
+        return Err(model_err(
+            dir,
+            "no such directory (scripts/setup.sh fetches the embedding models: USE-m3 and all-MiniLM-L6-v2)",
+        ));
     }
     let missing: Vec<&str> = files.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(model_err(dir, format!("incomplete model directory, missing {}", missing.join(", "))))
+        Err(model_err(
+            dir,
+            format!("incomplete model directory, missing {} (run scripts/setup.sh)", missing.join(", ")),
+        ))
     }
 }

@@ -1,9 +1,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use docraft_core::{EmbedError, Embedder, content_hash};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use ort::environment::Environment;
 
 use super::{EmbedOptions, check_model_dir, model_err};
 use crate::error::panic_message;
@@ -92,14 +93,31 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
         .max_by_key(|p| (p.as_os_str().len(), p.clone()))
 }
 
-/// Loads the ONNX Runtime library at `path` into ort (once per process; later calls are no-ops).
-fn load_runtime(path: &Path) -> Result<(), EmbedError> {
-    let loaded = std::panic::catch_unwind(|| ort::init_from(path).map(drop));
-    match loaded {
-        Ok(Ok(())) => Ok(()),
+/// The process's ONNX Runtime environment and the library it runs on, shared by every
+/// embedder that runs ONNX Runtime (ort allows one environment per process, so fastembed's
+/// models and [`super::UseM3Embedder`] must share it). The library ([`runtime_library`]) is
+/// loaded on first use.
+pub(super) fn environment() -> Result<(Environment, PathBuf), EmbedError> {
+    static SHARED: Mutex<Option<(Environment, PathBuf)>> = Mutex::new(None);
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(env) = shared.as_ref() {
+        return Ok(env.clone());
+    }
+    let runtime = runtime_library()?;
+    let env = build_environment(&runtime)?;
+    *shared = Some((env.clone(), runtime.clone()));
+    Ok((env, runtime))
+}
+
+/// Loads the ONNX Runtime library at `path` into ort and creates the environment.
+fn build_environment(path: &Path) -> Result<Environment, EmbedError> {
+    let built = std::panic::catch_unwind(|| ort::init_from(path).map(|b| b.with_name("docraft").build()));
+    match built {
+        Ok(Ok(Ok(env))) => Ok(env),
+        Ok(Ok(Err(e))) => Err(EmbedError::Runtime(format!("ONNX Runtime failed to start: {e}"))),
         Ok(Err(e)) => Err(EmbedError::Runtime(format!("ONNX Runtime could not be loaded: {e}: {RUNTIME_HINT}"))),
         Err(p) => Err(EmbedError::Runtime(format!(
-            "ONNX Runtime could not be loaded from {}: {}",
+            "ONNX Runtime could not be loaded from {} (needs version >= 1.24): {}",
             path.display(),
             panic_message(p.as_ref())
         ))),
@@ -127,12 +145,11 @@ impl OnnxEmbedder {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        let runtime = runtime_library()?;
-        load_runtime(&runtime)?;
+        let (env, runtime) = environment()?;
         let name = dir.file_name().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
         let id = format!("onnx:{name}:{}", content_hash(&onnx).get(..16).unwrap_or_default());
         let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
-        let mut init = InitOptionsUserDefined::new().with_max_length(options.max_tokens.max(1));
+        let mut init = InitOptionsUserDefined::new().with_max_length(options.max_tokens.max(1)).with_environment(env);
         if let Some(n) = options.threads {
             init = init.with_intra_threads(n.max(1));
         }

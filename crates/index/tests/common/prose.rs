@@ -76,7 +76,7 @@ pub fn chunk(source: &str, text: &str, i: usize, start: usize) -> Chunk {
 }
 
 fn build_corpus() -> Result<Corpus> {
-    let dir = docraft_index::default_model_dir();
+    let dir = docraft_index::minilm_model_dir();
     ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
     let embedder = OnnxEmbedder::from_dir(&dir, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
     let mut seen = HashSet::new();

@@ -1,6 +1,6 @@
 use docraft_core::{GenError, GenRequest, GenResponse, Generator};
 
-use super::LlamaConfig;
+use super::{LlamaConfig, LlamaStats};
 use crate::{LlmError, Result};
 
 /// The llama.cpp backend, compiled out of this build: loading fails with a typed error.
@@ -16,6 +16,12 @@ impl LlamaGenerator {
     /// [`LlmError::NotCompiled`].
     pub fn load(_config: LlamaConfig) -> Result<Self> {
         Err(LlmError::NotCompiled { backend: "llama.cpp", feature: "llama" })
+    }
+
+    /// Nothing was generated: all zero.
+    #[must_use]
+    pub fn stats(&self) -> LlamaStats {
+        LlamaStats::default()
     }
 }
 

@@ -20,6 +20,10 @@ pub use disabled::LlamaGenerator;
 const CONTEXT_RANGE: std::ops::RangeInclusive<u32> = 64..=131_072;
 /// Parallel sequences that [`LlamaConfig::with_parallel`] accepts.
 const PARALLEL_RANGE: std::ops::RangeInclusive<u32> = 1..=64;
+/// Draft tokens in a row that [`LlamaConfig::with_draft_max`] accepts.
+const DRAFT_MAX_RANGE: std::ops::RangeInclusive<u32> = 1..=32;
+/// Default most tokens the draft model proposes in a row.
+pub(crate) const DEFAULT_DRAFT_MAX: u32 = 8;
 
 /// Settings of the llama.cpp backend. Build with [`LlamaConfig::new`] and the `with_*`
 /// methods, which check their values; read them back with the getters.
@@ -32,6 +36,30 @@ const PARALLEL_RANGE: std::ops::RangeInclusive<u32> = 1..=64;
 /// assert!(LlamaConfig::new("model.gguf").with_context(8).is_err());
 /// # Ok::<(), docraft_llm::LlmError>(())
 /// ```
+///
+/// Two settings make generation faster without changing what it writes:
+/// - **Shared-prompt reuse** ([`with_prefix_reuse`](Self::with_prefix_reuse), on by default):
+///   the longest token prefix the prompts of a batch share with each other or with earlier
+///   prompts (the system prompt and instructions of a run) is evaluated once; every sequence
+///   starts from a copy of its KV cache, so only its own tail is evaluated. The prefix's state
+///   is kept for later batches. Off for models whose cache cannot be cut at any position
+///   (recurrent, hybrid and sliding-window models).
+/// - **Speculative decoding** ([`with_draft_model`](Self::with_draft_model)): a small model
+///   with the same vocabulary proposes up to [`draft_max`](Self::draft_max) tokens, the main
+///   model checks them (two per pass) and keeps those it would have written itself. Only for
+///   greedy requests (temperature 0): sampled requests are decoded without the draft (no
+///   speculative sampling), so they too come out as without it, seed for seed.
+///
+/// "Without changing" holds to the bit on CPU for one sequence at a time (`parallel` 1) and
+/// prompts up to 512 tokens: the shared prefix and each prompt's own tail are batched so that
+/// llama.cpp computes every token with the same kernels as in the whole prompt (attention
+/// tiles from 64 rows, matrix products of repacked weights in groups of 4 rows), and the main
+/// model checks two proposals per pass, so that, with the token before them, they go through
+/// the kernels that decode single tokens (a draft of 8 is checked over several passes). For
+/// speculative decoding also only with one thread: with more, llama.cpp splits long caches
+/// between threads for single tokens and rounds differently. Beyond that (several sequences
+/// at once, GPU offload), as without these settings, llama.cpp's results depend slightly on
+/// how a batch is made up, and a near tie between two tokens can go the other way.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LlamaConfig {
     model: PathBuf,
@@ -41,11 +69,15 @@ pub struct LlamaConfig {
     threads: Option<u32>,
     gpu_layers: u32,
     grammar: bool,
+    prefix_reuse: bool,
+    draft_model: Option<PathBuf>,
+    draft_max: u32,
 }
 
 impl LlamaConfig {
     /// Defaults for `model`: the file's chat template, 2048 tokens per sequence, 8 parallel
-    /// sequences, all CPU threads, no GPU, grammar on.
+    /// sequences, all CPU threads, no GPU, grammar on, shared-prompt reuse on, no draft model
+    /// (8 draft tokens in a row when one is named).
     #[must_use]
     pub fn new(model: impl Into<PathBuf>) -> Self {
         Self {
@@ -56,6 +88,9 @@ impl LlamaConfig {
             threads: None,
             gpu_layers: 0,
             grammar: true,
+            prefix_reuse: true,
+            draft_model: None,
+            draft_max: DEFAULT_DRAFT_MAX,
         }
     }
 
@@ -111,6 +146,34 @@ impl LlamaConfig {
         self
     }
 
+    /// Turns shared-prompt reuse on or off: evaluating the prefix the prompts share once and
+    /// starting every sequence from a copy of its KV cache. Off, every prompt is evaluated
+    /// whole (the outputs are the same).
+    #[must_use]
+    pub fn with_prefix_reuse(mut self, on: bool) -> Self {
+        self.prefix_reuse = on;
+        self
+    }
+
+    /// A draft model for speculative decoding (`None`: none): a smaller GGUF with the same
+    /// vocabulary. [`LlamaGenerator::load`] refuses one whose vocabulary differs.
+    #[must_use]
+    pub fn with_draft_model(mut self, path: Option<PathBuf>) -> Self {
+        self.draft_model = path;
+        self
+    }
+
+    /// Most tokens the draft model proposes in a row (1..=32). It stops earlier when it is
+    /// unsure of its next token (probability under 0.75); the main model checks two per pass.
+    ///
+    /// # Errors
+    /// [`LlmError::Setting`] naming `draft_max` when out of range.
+    pub fn with_draft_max(mut self, n: u32) -> Result<Self> {
+        check_draft_max(n)?;
+        self.draft_max = n;
+        Ok(self)
+    }
+
     /// The GGUF file.
     #[must_use]
     pub fn model(&self) -> &Path {
@@ -152,6 +215,100 @@ impl LlamaConfig {
     pub fn grammar(&self) -> bool {
         self.grammar
     }
+
+    /// Whether the prefix prompts share is evaluated once and reused.
+    #[must_use]
+    pub fn prefix_reuse(&self) -> bool {
+        self.prefix_reuse
+    }
+
+    /// The draft model for speculative decoding, if any.
+    #[must_use]
+    pub fn draft_model(&self) -> Option<&Path> {
+        self.draft_model.as_deref()
+    }
+
+    /// Most tokens the draft model proposes in a row.
+    #[must_use]
+    pub fn draft_max(&self) -> u32 {
+        self.draft_max
+    }
+}
+
+/// What a [`LlamaGenerator`] did since it was loaded: how much of the prompts was evaluated
+/// and how much came from a shared prefix's cache, and how the draft model fared.
+///
+/// ```
+/// use docraft_llm::LlamaStats;
+///
+/// let s = LlamaStats { draft_tokens: 40, draft_accepted: 30, ..LlamaStats::default() };
+/// assert_eq!(s.acceptance_rate(), Some(0.75));
+/// assert_eq!(LlamaStats::default().acceptance_rate(), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LlamaStats {
+    /// Requests answered (failed ones included).
+    pub requests: u64,
+    /// Tokens of the prompts (what [`Usage::prompt_tokens`](docraft_core::Usage) sums).
+    pub prompt_tokens: u64,
+    /// Prompt tokens taken from a shared prefix's KV cache instead of being evaluated.
+    pub prompt_tokens_cached: u64,
+    /// Prompt tokens the main model evaluated: the prompts' own tails plus each shared
+    /// prefix the first time it was seen.
+    pub prompt_tokens_evaluated: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// Passes of the main model that gave a sequence its next tokens, counted per sequence:
+    /// `completion_tokens` without a draft model, fewer with one (`completion_tokens /
+    /// decode_steps` tokens per pass).
+    pub decode_steps: u64,
+    /// Tokens the draft model proposed.
+    pub draft_tokens: u64,
+    /// Proposed tokens the main model accepted.
+    pub draft_accepted: u64,
+    /// Prompt tokens the draft model evaluated.
+    pub draft_prompt_tokens_evaluated: u64,
+}
+
+impl LlamaStats {
+    /// Share of the draft's proposals the main model accepted (`None` before any).
+    #[must_use]
+    pub fn acceptance_rate(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (self.draft_tokens > 0).then(|| self.draft_accepted as f64 / self.draft_tokens as f64)
+    }
+
+    /// The counts of `self` minus those of `earlier` (what happened in between).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            requests: self.requests.saturating_sub(earlier.requests),
+            prompt_tokens: self.prompt_tokens.saturating_sub(earlier.prompt_tokens),
+            prompt_tokens_cached: self.prompt_tokens_cached.saturating_sub(earlier.prompt_tokens_cached),
+            prompt_tokens_evaluated: self.prompt_tokens_evaluated.saturating_sub(earlier.prompt_tokens_evaluated),
+            completion_tokens: self.completion_tokens.saturating_sub(earlier.completion_tokens),
+            decode_steps: self.decode_steps.saturating_sub(earlier.decode_steps),
+            draft_tokens: self.draft_tokens.saturating_sub(earlier.draft_tokens),
+            draft_accepted: self.draft_accepted.saturating_sub(earlier.draft_accepted),
+            draft_prompt_tokens_evaluated: self
+                .draft_prompt_tokens_evaluated
+                .saturating_sub(earlier.draft_prompt_tokens_evaluated),
+        }
+    }
+}
+
+impl std::ops::AddAssign for LlamaStats {
+    fn add_assign(&mut self, rhs: Self) {
+        self.requests += rhs.requests;
+        self.prompt_tokens += rhs.prompt_tokens;
+        self.prompt_tokens_cached += rhs.prompt_tokens_cached;
+        self.prompt_tokens_evaluated += rhs.prompt_tokens_evaluated;
+        self.completion_tokens += rhs.completion_tokens;
+        self.decode_steps += rhs.decode_steps;
+        self.draft_tokens += rhs.draft_tokens;
+        self.draft_accepted += rhs.draft_accepted;
+        self.draft_prompt_tokens_evaluated += rhs.draft_prompt_tokens_evaluated;
+    }
 }
 
 pub(crate) fn check_context(tokens: u32) -> Result<()> {
@@ -167,6 +324,14 @@ pub(crate) fn check_parallel(n: u32) -> Result<()> {
         Ok(())
     } else {
         Err(LlmError::setting("parallel", format!("{n} is not in 1..=64")))
+    }
+}
+
+pub(crate) fn check_draft_max(n: u32) -> Result<()> {
+    if DRAFT_MAX_RANGE.contains(&n) {
+        Ok(())
+    } else {
+        Err(LlmError::setting("draft_max", format!("{n} is not in 1..=32")))
     }
 }
 

@@ -7,7 +7,7 @@ use docraft_core::jsonl::JsonlReader;
 use docraft_core::{Chunk, Count, Embedder, VectorStore};
 use docraft_index::{
     CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, PgVectorStore, StoreLocation, SyncOptions, SyncReport,
-    VectorIndex,
+    UseM3Embedder, VectorIndex,
 };
 
 use super::Ctx;
@@ -21,6 +21,7 @@ use crate::settings::{EmbedBackend, IndexSettings};
 /// The embedding error (missing files, no ONNX Runtime, a backend compiled out).
 pub fn embedder(backend: EmbedBackend, dir: &Path, options: EmbedOptions) -> Result<Box<dyn Embedder>> {
     Ok(match backend {
+        EmbedBackend::UseM3 => Box::new(UseM3Embedder::from_dir(dir, options)?),
         EmbedBackend::Onnx => Box::new(OnnxEmbedder::from_dir(dir, options)?),
         EmbedBackend::Candle => Box::new(CandleEmbedder::from_dir(dir, options)?),
     })
@@ -29,7 +30,28 @@ pub fn embedder(backend: EmbedBackend, dir: &Path, options: EmbedOptions) -> Res
 /// The backend that minted `model_id` (the index records the id of the model that built it).
 #[must_use]
 pub fn backend_of(model_id: &str) -> EmbedBackend {
-    if model_id.starts_with(CandleEmbedder::ID_PREFIX) { EmbedBackend::Candle } else { EmbedBackend::Onnx }
+    if model_id.starts_with(UseM3Embedder::ID_PREFIX) {
+        EmbedBackend::UseM3
+    } else if model_id.starts_with(CandleEmbedder::ID_PREFIX) {
+        EmbedBackend::Candle
+    } else {
+        EmbedBackend::Onnx
+    }
+}
+
+/// The backend that runs the model in `dir`: USE-m3 for the directory `scripts/setup.sh`
+/// converts it into (its `config.json` names the model), else ONNX Runtime for a BERT-style
+/// model.
+#[must_use]
+pub fn backend_for_dir(dir: &Path) -> EmbedBackend {
+    if UseM3Embedder::holds_model(dir) { EmbedBackend::UseM3 } else { EmbedBackend::Onnx }
+}
+
+/// Whether the model directory an index recorded is one `backend` runs: it exists and holds
+/// USE-m3 exactly when the backend is USE-m3. (Searching an index with another backend than
+/// its own then loads that backend's model, and the index refuses it by its model id.)
+fn runs(backend: EmbedBackend, dir: &Path) -> bool {
+    dir.is_dir() && (backend == EmbedBackend::UseM3) == UseM3Embedder::holds_model(dir)
 }
 
 /// Loads an index and the embedder it was built with (or the model directory and backend
@@ -44,10 +66,10 @@ pub fn open(
     backend: Option<EmbedBackend>,
 ) -> Result<(VectorIndex, Box<dyn Embedder>)> {
     let index = VectorIndex::load(dir)?;
-    let model_dir = model
-        .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
-        .unwrap_or_else(docraft_index::default_model_dir);
     let backend = backend.unwrap_or_else(|| backend_of(index.model_id()));
+    let model_dir = model
+        .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| runs(backend, d)))
+        .unwrap_or_else(|| backend.default_model_dir());
     let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
     Ok((index, embedder))
 }
@@ -69,10 +91,10 @@ pub fn open_store(
         return Ok((Box::new(index), embedder));
     }
     let store = PgVectorStore::connect(&text)?;
-    let model_dir = model
-        .or_else(|| store.model_dir().map(PathBuf::from).filter(|d| d.is_dir()))
-        .unwrap_or_else(docraft_index::default_model_dir);
     let backend = backend.unwrap_or_else(|| backend_of(store.model_id()));
+    let model_dir = model
+        .or_else(|| store.model_dir().map(PathBuf::from).filter(|d| runs(backend, d)))
+        .unwrap_or_else(|| backend.default_model_dir());
     let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
     Ok((Box::new(store), embedder))
 }
@@ -281,4 +303,27 @@ pub fn summary(o: &IndexOutcome, output: &Path) -> Vec<String> {
             output.display()
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_backend_follows_the_model_id_and_the_directory() {
+        assert_eq!(backend_of("use-m3:use-m3:75fbef2232986c48-81b406aa"), EmbedBackend::UseM3);
+        assert_eq!(backend_of("candle:all-minilm-l6-v2:53aa51172d142c89"), EmbedBackend::Candle);
+        assert_eq!(backend_of("onnx:all-minilm-l6-v2:6fd5d72fe4589f18"), EmbedBackend::Onnx);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(backend_for_dir(dir.path()), EmbedBackend::Onnx, "no config.json");
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type": "bert", "hidden_size": 384}"#).unwrap();
+        assert_eq!(backend_for_dir(dir.path()), EmbedBackend::Onnx, "a BERT config");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model": "universal-sentence-encoder-multilingual-v3", "dims": 512}"#,
+        )
+        .unwrap();
+        assert_eq!(backend_for_dir(dir.path()), EmbedBackend::UseM3);
+    }
 }

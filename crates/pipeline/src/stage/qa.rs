@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use docraft_core::{Chunk, Embedder, Generator};
 use docraft_llm::GeneratorSettings;
 use docraft_qa_gen::export::{ExportOptions, ExportReport, export};
-use docraft_qa_gen::{Budget, Estimate, Filters, GenerateOptions, Generation, Price, RunFiles, Summary};
+use docraft_qa_gen::{
+    Budget, Estimate, Filters, GenerateOptions, Generation, Judge, JudgeOptions, Price, RunFiles, Summary,
+};
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
-use crate::settings::{EmbedBackend, ExportSettings, QaSettings};
+use crate::settings::{ExportSettings, QaSettings};
 
 /// The chunks of a chunks.jsonl (the first `limit`): [`super::index::read_chunks`], which
 /// reports malformed lines and a torn last line and goes on.
@@ -66,12 +68,27 @@ pub fn options(s: &QaSettings) -> GenerateOptions {
         filters: Filters {
             grounding: (s.grounding > 0.0).then_some(s.grounding),
             language: !s.no_language_filter,
+            question_form: !s.no_question_filter,
+            self_contained: !s.no_passage_filter,
+            answer_form: !s.no_answer_filter,
             dedup: (s.dedup > 0.0).then_some(s.dedup),
             ..Filters::default()
         },
         budget: Budget { max_pairs: s.max_pairs, max_tokens: s.max_tokens_total, max_cost: s.max_cost },
         price,
         batch: None,
+        skip_chunks: !s.keep_all_chunks,
+    }
+}
+
+/// The judge options of the settings: their threshold, greedy decoding, the run's seed.
+#[must_use]
+pub fn judge_options(s: &QaSettings) -> JudgeOptions {
+    let d = JudgeOptions::default();
+    JudgeOptions {
+        min_score: s.judge_min_score,
+        sampling: docraft_core::Sampling { seed: s.generator.seed, ..d.sampling },
+        ..d
     }
 }
 
@@ -109,7 +126,8 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
     let generator = generator(&s.generator, paths.local_model.as_deref(), &RunFiles::new(&paths.output).requests, ctx)?;
     let embedder: Option<Box<dyn Embedder>> = if s.dedup_embeddings {
         let dir = paths.embedder.clone().unwrap_or_else(docraft_index::default_model_dir);
-        Some(super::index::embedder(EmbedBackend::Onnx, &dir, docraft_index::EmbedOptions::default()).map_err(|e| {
+        let backend = super::index::backend_for_dir(&dir);
+        Some(super::index::embedder(backend, &dir, docraft_index::EmbedOptions::default()).map_err(|e| {
             PipelineError::Needs {
                 stage: ctx.stage(),
                 reason: format!("dedup_embeddings needs the embedding model in {}: {e}", dir.display()),
@@ -118,15 +136,33 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
     } else {
         None
     };
+    // The judge: its own model when one is configured, else the generator itself.
+    let judge_generator = match (&s.judge, &s.judge_generator) {
+        (true, Some(g)) => {
+            Some(self::generator(g, paths.local_model.as_deref(), &RunFiles::new(&paths.output).requests, ctx)?)
+        }
+        _ => None,
+    };
     let mut run = Generation::new(generator.as_ref(), options(s))?.with_cancel(ctx.cancel().clone());
     if let Some(e) = embedder.as_deref() {
         run = run.with_embedder(e);
     }
+    if s.judge {
+        let g = judge_generator.as_deref().unwrap_or(generator.as_ref());
+        let judge = Judge::new(g, judge_options(s))?;
+        ctx.info(format!("judge: {} scores each pair, keeping those at {} or more", judge.model(), s.judge_min_score));
+        run = run.with_judge(judge);
+    }
     let estimate = run.estimate(&chunks, &paths.output)?;
     let approx = if estimate.exact { "" } else { "about " };
     let cost = estimate.max_cost.map(|c| format!(", at most {c:.4} in cost")).unwrap_or_default();
+    let skipping = if estimate.skipped > 0 {
+        format!(", {} to skip as not worth asking about", estimate.skipped)
+    } else {
+        String::new()
+    };
     let line = format!(
-        "{} chunks to do ({} already done): {approx}{} prompt tokens + at most {} generated{cost}",
+        "{} chunks to do ({} already done{skipping}): {approx}{} prompt tokens + at most {} generated{cost}",
         estimate.chunks,
         chunks.len() - estimate.chunks,
         estimate.prompt_tokens,
@@ -149,7 +185,10 @@ pub fn generate(s: &QaSettings, paths: &QaPaths, estimate_only: bool, ctx: &Ctx)
             p.done as u64,
             todo,
             "chunks",
-            format!("{} kept, {} rejected, {rate:.2} pairs/s, {tps:.0} tok/s", p.accepted, p.rejected),
+            format!(
+                "{} kept, {} rejected, {} chunks skipped, {rate:.2} pairs/s, {tps:.0} tok/s",
+                p.accepted, p.rejected, p.skipped
+            ),
         );
     })?;
     Ok(QaOutcome { estimate, chunks: chunks.len(), summary: Some(summary) })
@@ -167,6 +206,7 @@ pub fn summary(o: &QaOutcome, output: &Path) -> Vec<String> {
     for (reason, n) in &s.rejected {
         lines.push(format!("  rejected {reason}: {n}"));
     }
+    lines.extend(skipped_lines(s));
     if s.repaired > 0 {
         lines.push(format!("outputs repaired before parsing: {}", s.repaired));
     }
@@ -182,6 +222,20 @@ pub fn summary(o: &QaOutcome, output: &Path) -> Vec<String> {
     }
     lines.push(format!("dataset: {}", files.accepted.display()));
     lines.push(format!("rejected: {}", files.rejected.display()));
+    lines
+}
+
+/// The lines on skipped chunks (none when none was skipped): how many, then one per reason.
+#[must_use]
+pub fn skipped_lines(s: &Summary) -> Vec<String> {
+    if s.skipped.is_empty() {
+        return Vec::new();
+    }
+    let mut lines =
+        vec![format!("chunks skipped, not worth asking about: {} (recorded in the rejected file)", s.skipped_total())];
+    for (reason, n) in &s.skipped {
+        lines.push(format!("  skipped {reason}: {n}"));
+    }
     lines
 }
 

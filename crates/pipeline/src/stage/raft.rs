@@ -81,6 +81,7 @@ pub fn options(s: &RaftSettings) -> Result<RaftOptions> {
         sampling: s.generator.sampling(),
         attempts: s.attempts,
         min_quote_words: s.min_quote_words,
+        min_answer_support: s.min_answer_support,
         splits: parse_splits(&s.split)?,
         seed: s.generator.seed,
         batch: None,
@@ -108,10 +109,18 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
     // 1. Questions, with qa-gen's prompt, filters and resumable run. The chain of thought
     //    writes the answer RAFT keeps; the question's own answer only keeps distractors that
     //    contain it out, so it need not pass grounding.
+    //    Chunks not worth asking about are skipped here, so they are never an oracle.
     let qopts = GenerateOptions {
         questions_per_chunk: s.questions_per_chunk,
         sampling: s.generator.sampling(),
-        filters: Filters { grounding: None, ..Filters::default() },
+        filters: Filters {
+            grounding: None,
+            question_form: !s.no_question_filter,
+            self_contained: !s.no_passage_filter,
+            answer_form: !s.no_answer_filter,
+            ..Filters::default()
+        },
+        skip_chunks: !s.keep_all_chunks,
         ..GenerateOptions::default()
     };
     let questions_run = Generation::new(generator.as_ref(), qopts)?.with_cancel(ctx.cancel().clone());
@@ -128,6 +137,9 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
         q.rejected_total(),
         RunFiles::new(&questions_path).rejected.display()
     ));
+    for line in super::qa::skipped_lines(&q) {
+        ctx.info(format!("questions: {}", line.trim_start()));
+    }
     if ctx.is_cancelled() {
         return Err(PipelineError::Cancelled { stage: ctx.stage() });
     }
@@ -181,6 +193,16 @@ pub fn summary(o: &RaftOutcome, output: &Path) -> Vec<String> {
     if let Some(why) = &q.stopped {
         lines.push(format!("questions stopped early: {why}; run the same command again to continue"));
     }
+    lines.push(format!(
+        "questions: {} generated = {} accepted + {} rejected",
+        q.generated,
+        q.accepted,
+        q.rejected_total()
+    ));
+    for (reason, n) in &q.rejected {
+        lines.push(format!("  question rejected {reason}: {n}"));
+    }
+    lines.extend(super::qa::skipped_lines(q));
     lines.push(format!(
         "records: {} questions = {} accepted + {} rejected{} ({} done before this run)",
         s.questions,
