@@ -194,19 +194,12 @@ pub fn search(a: &SearchArgs) -> Result<ExitCode> {
     let (model, backend) = (a.model.clone(), a.backend.map(Into::into));
     let url = a.index.to_string_lossy();
     let hits: Vec<Scored> = if docraft_index::is_store_url(&url) {
-        let (_, embedder) = stage::index::open_store(&a.index, model, backend)?;
         let mut store = PgVectorStore::connect(&url)?;
         if let Some(ef) = a.ef {
             store = store.with_ef_search(ef);
         }
-        if store.model_id() != embedder.model_id() {
-            anyhow::bail!(docraft_index::IndexError::ModelMismatch {
-                index_model: store.model_id().to_string(),
-                embedder_model: embedder.model_id(),
-            });
-        }
-        let q = embedder.embed(&[a.query.as_str()])?.into_iter().next().unwrap_or_default();
-        store.search_with(&q, a.k.max(1), &filter, a.exact)?
+        let embedder = stage::index::store_embedder(store.model_id(), store.model_dir(), model, backend)?;
+        store.search_text(embedder.as_ref(), &a.query, a.k.max(1), &filter, a.exact)?
     } else {
         let (index, embedder) = stage::index::open(&a.index, model, backend)?;
         let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);

@@ -14,8 +14,8 @@
 //! Filters become SQL in the same `WHERE` as the index scan, and searches run with
 //! `hnsw.iterative_scan = relaxed_order` (results re-sorted), so a selective filter still
 //! returns `k` chunks. Rows arrive by `COPY` into a temporary table and one `INSERT … ON
-//! CONFLICT DO NOTHING`; the HNSW index is built after the first load (faster than growing it
-//! row by row) and kept up to date by PostgreSQL after that. Deleting a document deletes its
+//! CONFLICT DO NOTHING`; the HNSW index is built after the first load, or after a sync's last
+//! batch (faster than growing it row by row), and kept up to date by PostgreSQL after that. Deleting a document deletes its
 //! rows: no tombstones.
 //!
 //! The store is synchronous like the embedded index: it owns a small Tokio runtime for the
@@ -27,13 +27,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use docraft_core::{Chunk, ChunkId, Condition, Count, DocId, Embedder, Filter, Scored, StoreError, VectorStore};
+use docraft_core::{Chunk, ChunkId, Condition, DocId, Embedder, Filter, Scored, StoreError, VectorStore};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::{IndexError, Result};
-use crate::store::{EMBED_GROUP, normalized};
+use crate::store::{embed_in_groups, new_chunks, normalized};
 use crate::url::redact;
 use crate::{HnswParams, StoreLocation, SyncOptions, SyncReport};
 
@@ -443,6 +443,13 @@ impl PgVectorStore {
     /// [`IndexError::BadVector`] naming the chunk, before anything is written;
     /// [`IndexError::Postgres`].
     pub fn insert(&mut self, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>>) -> Result<usize> {
+        self.load(chunks, vectors, true)
+    }
+
+    /// [`Self::insert`]; `build_graph`: build the HNSW index if the collection has none yet (a sync
+    /// loading batch after batch builds it once, after its last batch: growing it row by row
+    /// while loading is several times slower).
+    fn load(&mut self, chunks: Vec<Chunk>, vectors: Vec<Vec<f32>>, build_graph: bool) -> Result<usize> {
         if chunks.len() != vectors.len() {
             return Err(IndexError::BadVector {
                 what: "insert".into(),
@@ -508,17 +515,31 @@ impl PgVectorStore {
                 .await?
                 .rows_affected();
                 // The graph: built once after the first load, then maintained by PostgreSQL.
-                if !exists {
-                    sqlx::query("SELECT set_config('maintenance_work_mem', '1GB', true)").execute(&mut *tx).await?;
-                    sqlx::query(AssertSqlSafe(format!(
-                        "CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops) \
-                         WITH (m = {m}, ef_construction = {efc})"
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
+                if !exists && build_graph {
+                    create_graph(&mut tx, &table, m, efc).await?;
                 }
                 tx.commit().await?;
                 Ok(usize::try_from(added).unwrap_or(usize::MAX))
+            })
+            .map_err(|e| self.err(&e))
+    }
+
+    /// Builds the HNSW index if the collection has rows and no index yet (after a sync's load).
+    fn ensure_graph(&self) -> Result<()> {
+        if self.dim == 0 {
+            return Ok(());
+        }
+        let table = self.table.clone();
+        let (m, efc) = (self.params.max_connections.clamp(2, MAX_M), self.params.ef_construction.clamp(4, MAX_EF));
+        self.db
+            .run(|pool| async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                    .bind(table.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                create_graph(&mut tx, &table, m, efc).await?;
+                tx.commit().await
             })
             .map_err(|e| self.err(&e))
     }
@@ -643,8 +664,12 @@ impl PgVectorStore {
         let mut params = vec![Param::Text(q)];
         let condition = where_clause(filter, &mut params)?;
         let table = self.table.clone();
-        let ef = self.ef_search.max(k.min(MAX_EF)).to_string();
+        let ef_n = self.ef_search.max(k.min(MAX_EF));
+        let ef = ef_n.to_string();
         let limit = i64::try_from(k).unwrap_or(i64::MAX);
+        // The graph scan takes `ef` candidates, not `k`: with `relaxed_order` they come slightly
+        // out of order, and cutting at `k` before sorting loses near chunks found late.
+        let fetch = if exact { limit } else { i64::try_from(ef_n.max(k)).unwrap_or(i64::MAX) };
         let rows: Vec<(String, f64)> = self
             .db
             .run(|pool| async move {
@@ -664,9 +689,10 @@ impl PgVectorStore {
                 // sort by both, the graph scan only by distance (ties at the k-th place may differ).
                 let tie = if exact { ", chunk_id" } else { "" };
                 let sql = format!(
-                    "WITH r AS MATERIALIZED (SELECT chunk_id, chunk::text AS chunk, embedding <=> $1::vector AS d \
-                     FROM {table} WHERE {condition} ORDER BY embedding <=> $1::vector{tie} LIMIT {limit}) \
-                     SELECT chunk, d::float8 FROM r ORDER BY d, chunk_id"
+                    "WITH r AS MATERIALIZED (SELECT chunk_id, embedding <=> $1::vector AS d FROM {table} \
+                     WHERE {condition} ORDER BY embedding <=> $1::vector{tie} LIMIT {fetch}) \
+                     SELECT t.chunk::text, r.d::float8 FROM r JOIN {table} t USING (chunk_id) \
+                     ORDER BY r.d, r.chunk_id LIMIT {limit}"
                 );
                 let mut q = sqlx::query_as::<_, (String, f64)>(AssertSqlSafe(sql));
                 for p in params {
@@ -691,6 +717,33 @@ impl PgVectorStore {
             .collect()
     }
 
+    /// Embeds `query` with `embedder` (which must be the collection's model) and searches, as
+    /// [`Self::search_with`].
+    ///
+    /// # Errors
+    /// [`IndexError::ModelMismatch`], embedder errors, and those of [`Self::search_with`].
+    pub fn search_text(
+        &self,
+        embedder: &dyn Embedder,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+        exact: bool,
+    ) -> Result<Vec<Scored>> {
+        self.check_model(embedder)?;
+        let v = embedder.embed(&[query])?.into_iter().next().unwrap_or_default();
+        self.search_with(&v, k, filter, exact)
+    }
+
+    fn check_model(&self, embedder: &dyn Embedder) -> Result<()> {
+        let model = embedder.model_id();
+        if model == self.model_id {
+            Ok(())
+        } else {
+            Err(IndexError::ModelMismatch { index_model: self.model_id.clone(), embedder_model: model })
+        }
+    }
+
     /// Makes the collection hold exactly `chunks`, as [`crate::VectorIndex::sync`] does for a
     /// directory: chunks no longer present are deleted, new ones embedded and added. Unlike
     /// the directory index it commits as it goes (every few thousand chunks), so a cancelled,
@@ -705,54 +758,35 @@ impl PgVectorStore {
         chunks: Vec<Chunk>,
         options: &SyncOptions<'_>,
     ) -> Result<SyncReport> {
-        let model = embedder.model_id();
-        if model != self.model_id {
-            return Err(IndexError::ModelMismatch { index_model: self.model_id.clone(), embedder_model: model });
-        }
+        self.check_model(embedder)?;
         let mut report = SyncReport::default();
         let held: HashSet<ChunkId> = self.chunk_ids()?.into_iter().collect();
-        let mut seen = HashSet::new();
-        let mut todo = Vec::new();
-        for c in chunks {
-            if !seen.insert(c.id.clone()) {
-                report.duplicates += 1;
-            } else if held.contains(&c.id) {
-                report.unchanged += 1;
-            } else {
-                todo.push(c);
-            }
-        }
+        let (mut todo, seen) = new_chunks(chunks, |id| held.contains(id), &mut report);
         let gone: Vec<ChunkId> = held.into_iter().filter(|id| !seen.contains(id)).collect();
         report.removed = self.remove_chunks(&gone)?;
         todo.sort_by_key(|c| c.text.len());
         let total = todo.len();
         let started = Instant::now();
-        options.progress.update(&Count::new(0, total));
+        let texts: Vec<&str> = todo.iter().map(|c| c.text.as_str()).collect();
         let (mut rows, mut vectors) = (Vec::new(), Vec::new());
-        let mut done = 0;
-        for group in todo.chunks(EMBED_GROUP) {
-            if options.cancel.is_cancelled() {
-                // What was embedded is kept: the next sync goes on from there.
-                self.insert(std::mem::take(&mut rows), std::mem::take(&mut vectors))?;
-                return Err(IndexError::Cancelled { embedded: done, total });
-            }
-            let texts: Vec<&str> = group.iter().map(|c| c.text.as_str()).collect();
-            let out = embedder.embed(&texts)?;
-            if out.len() != texts.len() {
-                return Err(IndexError::BadVector {
-                    what: "embedder".into(),
-                    reason: format!("{} vectors for {} texts", out.len(), texts.len()),
-                });
-            }
-            rows.extend(group.iter().cloned());
+        let embedded = embed_in_groups(embedder, &texts, options, |first, out| {
+            rows.extend(todo.iter().skip(first).take(out.len()).cloned());
             vectors.extend(out);
-            done += group.len();
             if rows.len() >= LOAD_BATCH {
-                report.added += self.insert(std::mem::take(&mut rows), std::mem::take(&mut vectors))?;
+                report.added += self.load(std::mem::take(&mut rows), std::mem::take(&mut vectors), false)?;
             }
-            options.progress.update(&Count::new(done, total));
+            Ok(())
+        });
+        if let Err(e) = embedded {
+            // What was embedded is kept: the next sync goes on from there.
+            if matches!(e, IndexError::Cancelled { .. }) {
+                self.load(rows, vectors, false)?;
+                self.ensure_graph()?;
+            }
+            return Err(e);
         }
-        report.added += self.insert(rows, vectors)?;
+        report.added += self.load(rows, vectors, false)?;
+        self.ensure_graph()?;
         report.embedded = total;
         report.embed_seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -801,6 +835,24 @@ impl VectorStore for PgVectorStore {
     fn count(&self) -> Result<usize, StoreError> {
         self.len().map_err(|e| self.store_err(&e))
     }
+}
+
+/// Creates the collection's HNSW index unless it exists (inside the caller's transaction, with
+/// the memory a bulk build wants).
+async fn create_graph(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    m: usize,
+    efc: usize,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('maintenance_work_mem', '1GB', true)").execute(&mut **tx).await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops) \
+         WITH (m = {m}, ef_construction = {efc})"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// `docraft_vec_` and 16 hex digits of a hash of organization and collection.

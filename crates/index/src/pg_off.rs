@@ -153,6 +153,18 @@ impl PgVectorStore {
     }
     /// # Errors
     /// Never returns.
+    pub fn search_text(
+        &self,
+        _embedder: &dyn Embedder,
+        _query: &str,
+        _k: usize,
+        _filter: &Filter,
+        _exact: bool,
+    ) -> Result<Vec<Scored>> {
+        match self.never {}
+    }
+    /// # Errors
+    /// Never returns.
     pub fn sync(
         &mut self,
         _embedder: &dyn Embedder,

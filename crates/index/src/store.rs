@@ -38,7 +38,7 @@ const GRAPH_BASENAME: &str = "graph";
 const MAX_LAYERS: usize = 16;
 /// Texts handed to the embedder per call: small enough for a live progress bar, large enough
 /// for the embedder to form batches of similar length.
-pub(crate) const EMBED_GROUP: usize = 256;
+const EMBED_GROUP: usize = 256;
 
 /// Settings of the HNSW graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,6 +314,61 @@ pub(crate) fn normalized(what: impl Fn() -> String, v: &[f32], dim: usize) -> Re
     Ok(v.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
 }
 
+/// Splits `chunks` into those a store does not hold yet (`held` says which ids it has), in
+/// input order, and the set of every id in the input; counts repeated ids and held chunks in
+/// `report`.
+pub(crate) fn new_chunks(
+    chunks: Vec<Chunk>,
+    held: impl Fn(&ChunkId) -> bool,
+    report: &mut SyncReport,
+) -> (Vec<Chunk>, HashSet<ChunkId>) {
+    let mut seen = HashSet::new();
+    let mut todo = Vec::new();
+    for c in chunks {
+        if !seen.insert(c.id.clone()) {
+            report.duplicates += 1;
+        } else if held(&c.id) {
+            report.unchanged += 1;
+        } else {
+            todo.push(c);
+        }
+    }
+    (todo, seen)
+}
+
+/// Embeds `texts` in groups of [`EMBED_GROUP`], checking `options`' cancellation before each
+/// group and telling its progress after each; `each(first, vectors)` receives every group's
+/// vectors with the index of its first text.
+///
+/// # Errors
+/// [`IndexError::Cancelled`] (with the texts embedded so far), embedder errors, an embedder
+/// that returns another number of vectors than texts, and `each`'s errors.
+pub(crate) fn embed_in_groups(
+    embedder: &dyn Embedder,
+    texts: &[&str],
+    options: &SyncOptions<'_>,
+    mut each: impl FnMut(usize, Vec<Vec<f32>>) -> Result<()>,
+) -> Result<()> {
+    let total = texts.len();
+    options.progress.update(&Count::new(0, total));
+    for (n, group) in texts.chunks(EMBED_GROUP).enumerate() {
+        let first = n * EMBED_GROUP;
+        if options.cancel.is_cancelled() {
+            return Err(IndexError::Cancelled { embedded: first, total });
+        }
+        let out = embedder.embed(group)?;
+        if out.len() != group.len() {
+            return Err(IndexError::BadVector {
+                what: "embedder".into(),
+                reason: format!("{} vectors for {} texts", out.len(), group.len()),
+            });
+        }
+        each(first, out)?;
+        options.progress.update(&Count::new(first + group.len(), total));
+    }
+    Ok(())
+}
+
 /// Dot product with eight independent sums, which the compiler turns into SIMD (a single
 /// running sum cannot be reordered, so it stays scalar).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -528,17 +583,7 @@ impl VectorIndex {
         options: &SyncOptions<'_>,
     ) -> Result<(SyncReport, Vec<Chunk>, Vec<Vec<f32>>)> {
         let mut report = SyncReport::default();
-        let mut seen = HashSet::new();
-        let mut todo = Vec::new();
-        for c in chunks {
-            if !seen.insert(c.id.clone()) {
-                report.duplicates += 1;
-            } else if self.by_chunk.contains_key(&c.id) {
-                report.unchanged += 1;
-            } else {
-                todo.push(c);
-            }
-        }
+        let (todo, _) = new_chunks(chunks, |id| self.by_chunk.contains_key(id), &mut report);
         let mut vectors: Vec<Option<Vec<f32>>> =
             todo.iter().map(|c| self.cached_vector(&c.text).map(<[f32]>::to_vec)).collect();
         report.from_cache = vectors.iter().filter(|v| v.is_some()).count();
@@ -547,24 +592,13 @@ impl VectorIndex {
         pending.sort_by_key(|&i| todo[i].text.len());
         let total = pending.len();
         let started = Instant::now();
-        options.progress.update(&Count::new(0, total));
-        for (n, group) in pending.chunks(EMBED_GROUP).enumerate() {
-            if options.cancel.is_cancelled() {
-                return Err(IndexError::Cancelled { embedded: n * EMBED_GROUP, total });
-            }
-            let texts: Vec<&str> = group.iter().map(|&i| todo[i].text.as_str()).collect();
-            let out = embedder.embed(&texts)?;
-            if out.len() != texts.len() {
-                return Err(IndexError::BadVector {
-                    what: "embedder".into(),
-                    reason: format!("{} vectors for {} texts", out.len(), texts.len()),
-                });
-            }
-            for (&i, v) in group.iter().zip(out) {
+        let texts: Vec<&str> = pending.iter().map(|&i| todo[i].text.as_str()).collect();
+        embed_in_groups(embedder, &texts, options, |first, out| {
+            for (&i, v) in pending[first..].iter().zip(out) {
                 vectors[i] = Some(v);
             }
-            options.progress.update(&Count::new((n * EMBED_GROUP + group.len()).min(total), total));
-        }
+            Ok(())
+        })?;
         report.embed_seconds = started.elapsed().as_secs_f64();
         report.embedded = total;
         let vectors: Vec<Vec<f32>> = vectors.into_iter().map(Option::unwrap_or_default).collect();

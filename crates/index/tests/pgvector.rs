@@ -12,7 +12,7 @@ mod prose;
 use std::collections::HashSet;
 
 use anyhow::Result;
-use docraft_core::{Chunk, ChunkId, DocId, Filter, PageRange, Span, VectorStore};
+use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, PageRange, Span, VectorStore};
 use docraft_index::{HnswParams, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex};
 
 /// A deterministic pseudo-random stream (splitmix64).
@@ -266,5 +266,45 @@ fn two_processes_write_and_search_at_once() -> Result<()> {
     for (c, v) in chunks.iter().zip(&vectors).step_by(97) {
         assert_eq!(VectorStore::search(&s, v, 1, &Filter::new())?[0].chunk.id, c.id);
     }
+    Ok(())
+}
+
+/// Vectors from a seeded hash of the text: an embedder for the sync tests, without a model.
+struct HashEmbedder;
+
+impl docraft_core::Embedder for HashEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, docraft_core::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let h = docraft_core::content_hash(t.as_bytes());
+                Mix(u64::from_str_radix(&h[..16], 16).unwrap()).vector(16)
+            })
+            .collect())
+    }
+    fn model_id(&self) -> String {
+        "hash-16".into()
+    }
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn a_sync_loads_in_batches_then_builds_the_graph_once() -> Result<()> {
+    let pg = pg::PgServer::start();
+    let (chunks, _) = corpus(5000, 50, 16, 4);
+    let mut s = store(&pg, "synced", "hash-16");
+    let report = s.sync(&HashEmbedder, chunks.clone(), &docraft_index::SyncOptions::new())?;
+    assert_eq!((report.added, report.embedded, report.unchanged), (5000, 5000, 0));
+    let (_, graph) = s.sizes()?;
+    assert!(graph > 0, "no HNSW index after the sync");
+    // Its answers: each chunk's own vector finds it first.
+    for c in chunks.iter().step_by(499) {
+        let v = HashEmbedder.embed(&[c.text.as_str()])?.remove(0);
+        assert_eq!(VectorStore::search(&s, &v, 1, &Filter::new())?[0].chunk.id, c.id);
+    }
+    // A second sync with fewer chunks removes the rest and embeds nothing.
+    let report = s.sync(&HashEmbedder, chunks[..1000].to_vec(), &docraft_index::SyncOptions::new())?;
+    assert_eq!((report.added, report.removed, report.unchanged, report.embedded), (0, 4000, 1000, 0));
+    assert_eq!(s.count()?, 1000);
     Ok(())
 }

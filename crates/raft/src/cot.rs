@@ -330,7 +330,7 @@ fn keys(text: &str, lang: &str) -> HashSet<String> {
 }
 
 /// The [`Support`] of `final_answer` by `quotes` and `oracle`: its claim words are its content
-/// words in `lang` (numbers included), compared as [`claim_key`]s, less those of the question
+/// words in `lang` (numbers included), compared by their claim keys (singular and stemmed; numbers as written), less those of the question
 /// (restating the question claims nothing).
 #[must_use]
 pub fn answer_support(final_answer: &str, quotes: &[String], oracle: &str, question: &str, lang: &str) -> Support {

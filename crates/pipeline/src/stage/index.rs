@@ -54,6 +54,25 @@ fn runs(backend: EmbedBackend, dir: &Path) -> bool {
     dir.is_dir() && (backend == EmbedBackend::UseM3) == UseM3Embedder::holds_model(dir)
 }
 
+/// The embedder whose vectors a store holds: `backend` (else the one that minted `model_id`)
+/// with `model` (else the directory the store recorded, when that backend runs it, else the
+/// backend's own model). A mismatch with the store is then refused by its model id.
+///
+/// # Errors
+/// The embedding error when the model cannot be loaded.
+pub fn store_embedder(
+    model_id: &str,
+    recorded_dir: Option<&str>,
+    model: Option<PathBuf>,
+    backend: Option<EmbedBackend>,
+) -> Result<Box<dyn Embedder>> {
+    let backend = backend.unwrap_or_else(|| backend_of(model_id));
+    let model_dir = model
+        .or_else(|| recorded_dir.map(PathBuf::from).filter(|d| runs(backend, d)))
+        .unwrap_or_else(|| backend.default_model_dir());
+    embedder(backend, &model_dir, EmbedOptions::default())
+}
+
 /// Loads an index and the embedder it was built with (or the model directory and backend
 /// named).
 ///
@@ -66,11 +85,7 @@ pub fn open(
     backend: Option<EmbedBackend>,
 ) -> Result<(VectorIndex, Box<dyn Embedder>)> {
     let index = VectorIndex::load(dir)?;
-    let backend = backend.unwrap_or_else(|| backend_of(index.model_id()));
-    let model_dir = model
-        .or_else(|| index.model_dir().map(PathBuf::from).filter(|d| runs(backend, d)))
-        .unwrap_or_else(|| backend.default_model_dir());
-    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
+    let embedder = store_embedder(index.model_id(), index.model_dir(), model, backend)?;
     Ok((index, embedder))
 }
 
@@ -91,11 +106,7 @@ pub fn open_store(
         return Ok((Box::new(index), embedder));
     }
     let store = PgVectorStore::connect(&text)?;
-    let backend = backend.unwrap_or_else(|| backend_of(store.model_id()));
-    let model_dir = model
-        .or_else(|| store.model_dir().map(PathBuf::from).filter(|d| runs(backend, d)))
-        .unwrap_or_else(|| backend.default_model_dir());
-    let embedder = embedder(backend, &model_dir, EmbedOptions::default())?;
+    let embedder = store_embedder(store.model_id(), store.model_dir(), model, backend)?;
     Ok((Box::new(store), embedder))
 }
 
