@@ -378,14 +378,12 @@ impl<'a> Asker<'a> {
     /// Why the sources cannot answer `query`, if they cannot: too few of its content words
     /// (by [`stem`], accents folded) appear in them.
     fn unanswerable(&self, query: &str, sources: &[Source], lang: &str) -> Option<String> {
-        let Some(best) = sources.first() else {
+        // The best score, not the first: a fused ranking need not be in score order.
+        let Some(best) = sources.iter().map(|s| s.score).reduce(f32::max) else {
             return Some("the index returned no chunks".into());
         };
-        if best.score < self.options.min_score {
-            return Some(format!(
-                "the closest chunk's similarity {:.2} is below {:.2}",
-                best.score, self.options.min_score
-            ));
+        if best < self.options.min_score {
+            return Some(format!("the closest chunk's similarity {best:.2} is below {:.2}", self.options.min_score));
         }
         let words = content_words(query, lang);
         if !words.is_empty() {

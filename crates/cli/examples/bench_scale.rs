@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use docraft_server::client::Client;
 use serde_json::{Value, json};
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -167,56 +168,42 @@ impl Cluster {
         s
     }
 
-    fn client(&self, i: usize) -> Client {
-        Client { http: reqwest::Client::new(), base: self.apis[i].base.clone(), key: self.key.clone() }
+    fn client(&self, i: usize) -> Result<Client> {
+        Ok(Client::new(&self.apis[i].base, Some(&self.key))?)
+    }
+
+    /// A file `name` holding `bytes` in the phase's temporary directory (outside the data
+    /// directory).
+    fn file(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes)?;
+        Ok(path)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP
+// HTTP: the server's own client (`docraft_server::client`)
 
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: String,
+/// The query `?limit=N`.
+fn limit(n: u32) -> [(&'static str, String); 1] {
+    [("limit", n.to_string())]
 }
 
-impl Client {
-    async fn upload(&self, name: &str, body: Vec<u8>) -> Result<String> {
-        let form = reqwest::multipart::Form::new()
-            .text("purpose", "fine-tune")
-            .part("file", reqwest::multipart::Part::bytes(body).file_name(name.to_string()));
-        let r = self.http.post(format!("{}/v1/files", self.base)).bearer_auth(&self.key).multipart(form).send().await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("upload: {status} {v}");
-        }
-        Ok(v["id"].as_str().context("file id")?.to_string())
-    }
+/// Uploads the fine-tune JSONL at `path`; its file id.
+async fn upload(api: &Client, path: &Path) -> Result<String> {
+    let v = api.upload(path, "fine-tune").await?;
+    Ok(v["id"].as_str().with_context(|| format!("file id: {v}"))?.to_string())
+}
 
-    async fn job(&self, body: &Value) -> Result<String> {
-        let r = self
-            .http
-            .post(format!("{}/v1/fine_tuning/jobs", self.base))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await?;
-        let v: Value = r.json().await?;
-        Ok(v["id"].as_str().with_context(|| format!("job: {v}"))?.to_string())
-    }
+/// Creates a fine-tuning job; its id.
+async fn create_job(api: &Client, body: &Value) -> Result<String> {
+    let v = api.post(&["v1", "fine_tuning", "jobs"], Some(body)).await?;
+    Ok(v["id"].as_str().with_context(|| format!("job: {v}"))?.to_string())
+}
 
-    async fn get(&self, path: &str) -> Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("GET {path}: {status} {v}");
-        }
-        Ok(v)
-    }
+/// A job's object.
+async fn job(api: &Client, id: &str) -> Result<Value> {
+    Ok(api.get(&["v1", "fine_tuning", "jobs", id], &[]).await?)
 }
 
 fn chat_lines(n: usize, pad: usize) -> String {
@@ -404,7 +391,7 @@ impl Drop for Janitor {
 async fn jobs_per_worker(api: &Client, ids: &[String]) -> Result<BTreeMap<String, usize>> {
     let mut per = BTreeMap::new();
     for id in ids {
-        let ev = api.get(&format!("/v1/fine_tuning/jobs/{id}/events?limit=1000")).await?;
+        let ev = api.get(&["v1", "fine_tuning", "jobs", id, "events"], &limit(1000)).await?;
         let mut took: Vec<String> = ev["data"]
             .as_array()
             .context("events")?
@@ -424,18 +411,19 @@ async fn jobs_per_worker(api: &Client, ids: &[String]) -> Result<BTreeMap<String
 fn throughput(rt: &tokio::runtime::Runtime, bin: &Path, pg: &pg::PgServer, n_workers: usize, n: usize) -> Result<f64> {
     let cluster = Cluster::start(bin, pg, 1, n_workers)?;
     let pm = postmaster(pg.port());
-    let api = cluster.client(0);
+    let api = cluster.client(0)?;
+    let train_file = cluster.file("train.jsonl", chat_lines(10, 0).as_bytes())?;
     let (secs, per_worker, cpu) = rt.block_on(async {
-        let train = api.upload("train.jsonl", chat_lines(10, 0).into_bytes()).await?;
+        let train = upload(&api, &train_file).await?;
         let tiny = json!({"model": MODEL, "training_file": train, "hyperparameters": {"n_epochs": 1, "batch_size": 5}});
         let c0 = snap(&cluster, pm);
         let t0 = Instant::now();
         let mut ids = Vec::new();
         for _ in 0..n {
-            ids.push(api.job(&tiny).await?);
+            ids.push(create_job(&api, &tiny).await?);
         }
         loop {
-            let list = api.get("/v1/fine_tuning/jobs?limit=100").await?;
+            let list = api.get(&["v1", "fine_tuning", "jobs"], &limit(100)).await?;
             let mut done = 0;
             for j in list["data"].as_array().context("jobs")? {
                 if !ids.iter().any(|id| j["id"] == id.as_str()) {
@@ -497,19 +485,20 @@ fn load(
 ) -> Result<LoadResult> {
     let cluster = Cluster::start(bin, pg, n_apis, 2)?;
     let pm = postmaster(pg.port());
-    let apis: Vec<Client> = (0..n_apis).map(|i| cluster.client(i)).collect();
-    let body = Arc::new(one_mb());
+    let apis: Vec<Client> = (0..n_apis).map(|i| cluster.client(i)).collect::<Result<_>>()?;
+    let train_file = cluster.file("train.jsonl", chat_lines(10, 0).as_bytes())?;
+    let load_file = Arc::new(cluster.file("load.jsonl", &one_mb())?);
     let result = rt.block_on(async {
-        let train = apis[0].upload("train.jsonl", chat_lines(10, 0).into_bytes()).await?;
+        let train = upload(&apis[0], &train_file).await?;
         let hyper = json!({"n_epochs": 10, "batch_size": 1, "max_steps": 100_000, "max_seq_len": 64});
         let long = json!({"model": MODEL, "training_file": train, "hyperparameters": hyper});
-        let jobs = [apis[0].job(&long).await?, apis[n_apis - 1].job(&long).await?];
+        let jobs = [create_job(&apis[0], &long).await?, create_job(&apis[n_apis - 1], &long).await?];
         let step = |v: &Value| v["docraft"]["step"].as_i64().unwrap_or(0);
         let t0 = Instant::now();
         let before = loop {
             let mut steps = Vec::new();
             for j in &jobs {
-                steps.push(step(&apis[0].get(&format!("/v1/fine_tuning/jobs/{j}")).await?));
+                steps.push(step(&job(&apis[0], j).await?));
             }
             if steps.iter().all(|s| *s >= 1) {
                 break steps;
@@ -526,7 +515,7 @@ fn load(
         let mut tasks = Vec::new();
         for c in 0..clients {
             let a = c % n_apis;
-            let (api, body, job) = (apis[a].clone(), body.clone(), jobs[(c / n_apis) % 2].clone());
+            let (api, load_file, job) = (apis[a].clone(), load_file.clone(), jobs[(c / n_apis) % 2].clone());
             tasks.push(tokio::spawn(async move {
                 let mut samples: Vec<(usize, Option<f64>)> = Vec::new();
                 let mut first_error = None;
@@ -535,14 +524,16 @@ fn load(
                     let t = Instant::now();
                     let r = match op {
                         0 => api
-                            .get("/v1/fine_tuning/jobs?limit=20")
+                            .get(&["v1", "fine_tuning", "jobs"], &limit(20))
                             .await
+                            .map_err(anyhow::Error::from)
                             .and_then(|v| v["data"].is_array().then_some(()).with_context(|| format!("jobs: {v}"))),
                         1 => api
-                            .get(&format!("/v1/fine_tuning/jobs/{job}/events?limit=20"))
+                            .get(&["v1", "fine_tuning", "jobs", &job, "events"], &limit(20))
                             .await
+                            .map_err(anyhow::Error::from)
                             .and_then(|v| v["data"].is_array().then_some(()).with_context(|| format!("events: {v}"))),
-                        _ => api.upload("load.jsonl", body.as_ref().clone()).await.map(|_| ()),
+                        _ => upload(&api, &load_file).await.map(|_| ()),
                     };
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     match r {
@@ -581,7 +572,7 @@ fn load(
         let deleted = janitor.finish();
         let mut after = Vec::new();
         for j in &jobs {
-            after.push(step(&apis[0].get(&format!("/v1/fine_tuning/jobs/{j}")).await?));
+            after.push(step(&job(&apis[0], j).await?));
         }
         let trained: Vec<i64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
         for r in routes.iter_mut().chain(per_api.iter_mut()) {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use docraft_ask::{Answer, AskOptions, Asker, Turn};
-use docraft_index::{Filter, IndexRetriever};
+use docraft_index::{Filter, Retrieval};
 use docraft_train::generate::ChatModel;
 
 #[derive(Args)]
@@ -31,7 +31,10 @@ pub struct AskArgs {
     /// Only chunks matching KEY=VALUE (as in `docraft search`: source=GLOB, page=N, language=es, ...).
     #[arg(long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
-    /// Below this cosine similarity of the best chunk, say the documents do not answer.
+    #[command(flatten)]
+    search: crate::search::RetrievalArgs,
+    /// Below this cosine similarity of the best chunk, say the documents do not answer
+    /// (checked in vector retrieval only: keyword and hybrid scores are not similarities).
     #[arg(long, default_value_t = 0.15)]
     min_score: f32,
     /// Share of the question's content words that must appear in the retrieved chunks, else
@@ -61,22 +64,26 @@ pub struct AskArgs {
 }
 
 pub fn ask(a: &AskArgs) -> Result<ExitCode> {
-    let (index, embedder) = docraft_pipeline::stage::index::open_store(&a.index, None, None)?;
-    let retriever = IndexRetriever::new(index.as_ref(), embedder.as_ref()).with_filter(Filter::parse(&a.filter)?);
+    let search = a.search.settings();
+    let opened = docraft_pipeline::stage::index::open_store(&a.index, None, None, &search)?;
+    let retriever = opened.retriever(Filter::parse(&a.filter)?, &search)?;
+    // Similarities exist in vector retrieval only (keyword scores are BM25's, hybrid ones fused
+    // ranks): there the word-coverage check alone decides.
+    let by_vector = opened.retrieval(&search) == Retrieval::Vector;
     let model_path = a.model.clone().unwrap_or_else(docraft_llm::default_gguf);
     let device = docraft_train::device(a.cuda)?;
     let model = ChatModel::load(&model_path, a.adapter.as_deref(), &device)
         .with_context(|| format!("loading the model {}", model_path.display()))?;
     let options = AskOptions {
         k: a.k,
-        min_score: a.min_score,
+        min_score: if by_vector { a.min_score } else { -1.0 },
         min_word_coverage: a.min_word_coverage,
         max_tokens: a.max_tokens,
         temperature: a.temperature,
         seed: a.seed,
         ..AskOptions::default()
     };
-    let asker = Asker::new(&retriever, &model).with_options(options)?;
+    let asker = Asker::new(retriever.as_ref(), &model).with_options(options)?;
     let mut history: Vec<Turn> = Vec::new();
     let one = |question: &str, history: &mut Vec<Turn>| -> Result<()> {
         let answer = answer(&asker, question, history, a.json)?;

@@ -23,6 +23,8 @@ pub struct EvalArgs {
     /// Retrieval: the index to search (a directory or `postgres://…/DB?collection=NAME`).
     #[arg(long, value_name = "INDEX_DIR")]
     index: Option<PathBuf>,
+    #[command(flatten)]
+    search: crate::search::RetrievalArgs,
     /// Retrieval: questions whose source is known, JSONL: generated Q&A (qa.jsonl), RAFT
     /// records (any format with `meta`), or your own lines `{"question", "chunk_id"}` or
     /// `{"question", "source": "file.pdf", "page": 3}`.
@@ -77,6 +79,7 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode> {
     let inputs = EvalInputs {
         output: a.output.clone(),
         index: a.index.clone(),
+        search: a.search.settings(),
         questions: a.questions.clone(),
         qa_set: a.qa_set.clone(),
         base: a.base.clone(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use docraft_llm::{Backend, GeneratorSettings, JsonMode};
-use docraft_pipeline::settings::{ExportSettings, QaSettings};
+use docraft_pipeline::settings::{ExportSettings, QaSettings, QuestionChecks};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 use docraft_qa_gen::export::Format;
@@ -119,6 +119,38 @@ impl GeneratorArgs {
     }
 }
 
+/// The question checks `generate` and `raft` share (each on unless turned off here).
+#[derive(Args, Debug)]
+pub struct QuestionCheckArgs {
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation (by default they are skipped, counted and recorded in the
+    /// .rejected.jsonl file with their reason).
+    #[arg(long)]
+    keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions (no ?/¿, no question word first).
+    #[arg(long)]
+    no_question_filter: bool,
+    /// Accept questions that point at the passage ("the text", "este fragmento").
+    #[arg(long)]
+    no_passage_filter: bool,
+    /// Accept pairs whose answer answers nothing (a question, "I don't know", "no se
+    /// menciona").
+    #[arg(long)]
+    no_answer_filter: bool,
+}
+
+impl QuestionCheckArgs {
+    /// The settings these flags give.
+    pub fn settings(&self) -> QuestionChecks {
+        QuestionChecks {
+            keep_all_chunks: self.keep_all_chunks,
+            no_question_filter: self.no_question_filter,
+            no_passage_filter: self.no_passage_filter,
+            no_answer_filter: self.no_answer_filter,
+        }
+    }
+}
+
 fn q() -> QaSettings {
     QaSettings::default()
 }
@@ -173,20 +205,8 @@ pub struct GenerateArgs {
     /// Judge near-duplicates by embeddings (the local all-MiniLM-L6-v2 model).
     #[arg(long)]
     dedup_embeddings: bool,
-    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
-    /// text or navigation (by default they are skipped, counted and recorded in
-    /// QA_NAME.rejected.jsonl with their reason).
-    #[arg(long)]
-    keep_all_chunks: bool,
-    /// Accept questions that are not asked as questions (no ?/¿, no question word first).
-    #[arg(long)]
-    no_question_filter: bool,
-    /// Accept pairs that point at the passage ("the text", "este fragmento").
-    #[arg(long)]
-    no_passage_filter: bool,
-    /// Accept answers that answer nothing (a question, "I don't know", "no se menciona").
-    #[arg(long)]
-    no_answer_filter: bool,
+    #[command(flatten)]
+    checks: QuestionCheckArgs,
     /// Have a judge model score each pair that passes the filters, 1-5 for faithfulness and
     /// usefulness, and reject those below --judge-min-score; its scores stay in the pair.
     #[arg(long)]
@@ -221,10 +241,7 @@ impl GenerateArgs {
             no_language_filter: self.no_language_filter,
             dedup: self.dedup,
             dedup_embeddings: self.dedup_embeddings,
-            keep_all_chunks: self.keep_all_chunks,
-            no_question_filter: self.no_question_filter,
-            no_passage_filter: self.no_passage_filter,
-            no_answer_filter: self.no_answer_filter,
+            checks: self.checks.settings(),
             judge: self.judge,
             judge_min_score: self.judge_min_score,
             judge_generator: self.judge_generator.clone(),
@@ -401,7 +418,8 @@ mod tests {
         ])
         .unwrap();
         let s = cli.generate.settings();
-        assert!(s.keep_all_chunks && s.no_question_filter && s.no_passage_filter && s.no_answer_filter && s.judge);
+        let c = s.checks;
+        assert!(c.keep_all_chunks && c.no_question_filter && c.no_passage_filter && c.no_answer_filter && s.judge);
         assert_eq!(s.judge_min_score, 4);
         let j = s.judge_generator.unwrap();
         assert_eq!((j.backend, j.model.as_deref()), (Backend::Openai, Some("j")));

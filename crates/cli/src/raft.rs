@@ -9,7 +9,7 @@ use docraft_pipeline::settings::{DistractorMode, RaftSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 
-use crate::qa::GeneratorArgs;
+use crate::qa::{GeneratorArgs, QuestionCheckArgs};
 
 fn d() -> RaftSettings {
     RaftSettings::default()
@@ -23,6 +23,8 @@ pub struct RaftArgs {
     /// `postgres://…/DB?collection=NAME`), for hard distractors.
     #[arg(long)]
     index: Option<PathBuf>,
+    #[command(flatten)]
+    search: crate::search::RetrievalArgs,
     /// The records to write (appended to). Beside it: OUT_NAME.rejected.jsonl,
     /// OUT_NAME.questions.jsonl (the questions, from qa-gen's prompt) and one
     /// OUT_NAME.SPLIT.FORMAT.jsonl per split and format.
@@ -73,20 +75,8 @@ pub struct RaftArgs {
     /// in the quotes (0 turns the check off).
     #[arg(long, default_value_t = d().min_answer_support)]
     min_answer_support: f32,
-    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
-    /// text or navigation (by default they are skipped, counted and recorded in
-    /// OUT_NAME.questions.rejected.jsonl with their reason).
-    #[arg(long)]
-    keep_all_chunks: bool,
-    /// Accept questions that are not asked as questions (no ?/¿, no question word first).
-    #[arg(long)]
-    no_question_filter: bool,
-    /// Accept questions that point at the passage ("the text", "el fragmento").
-    #[arg(long)]
-    no_passage_filter: bool,
-    /// Accept questions whose own answer answers nothing ("I don't know", a question).
-    #[arg(long)]
-    no_answer_filter: bool,
+    #[command(flatten)]
+    checks: QuestionCheckArgs,
     /// Most tokens per chain of thought.
     #[arg(long, default_value_t = d().max_tokens)]
     max_tokens: u32,
@@ -142,10 +132,7 @@ impl RaftArgs {
             min_answer_support: self.min_answer_support,
             max_tokens: self.max_tokens,
             limit: self.limit,
-            keep_all_chunks: self.keep_all_chunks,
-            no_question_filter: self.no_question_filter,
-            no_passage_filter: self.no_passage_filter,
-            no_answer_filter: self.no_answer_filter,
+            checks: self.checks.settings(),
         }
     }
 }
@@ -158,6 +145,7 @@ pub fn raft(a: &RaftArgs) -> Result<ExitCode> {
     let paths = stage::raft::RaftPaths {
         chunks: a.chunks.clone(),
         index: a.index.clone(),
+        search: a.search.settings(),
         output: a.output.clone(),
         local_model: None,
     };

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::{Scored, VectorStore};
-use docraft_index::{Filter, PgVectorStore, SearchOptions, Strategy};
-use docraft_pipeline::settings::{EmbedBackend, IndexSettings};
+use docraft_core::{Retriever, Scored, VectorStore};
+use docraft_index::{Filter, PgVectorStore, Retrieval, SearchOptions, Strategy};
+use docraft_pipeline::settings::{EmbedBackend, IndexSettings, RetrievalSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 
@@ -73,6 +73,7 @@ impl IndexBuildArgs {
             max_connections: self.max_connections,
             ef_construction: self.ef_construction,
             rebuild: self.rebuild,
+            search: RetrievalSettings::default(),
         }
     }
 }
@@ -121,6 +122,39 @@ pub struct SearchArgs {
     /// Score every chunk instead of walking the graph (exact; fine for small indexes).
     #[arg(long)]
     exact: bool,
+    #[command(flatten)]
+    search: RetrievalArgs,
+}
+
+fn r() -> RetrievalSettings {
+    RetrievalSettings::default()
+}
+
+/// How an index is searched: the flags `search`, `ask`, `eval` and `raft` share.
+#[derive(Args, Debug, Clone)]
+pub struct RetrievalArgs {
+    /// vector (embeddings), keyword (BM25 over the same chunks) or hybrid (both, fused by
+    /// reciprocal rank). A pgvector collection is searched by vector.
+    #[arg(long, default_value_t = r().retrieval)]
+    retrieval: Retrieval,
+    /// Weight of the vector list in hybrid retrieval.
+    #[arg(long, default_value_t = r().vector_weight)]
+    vector_weight: f32,
+    /// Weight of the keyword list in hybrid retrieval.
+    #[arg(long, default_value_t = r().keyword_weight)]
+    keyword_weight: f32,
+}
+
+impl RetrievalArgs {
+    /// The settings these flags give.
+    #[must_use]
+    pub fn settings(&self) -> RetrievalSettings {
+        RetrievalSettings {
+            retrieval: self.retrieval,
+            vector_weight: self.vector_weight,
+            keyword_weight: self.keyword_weight,
+        }
+    }
 }
 
 /// Which embedder runs the model.
@@ -193,7 +227,12 @@ pub fn search(a: &SearchArgs) -> Result<ExitCode> {
     let filter = Filter::parse(&a.filter)?;
     let (model, backend) = (a.model.clone(), a.backend.map(Into::into));
     let url = a.index.to_string_lossy();
-    let hits: Vec<Scored> = if docraft_index::is_store_url(&url) {
+    let search = a.search.settings();
+    let hits: Vec<Scored> = if search.retrieval != Retrieval::Vector && !docraft_index::is_store_url(&url) {
+        // Keywords too: the vector side walks the graph with its default candidate list.
+        let opened = stage::index::open_store(&a.index, model, backend, &search)?;
+        opened.retriever(filter, &search)?.search(&a.query, a.k.max(1))?
+    } else if docraft_index::is_store_url(&url) {
         let mut store = PgVectorStore::connect(&url)?;
         if let Some(ef) = a.ef {
             store = store.with_ef_search(ef);

@@ -109,6 +109,57 @@ fn search_answers_questions_with_the_right_source_and_page() -> Result<()> {
 
 #[test]
 #[ignore = "needs scripts/setup.sh"]
+fn retrieval_by_vectors_by_keywords_and_both_fused() -> Result<()> {
+    common::require_models();
+    let tmp = tempfile::tempdir()?;
+    let (_, index) = build(tmp.path(), &[&fixtures().join("docs")])?;
+    let text = |h: &Value| h["text"].as_str().unwrap_or_default().to_string();
+    let scores = |hits: &[Value]| hits.iter().filter_map(|h| h["score"].as_f64()).collect::<Vec<_>>();
+
+    // Keywords: BM25 over folded, stemmed words; an exact figure is found first.
+    let hits = search(&index, "18 Nm flange", &["--retrieval", "keyword"])?;
+    assert!(text(&hits[0]).contains("18 Nm"), "{hits:#?}");
+    assert!(scores(&hits).iter().all(|s| *s > 1.0), "BM25 scores, not similarities: {:?}", scores(&hits));
+    // Accents and case folded, Spanish verb forms stemmed: "conservan" meets "conservada".
+    let hits = search(&index, "¿CUÁNTO TIEMPO SE CONSERVAN LOS DOCUMENTOS?", &["--retrieval", "keyword", "-k", "3"])?;
+    assert!(hits[0]["source"].as_str().is_some_and(|s| s.ends_with("politica-es.pdf")), "{hits:#?}");
+    let first = text(&hits[0]).to_lowercase();
+    assert!(first.contains("conserva") && !first.contains("conservan"), "{hits:#?}");
+    // Filters hold on the keyword side too.
+    let hits = search(&index, "documentos papel", &["--retrieval", "keyword", "--filter", "source=*.md", "-k", "10"])?;
+    assert!(hits.iter().all(|h| h["source"].as_str().is_some_and(|s| s.ends_with(".md"))), "{hits:#?}");
+    // Only function words: nothing to match.
+    let out = docraft(&["search", s(&index), "the of and", "--retrieval", "keyword", "--json"])?;
+    assert!(out.status.success() && out.stdout.is_empty(), "{}", stderr(&out));
+
+    // Hybrid: both lists fused by reciprocal rank (scores at most 2/61), best first; the
+    // keyword-exact chunk and the vector side's best are both in the top 5.
+    let vector = search(&index, "What torque should the flange bolts be tightened to?", &["--retrieval", "vector"])?;
+    let hybrid = search(&index, "What torque should the flange bolts be tightened to?", &["--retrieval", "hybrid"])?;
+    let fused = scores(&hybrid);
+    assert!(fused.iter().all(|s| *s > 0.0 && *s <= 2.0 / 61.0 + 1e-6), "{fused:?}");
+    assert!(fused.windows(2).all(|w| w[0] >= w[1]), "{fused:?}");
+    assert!(hybrid.iter().any(|h| h["chunk_id"] == vector[0]["chunk_id"]), "{hybrid:#?}");
+    assert!(hybrid.iter().any(|h| text(h).contains("18 Nm")), "{hybrid:#?}");
+    // All weight on the vector list: the vector order.
+    let weighted = search(
+        &index,
+        "What torque should the flange bolts be tightened to?",
+        &["--retrieval", "hybrid", "--keyword-weight", "0"],
+    )?;
+    let ids = |hits: &[Value]| hits.iter().map(|h| h["chunk_id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&weighted), ids(&vector));
+
+    // Bad settings name themselves.
+    let out = docraft(&["search", s(&index), "x", "--retrieval", "bm25"])?;
+    assert!(!out.status.success() && stderr(&out).contains("bm25"), "{}", stderr(&out));
+    let out = docraft(&["search", s(&index), "x", "--vector-weight", "0", "--keyword-weight", "0"])?;
+    assert!(!out.status.success() && stderr(&out).contains("weight"), "{}", stderr(&out));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
 fn rebuilding_after_documents_change_updates_the_index() -> Result<()> {
     common::require_models();
     let tmp = tempfile::tempdir()?;

@@ -36,6 +36,10 @@
 //!   pool that opens, creates and drops the collections of organizations. A store argument is a
 //!   directory or a `postgres://…?collection=NAME` URL ([`StoreLocation`]). Both stores
 //!   implement [`VectorStore`], and [`IndexRetriever`] is a retriever over either.
+//! - [`KeywordIndex`] is an in-memory BM25 index over the same chunks (words folded, English
+//!   and Spanish function words dropped, five-character stems), searched with a [`Filter`];
+//!   [`reciprocal_rank_fusion`] merges ranked lists by weight, and [`HybridRetriever`] runs a
+//!   vector retriever, the keyword index, or both fused ([`Retrieval`]).
 //! - [`VectorIndex::save`] writes a directory atomically (a failed save leaves the previous
 //!   index intact); [`VectorIndex::load`] checks the format version, and searching with
 //!   another model than the one the index was built with is an error.
@@ -75,6 +79,7 @@
 
 mod embed;
 mod error;
+mod keyword;
 #[cfg(feature = "pgvector")]
 mod pg;
 #[cfg(not(feature = "pgvector"))]
@@ -89,6 +94,10 @@ pub use embed::{
     minilm_model_dir, use_m3_model_dir,
 };
 pub use error::{IndexError, Result};
+pub use keyword::{
+    BM25_B, BM25_K1, DEFAULT_KEYWORD_WEIGHT, DEFAULT_VECTOR_WEIGHT, FUSION_DEPTH_FACTOR, FUSION_MIN_DEPTH,
+    HybridRetriever, KeywordIndex, RRF_K, Retrieval, reciprocal_rank_fusion,
+};
 pub use pg::{PgVectorStore, PgVectors};
 pub use store::{
     COMPACT_DEAD_FRACTION, EXACT_SCAN_MAX, FORMAT_VERSION, Hit, HnswParams, SearchOptions, Strategy, SyncOptions,

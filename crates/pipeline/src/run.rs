@@ -301,7 +301,7 @@ impl Pipeline {
         // 2. index
         let plan = Plan {
             stage: Stage::Index,
-            settings: to_json(&s.index),
+            settings: without_search(to_json(&s.index)),
             inputs: vec![l.chunks()],
             models: vec![embedder.clone()],
             prompts: false,
@@ -370,7 +370,7 @@ impl Pipeline {
             let local = local_model(&s.raft.generator, &generator);
             let plan = Plan {
                 stage: Stage::Raft,
-                settings: to_json(&s.raft),
+                settings: with_search(to_json(&s.raft), &s.index.search),
                 inputs: vec![l.chunks(), l.index()],
                 models: local.into_iter().collect(),
                 prompts: true,
@@ -380,6 +380,7 @@ impl Pipeline {
             let paths = stage::raft::RaftPaths {
                 chunks: l.chunks(),
                 index: Some(l.index()),
+                search: s.index.search,
                 output: l.raft(),
                 local_model: Some(generator.clone()),
             };
@@ -454,6 +455,7 @@ impl Pipeline {
         let mut inputs = stage::eval::EvalInputs {
             output: l.report(),
             index: Some(l.index()),
+            search: s.index.search,
             questions: Some(questions.clone()),
             ..stage::eval::EvalInputs::default()
         };
@@ -491,7 +493,7 @@ impl Pipeline {
         }
         let plan = Plan {
             stage: Stage::Eval,
-            settings: to_json(&eval),
+            settings: with_search(to_json(&eval), &s.index.search),
             inputs: files,
             models,
             prompts: false,
@@ -523,6 +525,28 @@ fn torn(p: &Path) -> PathBuf {
 /// not fail; a `Null` would still fingerprint consistently).
 fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The index stage's settings less how the index is searched (a query-time choice: changing
+/// it does not rebuild the index).
+fn without_search(mut index: serde_json::Value) -> serde_json::Value {
+    if let (Some(fields), serde_json::Value::Object(search)) =
+        (index.as_object_mut(), to_json(&crate::settings::RetrievalSettings::default()))
+    {
+        for key in search.keys() {
+            fields.remove(key);
+        }
+    }
+    index
+}
+
+/// A searching stage's settings with how the index is searched (changing it reruns the
+/// stage).
+fn with_search(mut stage: serde_json::Value, search: &crate::settings::RetrievalSettings) -> serde_json::Value {
+    if let (Some(fields), serde_json::Value::Object(search)) = (stage.as_object_mut(), to_json(search)) {
+        fields.insert("index_search".into(), serde_json::Value::Object(search));
+    }
+    stage
 }
 
 impl Runner<'_> {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use docraft_eval::qa::QaOptions;
-use docraft_index::{EmbedOptions, HnswParams};
+use docraft_index::{EmbedOptions, HnswParams, Retrieval};
 use docraft_llm::GeneratorSettings;
 use docraft_qa_gen::export::Format as ExportFormat;
 use docraft_qa_gen::{Filters, GenerateOptions, JudgeOptions};
@@ -160,8 +160,32 @@ impl std::fmt::Display for EmbedBackend {
     }
 }
 
+/// How an index is searched (by `search`, `ask`, `eval` and RAFT's hard distractors): by
+/// vectors, by keywords (BM25 over the same chunks) or both fused. Keys of `[index]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetrievalSettings {
+    /// `vector`, `keyword` or `hybrid` (vector and keyword lists fused by reciprocal rank).
+    /// A pgvector collection has no keyword index yet: it is searched by vectors.
+    pub retrieval: Retrieval,
+    /// Weight of the vector list in hybrid retrieval.
+    pub vector_weight: f32,
+    /// Weight of the keyword list in hybrid retrieval.
+    pub keyword_weight: f32,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            retrieval: Retrieval::default(),
+            vector_weight: docraft_index::DEFAULT_VECTOR_WEIGHT,
+            keyword_weight: docraft_index::DEFAULT_KEYWORD_WEIGHT,
+        }
+    }
+}
+
 /// `[index]`: embedding the chunks and building the vector index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct IndexSettings {
     /// Embedding model directory (unset: `[models] embedder`, else the backend's model as
@@ -182,6 +206,9 @@ pub struct IndexSettings {
     pub ef_construction: usize,
     /// Build a new index even if the output holds one.
     pub rebuild: bool,
+    /// How the index is searched.
+    #[serde(flatten)]
+    pub search: RetrievalSettings,
 }
 
 impl Default for IndexSettings {
@@ -197,7 +224,56 @@ impl Default for IndexSettings {
             max_connections: h.max_connections,
             ef_construction: h.ef_construction,
             rebuild: false,
+            search: RetrievalSettings::default(),
         }
+    }
+}
+
+/// The question checks `[qa]` and `[raft]` share: which chunks are asked about and which
+/// questions are accepted. Each is on by default; these keys turn them off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuestionChecks {
+    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
+    /// text or navigation (skipped chunks are counted and recorded with their reason).
+    pub keep_all_chunks: bool,
+    /// Accept questions that are not asked as questions (no `?`/`¿`, no question word first).
+    pub no_question_filter: bool,
+    /// Accept pairs that point at the passage ("the text", "este fragmento", "según el
+    /// documento").
+    pub no_passage_filter: bool,
+    /// Accept answers that answer nothing (a question, "I don't know", "no se menciona").
+    pub no_answer_filter: bool,
+}
+
+impl Default for QuestionChecks {
+    fn default() -> Self {
+        let f = Filters::default();
+        Self {
+            keep_all_chunks: !GenerateOptions::default().skip_chunks,
+            no_question_filter: !f.question_form,
+            no_passage_filter: !f.self_contained,
+            no_answer_filter: !f.answer_form,
+        }
+    }
+}
+
+impl QuestionChecks {
+    /// `filters` with these checks' three question filters set.
+    #[must_use]
+    pub fn filters(&self, filters: Filters) -> Filters {
+        Filters {
+            question_form: !self.no_question_filter,
+            self_contained: !self.no_passage_filter,
+            answer_form: !self.no_answer_filter,
+            ..filters
+        }
+    }
+
+    /// Whether chunks not worth asking about are skipped.
+    #[must_use]
+    pub fn skip_chunks(&self) -> bool {
+        !self.keep_all_chunks
     }
 }
 
@@ -234,16 +310,9 @@ pub struct QaSettings {
     pub dedup: f32,
     /// Judge near-duplicates by embeddings (the index's embedding model).
     pub dedup_embeddings: bool,
-    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
-    /// text or navigation (skipped chunks are counted and recorded with their reason).
-    pub keep_all_chunks: bool,
-    /// Accept questions that are not asked as questions (no `?`/`¿`, no question word first).
-    pub no_question_filter: bool,
-    /// Accept pairs that point at the passage ("the text", "este fragmento", "según el
-    /// documento").
-    pub no_passage_filter: bool,
-    /// Accept answers that answer nothing (a question, "I don't know", "no se menciona").
-    pub no_answer_filter: bool,
+    /// Which chunks are asked about and which questions are accepted (the keys sit in `[qa]`).
+    #[serde(flatten)]
+    pub checks: QuestionChecks,
     /// Have a judge model score each pair that passes the filters (1..=5 for faithfulness and
     /// usefulness) and reject those below `judge_min_score`; the scores stay in the pair.
     pub judge: bool,
@@ -274,10 +343,7 @@ impl Default for QaSettings {
             no_language_filter: !f.language,
             dedup: f.dedup.unwrap_or(0.0),
             dedup_embeddings: false,
-            keep_all_chunks: !g.skip_chunks,
-            no_question_filter: !f.question_form,
-            no_passage_filter: !f.self_contained,
-            no_answer_filter: !f.answer_form,
+            checks: QuestionChecks::default(),
             judge: false,
             judge_min_score: JudgeOptions::default().min_score,
             judge_generator: None,
@@ -360,15 +426,10 @@ pub struct RaftSettings {
     pub max_tokens: u32,
     /// Only the first N chunks.
     pub limit: Option<usize>,
-    /// Ask about every chunk: do not skip tables of contents, indexes, copyright and license
-    /// text or navigation.
-    pub keep_all_chunks: bool,
-    /// Accept questions that are not asked as questions.
-    pub no_question_filter: bool,
-    /// Accept questions that point at the passage ("the text", "el fragmento").
-    pub no_passage_filter: bool,
-    /// Accept questions whose own answer answers nothing.
-    pub no_answer_filter: bool,
+    /// Which chunks are asked about and which questions are accepted (the keys sit in
+    /// `[raft]`).
+    #[serde(flatten)]
+    pub checks: QuestionChecks,
 }
 
 /// Questions RAFT asks per chunk unless told otherwise.
@@ -377,8 +438,6 @@ pub const RAFT_QUESTIONS_PER_CHUNK: usize = 5;
 impl Default for RaftSettings {
     fn default() -> Self {
         let r = RaftOptions::default();
-        let g = GenerateOptions::default();
-        let f = Filters::default();
         let fo = docraft_raft::FormatOptions::default();
         let split = r.splits.iter().map(|s| format!("{}={}", s.name, s.fraction)).collect::<Vec<_>>().join(",");
         Self {
@@ -400,10 +459,7 @@ impl Default for RaftSettings {
             min_answer_support: r.min_answer_support,
             max_tokens: r.max_tokens,
             limit: None,
-            keep_all_chunks: !g.skip_chunks,
-            no_question_filter: !f.question_form,
-            no_passage_filter: !f.self_contained,
-            no_answer_filter: !f.answer_form,
+            checks: QuestionChecks::default(),
         }
     }
 }
@@ -843,14 +899,14 @@ mod tests {
         assert!((s.raft.hard_share() - r.hard_share).abs() < 1e-6);
         assert_eq!(docraft_raft::parse_splits(&s.raft.split).unwrap(), r.splits);
         assert_eq!(s.qa.questions_per_chunk, GenerateOptions::default().questions_per_chunk);
-        assert_eq!(s.qa.keep_all_chunks, !GenerateOptions::default().skip_chunks);
-        assert!(!s.qa.keep_all_chunks && !s.raft.keep_all_chunks, "skipping is on by default");
+        assert_eq!(s.qa.checks.keep_all_chunks, !GenerateOptions::default().skip_chunks);
+        assert!(!s.qa.checks.keep_all_chunks && !s.raft.checks.keep_all_chunks, "skipping is on by default");
         let f = Filters::default();
         assert_eq!(
-            (s.qa.no_question_filter, s.qa.no_passage_filter, s.qa.no_answer_filter),
+            (s.qa.checks.no_question_filter, s.qa.checks.no_passage_filter, s.qa.checks.no_answer_filter),
             (!f.question_form, !f.self_contained, !f.answer_form)
         );
-        assert_eq!(s.raft.no_passage_filter, s.qa.no_passage_filter);
+        assert_eq!(s.raft.checks, s.qa.checks);
         assert!(!s.qa.judge, "the judge is off by default");
         assert_eq!(s.qa.judge_min_score, JudgeOptions::default().min_score);
         assert!((s.raft.min_answer_support - r.min_answer_support).abs() < f32::EPSILON);
@@ -900,7 +956,7 @@ mod tests {
             model: Some("judge-model".into()),
             ..GeneratorSettings::default()
         });
-        s.raft.keep_all_chunks = true;
+        s.raft.checks.keep_all_chunks = true;
         let text = s.to_toml().unwrap();
         assert!(text.contains("# base =   (unset)"), "{text}");
         assert_eq!(Settings::from_toml(&text, "printed").unwrap(), s);

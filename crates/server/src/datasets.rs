@@ -896,6 +896,7 @@ fn generate(
             let paths = docraft_pipeline::stage::raft::RaftPaths {
                 chunks: chunks.to_path_buf(),
                 index: index.map(Path::to_path_buf),
+                search: docraft_pipeline::settings::RetrievalSettings::default(),
                 output: output.clone(),
                 local_model: None,
             };

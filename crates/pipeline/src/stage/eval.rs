@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use docraft_eval::qa::{self, QaOptions};
 use docraft_eval::report::{Losses, Report};
 use docraft_eval::retrieval;
-use docraft_index::IndexRetriever;
+use docraft_index::Filter;
 use docraft_train::generate::ChatModel;
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
-use crate::settings::EvalSettings;
+use crate::settings::{EvalSettings, RetrievalSettings};
 
 /// What to evaluate.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,8 @@ pub struct EvalInputs {
     pub output: PathBuf,
     /// Retrieval: the index to search (a directory or a `postgres://…?collection=NAME` URL)...
     pub index: Option<PathBuf>,
+    /// ... searched this way...
+    pub search: RetrievalSettings,
     /// ... for these questions (generated QA, RAFT records, or the user's own lines).
     pub questions: Option<PathBuf>,
     /// Open-book QA: RAFT `eval` records...
@@ -47,14 +49,15 @@ pub fn run(s: &EvalSettings, inputs: &EvalInputs, ctx: &Ctx) -> Result<PathBuf> 
     }
     let mut report = Report { title: "docraft evaluation".into(), notes: s.note.clone(), ..Report::default() };
     if let (Some(dir), Some(path)) = (&inputs.index, &inputs.questions) {
-        let (index, embedder) = super::index::open_store(dir, None, None)?;
+        let opened = super::index::open_store(dir, None, None, &inputs.search)?;
         let (cases, skipped) = retrieval::load_cases(path)?;
         report.skipped.extend(skipped);
         if cases.is_empty() {
             report.notes.push(format!("retrieval: no usable question in {}", path.display()));
         } else {
-            let retriever = IndexRetriever::new(index.as_ref(), embedder.as_ref());
+            let retriever = opened.retriever(Filter::new(), &inputs.search)?;
             let r = retrieval::evaluate(&retriever, &cases, &s.k)?;
+            ctx.info(format!("retrieval: {}", opened.retrieval(&inputs.search)));
             let recall: Vec<String> = r.recall_at.iter().map(|(k, v)| format!("recall@{k} {v:.3}")).collect();
             ctx.info(format!("retrieval: {} questions, {}, MRR {:.3}", r.questions, recall.join(", "), r.mrr));
             report.retrieval = Some((path.display().to_string(), r));

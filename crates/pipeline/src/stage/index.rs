@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use docraft_core::jsonl::JsonlReader;
-use docraft_core::{Chunk, Count, Embedder, VectorStore};
+use docraft_core::{Chunk, Count, Embedder, Retriever, VectorStore};
 use docraft_index::{
-    CandleEmbedder, EmbedOptions, HnswParams, OnnxEmbedder, PgVectorStore, StoreLocation, SyncOptions, SyncReport,
-    UseM3Embedder, VectorIndex,
+    CandleEmbedder, EmbedOptions, Filter, HnswParams, HybridRetriever, IndexRetriever, KeywordIndex, OnnxEmbedder,
+    PgVectorStore, Retrieval, StoreLocation, SyncOptions, SyncReport, UseM3Embedder, VectorIndex,
 };
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
 use crate::event::Stage;
-use crate::settings::{EmbedBackend, IndexSettings};
+use crate::settings::{EmbedBackend, IndexSettings, RetrievalSettings};
 
 /// Loads the embedding model in `dir` with `backend`.
 ///
@@ -89,8 +89,44 @@ pub fn open(
     Ok((index, embedder))
 }
 
+/// A store opened for searching: the store, the embedder it was built with, and for an index
+/// directory asked to search by keywords too, a BM25 index of its chunks.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Box<dyn VectorStore>,
+    /// The embedder of its vectors.
+    pub embedder: Box<dyn Embedder>,
+    /// The keyword index of the store's chunks (a directory searched by `keyword` or `hybrid`).
+    keyword: Option<KeywordIndex>,
+}
+
+impl OpenedStore {
+    /// The retrieval that runs when `search` is asked for: the one asked, or `vector` where
+    /// the store has no keyword index (a pgvector collection).
+    #[must_use]
+    pub fn retrieval(&self, search: &RetrievalSettings) -> Retrieval {
+        if self.keyword.is_some() { search.retrieval } else { Retrieval::Vector }
+    }
+
+    /// A retriever over the store that returns only chunks passing `filter`, searching as
+    /// [`OpenedStore::retrieval`] says.
+    ///
+    /// # Errors
+    /// Invalid fusion weights.
+    pub fn retriever(&self, filter: Filter, search: &RetrievalSettings) -> Result<Box<dyn Retriever + '_>> {
+        let vector = IndexRetriever::new(self.store.as_ref(), self.embedder.as_ref()).with_filter(filter.clone());
+        let Some(keyword) = &self.keyword else { return Ok(Box::new(vector)) };
+        let hybrid = HybridRetriever::new(vector, keyword)
+            .with_mode(search.retrieval)
+            .with_filter(filter)
+            .try_with_weights(search.vector_weight, search.keyword_weight)?;
+        Ok(Box::new(hybrid))
+    }
+}
+
 /// Opens a store, a directory or a `postgres://…?collection=NAME` URL, with the embedder it
-/// was built with (or the model directory and backend named).
+/// was built with (or the model directory and backend named), ready to be searched as
+/// `search` says (a directory searched by keywords too gets a keyword index of its chunks).
 ///
 /// # Errors
 /// The index error when there is no such index or collection; the embedding error when its
@@ -99,15 +135,18 @@ pub fn open_store(
     location: &Path,
     model: Option<PathBuf>,
     backend: Option<EmbedBackend>,
-) -> Result<(Box<dyn VectorStore>, Box<dyn Embedder>)> {
+    search: &RetrievalSettings,
+) -> Result<OpenedStore> {
     let text = location.to_string_lossy();
     if !docraft_index::is_store_url(&text) {
         let (index, embedder) = open(location, model, backend)?;
-        return Ok((Box::new(index), embedder));
+        let keyword =
+            (search.retrieval != Retrieval::Vector).then(|| KeywordIndex::from_chunks(index.chunks().cloned()));
+        return Ok(OpenedStore { store: Box::new(index), embedder, keyword });
     }
     let store = PgVectorStore::connect(&text)?;
     let embedder = store_embedder(store.model_id(), store.model_dir(), model, backend)?;
-    Ok((Box::new(store), embedder))
+    Ok(OpenedStore { store: Box::new(store), embedder, keyword: None })
 }
 
 /// Reads chunks, reporting (not failing on) malformed lines and a torn last line.

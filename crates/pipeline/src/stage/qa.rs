@@ -65,19 +65,16 @@ pub fn options(s: &QaSettings) -> GenerateOptions {
         questions_per_chunk: s.questions_per_chunk,
         max_tokens: s.max_tokens,
         sampling: s.generator.sampling(),
-        filters: Filters {
+        filters: s.checks.filters(Filters {
             grounding: (s.grounding > 0.0).then_some(s.grounding),
             language: !s.no_language_filter,
-            question_form: !s.no_question_filter,
-            self_contained: !s.no_passage_filter,
-            answer_form: !s.no_answer_filter,
             dedup: (s.dedup > 0.0).then_some(s.dedup),
             ..Filters::default()
-        },
+        }),
         budget: Budget { max_pairs: s.max_pairs, max_tokens: s.max_tokens_total, max_cost: s.max_cost },
         price,
         batch: None,
-        skip_chunks: !s.keep_all_chunks,
+        skip_chunks: s.checks.skip_chunks(),
     }
 }
 

@@ -4,15 +4,15 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use docraft_core::QaPair;
 use docraft_core::jsonl::read_all;
-use docraft_core::{QaPair, Retriever};
-use docraft_index::IndexRetriever;
+use docraft_index::Filter;
 use docraft_qa_gen::{Filters, GenerateOptions, Generation, RunFiles};
 use docraft_raft::{Exported, FormatOptions, RaftBuilder, RaftFiles, RaftOptions, Summary, export, parse_splits};
 
 use super::Ctx;
 use crate::error::{PipelineError, Result};
-use crate::settings::RaftSettings;
+use crate::settings::{RaftSettings, RetrievalSettings};
 
 /// Where a RAFT run reads and writes.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct RaftPaths {
     /// The index of the same chunks, for hard distractors (a directory or a
     /// `postgres://…?collection=NAME` URL).
     pub index: Option<PathBuf>,
+    /// How the index is searched for hard distractors.
+    pub search: RetrievalSettings,
     /// raft.jsonl; the questions, rejected records and exports go beside it.
     pub output: PathBuf,
     /// The GGUF a local generator reads unless the settings name a model.
@@ -113,14 +115,8 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
     let qopts = GenerateOptions {
         questions_per_chunk: s.questions_per_chunk,
         sampling: s.generator.sampling(),
-        filters: Filters {
-            grounding: None,
-            question_form: !s.no_question_filter,
-            self_contained: !s.no_passage_filter,
-            answer_form: !s.no_answer_filter,
-            ..Filters::default()
-        },
-        skip_chunks: !s.keep_all_chunks,
+        filters: s.checks.filters(Filters { grounding: None, ..Filters::default() }),
+        skip_chunks: s.checks.skip_chunks(),
         ..GenerateOptions::default()
     };
     let questions_run = Generation::new(generator.as_ref(), qopts)?.with_cancel(ctx.cancel().clone());
@@ -150,14 +146,14 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
 
     // 2. RAFT records.
     let opened = match &paths.index {
-        Some(dir) if options.hard_share > 0.0 => Some(super::index::open_store(dir, None, None)?),
+        Some(dir) if options.hard_share > 0.0 => Some(super::index::open_store(dir, None, None, &paths.search)?),
         _ => None,
     };
-    let retriever = opened.as_ref().map(|(index, embedder)| IndexRetriever::new(index.as_ref(), embedder.as_ref()));
+    let retriever = opened.as_ref().map(|o| o.retriever(Filter::new(), &paths.search)).transpose()?;
     let splits: Vec<String> = options.splits.iter().map(|sp| sp.name.clone()).collect();
     let mut builder = RaftBuilder::new(generator.as_ref(), options)?.with_cancel(ctx.cancel().clone());
     if let Some(r) = &retriever {
-        builder = builder.with_retriever(r as &dyn Retriever);
+        builder = builder.with_retriever(r.as_ref());
     }
     let records = builder.run(&chunks, &questions, &paths.output, &|p: &docraft_raft::Progress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
