@@ -423,7 +423,9 @@ fn best_sentence<'s>(query: &str, shown: &[&'s Source], lang: &str) -> Option<(&
         for sentence in sentences(&s.chunk.text) {
             let n = stems(sentence, lang).intersection(&words).count();
             if n > 0 && best.as_ref().is_none_or(|b| n > b.2) {
-                best = Some((s, first_chars(sentence, 400), n));
+                // Wrapped lines joined: the quote reads as one line.
+                let line = sentence.split_whitespace().collect::<Vec<_>>().join(" ");
+                best = Some((s, first_chars(&line, 400), n));
             }
         }
     }

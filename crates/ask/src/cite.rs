@@ -91,7 +91,8 @@ pub fn sentences(text: &str) -> Vec<&str> {
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         let end_here = match c {
-            '\n' => true,
+            // A wrapped line (PDF text) goes on: "...se guardan en\nel servidor".
+            '\n' => !docraft_core::text::continues(&text[start..i], &text[i + 1..]),
             '.' | '!' | '?' => chars.peek().is_none_or(|(_, n)| n.is_whitespace()),
             _ => false,
         };
@@ -170,6 +171,18 @@ mod tests {
         assert_eq!(
             sentences("Torque is 4.5 N·m. Then stop!\nNext line"),
             vec!["Torque is 4.5 N·m.", "Then stop!", "Next line"]
+        );
+        // Wrapped lines are one sentence; a list or a new capitalized line is not.
+        assert_eq!(
+            sentences(
+                "Los documentos en papel de\nnivel confidencial se guardan en la oficina de\nCalamocha. Fin\n- uno\nDos"
+            ),
+            vec![
+                "Los documentos en papel de\nnivel confidencial se guardan en la oficina de\nCalamocha.",
+                "Fin",
+                "- uno",
+                "Dos"
+            ]
         );
     }
 

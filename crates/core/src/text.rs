@@ -56,6 +56,37 @@ pub fn words(text: &str) -> Vec<String> {
     fold(text).split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
 }
 
+/// Whether a line ending with `before` goes on in the next one starting with `after`, in the
+/// middle of a sentence: `after` starts with a letter or digit, and `before` ends with a comma
+/// or a hyphen, or with a word followed by a lower-case letter, or with an English or Spanish
+/// function word ("de", "the": no heading or sentence ends so). Surrounding whitespace is
+/// ignored. Wrapped lines of PDF text and pages that break a sentence are joined by it.
+#[must_use]
+pub fn continues(before: &str, after: &str) -> bool {
+    let before = before.trim_end();
+    let (Some(last), Some(first)) = (before.chars().next_back(), after.trim_start().chars().next()) else {
+        return false;
+    };
+    if !first.is_alphanumeric() {
+        return false;
+    }
+    if matches!(last, ',' | '-' | '\u{ad}') {
+        return true;
+    }
+    if !last.is_alphanumeric() {
+        return false;
+    }
+    let word = before.rsplit(|c: char| !c.is_alphanumeric()).next().unwrap_or_default();
+    first.is_lowercase() || LINE_GOES_ON.contains(&word)
+}
+
+/// English and Spanish words no sentence or heading ends with (articles, prepositions,
+/// conjunctions), as written in running text: a line ending with one goes on.
+const LINE_GOES_ON: &[&str] = &[
+    "a", "al", "an", "and", "as", "at", "by", "con", "de", "del", "el", "en", "for", "from", "in", "into", "la", "las",
+    "los", "o", "of", "on", "or", "para", "por", "que", "the", "to", "un", "una", "with", "y",
+];
+
 /// English function words (and question words), folded.
 const EN: &[&str] = &[
     "a", "about", "after", "all", "also", "an", "and", "any", "are", "been", "before", "being", "but", "can", "could",
@@ -394,6 +425,30 @@ pub fn answer_tokens(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_go_on_mid_sentence_only() {
+        for (before, after) in [
+            ("Los documentos en papel de", "nivel confidencial"),
+            ("en la oficina de", "Calamocha."),
+            ("the valve, ", "  Which"),
+            ("docu-", "mentos"),
+            ("tightened to", "18 Nm"),
+            ("Tighten the bolts of the", "Pump"),
+        ] {
+            assert!(continues(before, after), "{before:?} / {after:?}");
+        }
+        for (before, after) in [
+            ("It ends here.", "then more"),
+            ("3. Almacenamiento", "Los documentos"),
+            ("Restore a version", "- pick the date"),
+            ("Title", "Next section"),
+            ("", "text"),
+            ("text", "   "),
+        ] {
+            assert!(!continues(before, after), "{before:?} / {after:?}");
+        }
+    }
 
     #[test]
     fn lists_are_sorted_folded_and_lower_case() {

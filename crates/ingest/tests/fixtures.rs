@@ -179,6 +179,16 @@ fn libreoffice_pdf_in_spanish() -> Result<()> {
     }
     let page2 = doc.slice(doc.pages[1]).unwrap_or_default();
     assert!(page2.contains("7. Revisión"));
+    // Page 1 ends mid-sentence ("Los documentos en papel de" / "nivel confidencial ..."): the
+    // pages are joined by a line break, not a paragraph break, and with the default settings
+    // one chunk of pages 1-2 holds the whole sentence.
+    assert!(doc.text.contains("Los documentos en papel de\nnivel confidencial"), "{}", doc.text);
+    let chunks = TextChunker::new(ChunkSettings::default()).chunk(&doc)?;
+    let whole = chunks
+        .iter()
+        .find(|c| c.text.contains("papel de\nnivel confidencial o restringido se guardan en armarios con llave"))
+        .context("no chunk holds the sentence over the page break")?;
+    assert_eq!(whole.pages.map(|p| (p.first, p.last)), Some((1, 2)));
     Ok(())
 }
 

@@ -29,8 +29,18 @@ use crate::error::{Error, sniff};
 
 use content::{Interpreter, MAX_CONTENT, Matrix, Resources};
 
-/// Separator between pages in [`Document::text`].
+/// Separator between pages in [`Document::text`] (a paragraph break)...
 pub const PAGE_SEPARATOR: &str = "\n\n";
+
+/// ... unless the page ends mid-sentence and the next goes on with it (a lower-case word
+/// after a word or a comma): then a line break, so that chunking, which prefers paragraph
+/// breaks, keeps the sentence whole in a chunk of both pages.
+pub const CONTINUED_PAGE_SEPARATOR: &str = "\n";
+
+/// The separator between a page ending with `before` and the next starting with `after`.
+fn page_separator(before: &str, after: &str) -> &'static str {
+    if docraft_core::text::continues(before, after) { CONTINUED_PAGE_SEPARATOR } else { PAGE_SEPARATOR }
+}
 
 /// How PDFs are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +130,7 @@ pub fn load_pdf_with(path: &Path, bytes: &[u8], opts: &PdfOptions) -> Result<Doc
     let mut image_only = Vec::new();
     for (i, p) in pages.iter().enumerate() {
         if i > 0 {
-            text.push_str(PAGE_SEPARATOR);
+            text.push_str(page_separator(&texts[i - 1], &texts[i]));
         }
         let start = text.len();
         text.push_str(&texts[i]);
@@ -244,5 +254,24 @@ fn info_metadata(pdf: &lopdf::Document, doc: &mut Document) {
         } else {
             doc.metadata.fields.insert(field.to_string(), serde_json::Value::String(value));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sentence_going_on_over_a_page_break_is_not_a_paragraph_break() {
+        // Mid-sentence: a word or a comma, then a lower-case word.
+        assert_eq!(page_separator("Los documentos en papel de", "nivel confidencial"), "\n");
+        assert_eq!(page_separator("the valve, ", "\n  which was replaced"), "\n");
+        assert_eq!(page_separator("docu-", "mentos"), "\n");
+        // Sentence or heading ends, capitals, numbers, empty pages: a paragraph break.
+        assert_eq!(page_separator("It ends here.", "then more"), PAGE_SEPARATOR);
+        assert_eq!(page_separator("Title", "Next section"), PAGE_SEPARATOR);
+        assert_eq!(page_separator("see table", "3. Almacenamiento"), PAGE_SEPARATOR);
+        assert_eq!(page_separator("", "text"), PAGE_SEPARATOR);
+        assert_eq!(page_separator("text", ""), PAGE_SEPARATOR);
     }
 }
