@@ -395,10 +395,7 @@ impl PgVectorStore {
             .db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(table.clone())
-                    .execute(&mut *tx)
-                    .await?;
+                lock_table(&mut tx, &table).await?;
                 let current: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
                     "SELECT dim FROM {CATALOG} WHERE organization = $1 AND collection = $2"
                 )))
@@ -489,10 +486,7 @@ impl PgVectorStore {
                 // lock on the table no other insert may hold meanwhile, or they deadlock).
                 let mut exists: bool = sqlx::query_scalar(has_graph).bind(&graph).fetch_one(&mut *tx).await?;
                 if !exists {
-                    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                        .bind(table.clone())
-                        .execute(&mut *tx)
-                        .await?;
+                    lock_table(&mut tx, &table).await?;
                     exists = sqlx::query_scalar(has_graph).bind(&graph).fetch_one(&mut *tx).await?;
                 }
                 sqlx::query(AssertSqlSafe(format!(
@@ -534,10 +528,7 @@ impl PgVectorStore {
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(table.clone())
-                    .execute(&mut *tx)
-                    .await?;
+                lock_table(&mut tx, &table).await?;
                 create_graph(&mut tx, &table, m, efc).await?;
                 tx.commit().await
             })
@@ -835,6 +826,13 @@ impl VectorStore for PgVectorStore {
     fn count(&self) -> Result<usize, StoreError> {
         self.len().map_err(|e| self.store_err(&e))
     }
+}
+
+/// Takes the collection's advisory lock until the caller's transaction ends (writers that
+/// change its schema or build its graph take turns).
+async fn lock_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, table: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(table).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Creates the collection's HNSW index unless it exists (inside the caller's transaction, with
