@@ -1,7 +1,8 @@
 //! Quality filters on generated pairs. Each is switchable and each rejection is counted
 //! under its [`Reason`]; nothing is dropped silently.
 //!
-//! In order: length; the question is a question ([`is_question`]); neither leans on the
+//! In order: length; the question is a question ([`is_question`]) that ends with its
+//! question mark ([`text_after_question`]); neither leans on the
 //! passage ([`passage_reference`], [`answer_passage_reference`]); the answer answers
 //! ([`non_answer`]); the answer is grounded in the chunk ([`grounding`]); the pair is in the
 //! chunk's language. Then, across the run, near-duplicate questions ([`Deduper`]).
@@ -13,7 +14,7 @@ use docraft_core::{EmbedError, Embedder, guess_language};
 use serde::{Deserialize, Serialize};
 
 use crate::parse::RawPair;
-use crate::quality::{answer_passage_reference, is_question, passage_reference};
+use crate::quality::{answer_passage_reference, is_question, passage_reference, text_after_question};
 
 /// Why a candidate record was rejected. Stable snake_case names in files and summaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,7 +115,8 @@ pub struct Filters {
     /// Reject pairs whose language differs from the chunk's (when the pair is long enough to
     /// tell).
     pub language: bool,
-    /// Reject questions not asked as questions ([`is_question`]).
+    /// Reject questions not asked as questions ([`is_question`]) and questions followed by
+    /// more text, often their own answer ([`text_after_question`]).
     pub question_form: bool,
     /// Reject pairs that point at the passage: "the text", "este fragmento", "según el
     /// documento" ([`passage_reference`] on the question, [`answer_passage_reference`] on the
@@ -180,6 +182,12 @@ impl Filters {
         }
         if self.question_form && !is_question(&pair.question) {
             return Some((Reason::NotAQuestion, "no question mark and no question word first".into()));
+        }
+        if self.question_form
+            && let Some(rest) = text_after_question(&pair.question)
+        {
+            let rest: String = rest.chars().take(60).collect();
+            return Some((Reason::NotAQuestion, format!("text after the question mark: \"{rest}\"")));
         }
         if self.self_contained {
             if let Some(p) = passage_reference(&pair.question) {
@@ -482,6 +490,11 @@ mod tests {
             (pair("How often are meters in corrosive media inspected", "Every six months."), EN_CHUNK, "en"),
             (pair("¿Dónde se guardan los documentos confidenciales?", "En el archivo del segundo piso."), CHUNK, "es"),
             (pair("Cuántos años se guardan los documentos confidenciales", "Durante 5 años."), CHUNK, "es"),
+            (
+                pair("¿Dónde se guardan los documentos confidenciales?\u{bb}.", "En el archivo del segundo piso."),
+                CHUNK,
+                "es",
+            ),
         ];
         for (p, chunk, lang) in &good {
             assert_eq!(f.check(p, chunk, lang), None, "{p:?}");
@@ -501,6 +514,15 @@ mod tests {
             ),
             (
                 pair("Los documentos confidenciales se guardan", "En el archivo del segundo piso."),
+                CHUNK,
+                "es",
+                Reason::NotAQuestion,
+            ),
+            (
+                pair(
+                    "¿Por qué es necesaria? Porque la cooperativa trata datos personales.",
+                    "Por los datos personales.",
+                ),
                 CHUNK,
                 "es",
                 Reason::NotAQuestion,
@@ -578,11 +600,13 @@ mod tests {
             g(&mut f);
             f
         };
-        let (p, chunk, lang, _) = &bad[0];
-        assert_eq!(off(&|f| f.question_form = false).check(p, chunk, lang), None);
-        let (p, chunk, lang, _) = &bad[3];
+        for i in [0, 3] {
+            let (p, chunk, lang, _) = &bad[i];
+            assert_eq!(off(&|f| f.question_form = false).check(p, chunk, lang), None, "{p:?}");
+        }
+        let (p, chunk, lang, _) = &bad[4];
         assert_eq!(off(&|f| f.self_contained = false).check(p, chunk, lang), None);
-        let (p, chunk, lang, _) = &bad[12];
+        let (p, chunk, lang, _) = &bad[13];
         assert_eq!(off(&|f| f.answer_form = false).check(p, chunk, lang), None);
     }
 

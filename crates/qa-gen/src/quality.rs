@@ -69,6 +69,19 @@ pub fn is_question(question: &str) -> bool {
     en(0) || es(0) || (en_prep && en(1)) || (es_prep && es(1))
 }
 
+/// What follows a question's last question mark, if anything does ("¿Por qué es necesaria?
+/// Porque ..." answers itself): a question ends with its question mark, closing quotes,
+/// brackets and a stray full stop aside.
+#[must_use]
+pub fn text_after_question(question: &str) -> Option<&str> {
+    let end = ['?', '\u{ff1f}', '\u{061f}'];
+    let i = question.rfind(end)?;
+    let rest = question[i..]
+        .trim_start_matches(end)
+        .trim_matches(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | ']' | '»' | '”' | '’' | '.'));
+    (!rest.is_empty()).then_some(rest)
+}
+
 /// Phrases that point at the passage: no reader without it knows what they mean. Each is
 /// `(phrase, unless_followed_by)`: "the text" is a reference, "the text of the label" is not.
 const ALWAYS: &[(&str, &[&str])] = &[
