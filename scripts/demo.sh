@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the fixtures: sets up what is missing (idempotent), builds docraft, and runs
 # the whole pipeline over fixtures/docs into OUT (default out/demo) with the settings of
-# docraft.toml: ingest, index, RAFT records from the local SmolLM2 GGUF, a short LoRA run,
+# docraft.toml: ingest, index, RAFT records from the local Qwen2.5-Coder-0.5B GGUF, a short LoRA run of SmolLM2-135M,
 # evaluation of base vs base + adapter with a report; then two questions with `docraft ask`.
 # Re-running skips the stages that are done and resumes an interrupted one.
 set -euo pipefail
