@@ -27,8 +27,12 @@ fn ok(args: &[&str]) -> Result<Output> {
     Ok(out)
 }
 
+/// Compared across stores by vector: a pgvector collection has no keyword index (a directory
+/// searched by keyword or hybrid is covered in search.rs).
+const BY_VECTOR: [&str; 2] = ["--retrieval", "vector"];
+
 fn search(index: &str, query: &str, extra: &[&str]) -> Result<Vec<Value>> {
-    let mut args = vec!["search", index, query, "--json"];
+    let mut args = vec!["search", index, query, "--json", BY_VECTOR[0], BY_VECTOR[1]];
     args.extend(extra);
     let out = ok(&args)?;
     String::from_utf8(out.stdout)?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
@@ -124,7 +128,7 @@ fn a_pgvector_collection_answers_like_the_index_directory() -> Result<()> {
     )?;
     let report = |index: &str, name: &str| -> Result<Value> {
         let out = tmp.path().join(name);
-        ok(&["eval", "--index", index, "--questions", s(&cases), "-o", s(&out), "-q"])?;
+        ok(&["eval", "--index", index, "--questions", s(&cases), "-o", s(&out), "-q", BY_VECTOR[0], BY_VECTOR[1]])?;
         let r: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json"))?)?;
         Ok(r["retrieval"].clone())
     };
@@ -176,7 +180,7 @@ fn an_index_moved_to_pgvector_answers_with_the_same_citations() -> Result<()> {
     ensure!(text.contains("copied 0 chunks") && text.contains(&format!("holds {n}")), "{text}");
     for q in [QUESTIONS[0], QUESTIONS[5]] {
         let ask = |index: &str| -> Result<Value> {
-            let out = ok(&["ask", index, q, "--json", "--max-tokens", "40"])?;
+            let out = ok(&["ask", index, q, "--json", "--max-tokens", "40", BY_VECTOR[0], BY_VECTOR[1]])?;
             Ok(serde_json::from_slice(&out.stdout)?)
         };
         let (a, b) = (ask(s(&dir))?, ask(&store)?);
