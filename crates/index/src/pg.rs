@@ -658,9 +658,12 @@ impl PgVectorStore {
         let ef_n = self.ef_search.max(k.min(MAX_EF));
         let ef = ef_n.to_string();
         let limit = i64::try_from(k).unwrap_or(i64::MAX);
-        // The graph scan takes `ef` candidates, not `k`: with `relaxed_order` they come slightly
-        // out of order, and cutting at `k` before sorting loses near chunks found late.
-        let fetch = if exact { limit } else { i64::try_from(ef_n.max(k)).unwrap_or(i64::MAX) };
+        // The scan yields ids and distances only; the chunks are read for the `k` kept. Without
+        // a filter it takes `ef` candidates (measured on 100k chunks: 1.2-1.4x the queries/s of
+        // a LIMIT k, same recall). With one it takes `k`: a larger LIMIT made the planner pick an
+        // exact sequential scan (recall 1.0 at a sixth of the speed) and, with the index forced,
+        // did not lift the graph's filtered recall (0.98).
+        let fetch = if exact || !filter.is_empty() { limit } else { i64::try_from(ef_n.max(k)).unwrap_or(i64::MAX) };
         let rows: Vec<(String, f64)> = self
             .db
             .run(|pool| async move {
