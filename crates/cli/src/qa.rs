@@ -249,16 +249,9 @@ impl GenerateArgs {
     }
 }
 
-/// A generator given on the command line: a JSON object of [`GeneratorSettings`] keys, or
-/// the path of a GGUF file for the local backend.
+/// A generator given on the command line ([`GeneratorSettings::parse_spec`]).
 fn parse_generator(s: &str) -> Result<GeneratorSettings, String> {
-    let settings = if s.trim_start().starts_with('{') {
-        serde_json::from_str::<GeneratorSettings>(s).map_err(|e| format!("not generator settings: {e}"))?
-    } else {
-        GeneratorSettings { model: Some(s.to_string()), ..GeneratorSettings::default() }
-    };
-    settings.validate().map_err(|e| e.to_string())?;
-    Ok(settings)
+    GeneratorSettings::parse_spec(s).map_err(|e| e.to_string())
 }
 
 pub fn generate(a: &GenerateArgs) -> Result<ExitCode> {

@@ -161,6 +161,23 @@ impl GeneratorSettings {
         Sampling { temperature: self.temperature, top_p: self.top_p, seed: self.seed, ..Sampling::default() }
     }
 
+    /// A generator written as text (a command-line value): a JSON object of these settings'
+    /// keys, or else the path of a GGUF file for the local backend; validated.
+    ///
+    /// # Errors
+    /// [`LlmError::Setting`] for a JSON object that is not generator settings, and the
+    /// errors of [`GeneratorSettings::validate`].
+    pub fn parse_spec(spec: &str) -> Result<Self> {
+        let settings = if spec.trim_start().starts_with('{') {
+            serde_json::from_str::<Self>(spec)
+                .map_err(|e| LlmError::setting("generator", format!("not generator settings: {e}")))?
+        } else {
+            Self { model: Some(spec.to_string()), ..Self::default() }
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Checks the settings the chosen backend uses, and the sampling ones.
     ///
     /// # Errors
