@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use docraft_core::{Retriever, Scored, VectorStore};
-use docraft_index::{Filter, PgVectorStore, Retrieval, SearchOptions, Strategy};
+use docraft_index::{Filter, Retrieval};
 use docraft_pipeline::settings::{EmbedBackend, IndexSettings, RetrievalSettings};
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
@@ -225,32 +224,17 @@ pub fn import(a: &IndexImportArgs) -> Result<ExitCode> {
 
 pub fn search(a: &SearchArgs) -> Result<ExitCode> {
     let filter = Filter::parse(&a.filter)?;
-    let (model, backend) = (a.model.clone(), a.backend.map(Into::into));
-    let url = a.index.to_string_lossy();
-    let search = a.search.settings();
-    let hits: Vec<Scored> = if search.retrieval != Retrieval::Vector && !docraft_index::is_store_url(&url) {
-        // Keywords too: the vector side walks the graph with its default candidate list.
-        let opened = stage::index::open_store(&a.index, model, backend, &search)?;
-        opened.retriever(filter, &search)?.search(&a.query, a.k.max(1))?
-    } else if docraft_index::is_store_url(&url) {
-        let mut store = PgVectorStore::connect(&url)?;
-        if let Some(ef) = a.ef {
-            store = store.with_ef_search(ef);
-        }
-        let embedder = stage::index::store_embedder(store.model_id(), store.model_dir(), model, backend)?;
-        store.search_text(embedder.as_ref(), &a.query, a.k.max(1), &filter, a.exact)?
-    } else {
-        let (index, embedder) = stage::index::open(&a.index, model, backend)?;
-        let mut opts = SearchOptions::new(a.k.max(1)).with_filter(filter);
-        if let Some(ef) = a.ef {
-            opts = opts.with_ef(ef);
-        }
-        if a.exact {
-            opts = opts.with_strategy(Strategy::Exact);
-        }
-        let hits = index.search_text(embedder.as_ref(), &a.query, &opts)?;
-        hits.iter().map(|h| Scored { chunk: h.chunk.clone(), score: h.score }).collect()
-    };
+    let hits = stage::index::search(stage::index::StoreQuery {
+        location: &a.index,
+        model: a.model.clone(),
+        backend: a.backend.map(Into::into),
+        query: &a.query,
+        k: a.k,
+        filter,
+        ef: a.ef,
+        exact: a.exact,
+        search: a.search.settings(),
+    })?;
     let mut out = std::io::stdout().lock();
     for (rank, hit) in hits.iter().enumerate() {
         let c = &hit.chunk;

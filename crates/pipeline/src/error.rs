@@ -83,6 +83,9 @@ pub enum PipelineError {
     /// Shared records or JSONL io failed.
     #[error(transparent)]
     Core(#[from] docraft_core::Error),
+    /// A search failed (embedding the query or reading the store).
+    #[error(transparent)]
+    Retrieve(#[from] docraft_core::RetrieveError),
 }
 
 impl PipelineError {

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use docraft_core::jsonl::JsonlReader;
-use docraft_core::{Chunk, Count, Embedder, Retriever, VectorStore};
+use docraft_core::{Chunk, Count, Embedder, Retriever, Scored, VectorStore};
 use docraft_index::{
     CandleEmbedder, EmbedOptions, Filter, HnswParams, HybridRetriever, IndexRetriever, KeywordIndex, OnnxEmbedder,
-    PgVectorStore, Retrieval, StoreLocation, SyncOptions, SyncReport, UseM3Embedder, VectorIndex,
+    PgVectorStore, Retrieval, SearchOptions, StoreLocation, Strategy, SyncOptions, SyncReport, UseM3Embedder,
+    VectorIndex,
 };
 
 use super::Ctx;
@@ -147,6 +148,62 @@ pub fn open_store(
     let store = PgVectorStore::connect(&text)?;
     let embedder = store_embedder(store.model_id(), store.model_dir(), model, backend)?;
     Ok(OpenedStore { store: Box::new(store), embedder, keyword: None })
+}
+
+/// One search of a store: where, with which embedding model, what, and how.
+#[derive(Debug, Clone)]
+pub struct StoreQuery<'a> {
+    /// A directory or a `postgres://…?collection=NAME` URL.
+    pub location: &'a Path,
+    /// The embedding model directory (unset: the one the store was built with).
+    pub model: Option<PathBuf>,
+    /// The embedding backend (unset: the one the store was built with).
+    pub backend: Option<EmbedBackend>,
+    /// The text searched for.
+    pub query: &'a str,
+    /// Chunks wanted (at least 1).
+    pub k: usize,
+    /// Only chunks passing it.
+    pub filter: Filter,
+    /// The graph's candidate list (vector retrieval).
+    pub ef: Option<usize>,
+    /// Score every chunk instead of walking the graph (vector retrieval).
+    pub exact: bool,
+    /// Vector, keyword or hybrid.
+    pub search: RetrievalSettings,
+}
+
+/// The chunks of a store nearest `q.query`, best first: by vector with `ef` and `exact` as
+/// asked, or (an index directory searched by keyword or hybrid) through the keyword index too.
+///
+/// # Errors
+/// Opening the store or its model, a bad setting, the search.
+pub fn search(q: StoreQuery<'_>) -> Result<Vec<Scored>> {
+    let k = q.k.max(1);
+    let url = q.location.to_string_lossy();
+    if docraft_index::is_store_url(&url) {
+        let mut store = PgVectorStore::connect(&url)?;
+        if let Some(ef) = q.ef {
+            store = store.with_ef_search(ef);
+        }
+        let embedder = store_embedder(store.model_id(), store.model_dir(), q.model, q.backend)?;
+        return Ok(store.search_text(embedder.as_ref(), q.query, k, &q.filter, q.exact)?);
+    }
+    if q.search.retrieval != Retrieval::Vector {
+        // Keywords too: the vector side walks the graph with its default candidate list.
+        let opened = open_store(q.location, q.model, q.backend, &q.search)?;
+        return Ok(opened.retriever(q.filter, &q.search)?.search(q.query, k)?);
+    }
+    let (index, embedder) = open(q.location, q.model, q.backend)?;
+    let mut opts = SearchOptions::new(k).with_filter(q.filter);
+    if let Some(ef) = q.ef {
+        opts = opts.with_ef(ef);
+    }
+    if q.exact {
+        opts = opts.with_strategy(Strategy::Exact);
+    }
+    let hits = index.search_text(embedder.as_ref(), q.query, &opts)?;
+    Ok(hits.iter().map(|h| Scored { chunk: h.chunk.clone(), score: h.score }).collect())
 }
 
 /// Reads chunks, reporting (not failing on) malformed lines and a torn last line.
