@@ -5,13 +5,13 @@
 //! cargo run -p docraft-examples --example index_and_search -- CHUNKS.jsonl "question" [MODEL_DIR]
 //! ```
 //! (`docraft ingest fixtures/docs -o chunks.jsonl` makes a chunks file; the model directory
-//! defaults to `$DOCRAFT_MODELS/all-minilm-l6-v2`, which `scripts/setup.sh` fetches.)
+//! defaults to `$DOCRAFT_MODELS/use-m3`, the multilingual USE-m3 that `scripts/setup.sh` converts.)
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use docraft_core::{Chunk, Count, Embedder, jsonl};
-use docraft_index::{EmbedOptions, Filter, HnswParams, OnnxEmbedder, SearchOptions, SyncOptions, VectorIndex};
+use docraft_index::{EmbedOptions, Filter, HnswParams, SearchOptions, SyncOptions, UseM3Embedder, VectorIndex};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -26,7 +26,7 @@ fn main() -> Result<()> {
     }
 
     // 2. Embed and index them.
-    let embedder = OnnxEmbedder::from_dir(&model, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
+    let embedder = UseM3Embedder::from_dir(&model, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
     let mut index = VectorIndex::new(embedder.model_id(), HnswParams::default())?;
     let show = |c: &Count| eprint!("\rembedded {}/{}", c.done, c.total);
     let report = index.add_chunks(&embedder, chunks, &SyncOptions::new().with_progress(&show))?;

@@ -9,7 +9,7 @@
 #   DIR=...        work directory [~/.cache/docraft/bench/retrieval]
 #   DOCRAFT=...    the docraft binary [docraft; e.g. "$CARGO_TARGET_DIR/debug/docraft" after
 #                  `source ~/.cache/docraft/env.sh`]
-#   EMBED=use-m3   embedding backend for `index build --backend` [the default: onnx MiniLM]
+#   EMBED=onnx     embedding backend for `index build --backend` (onnx: all-MiniLM-L6-v2) [the default: use-m3]
 #   MODES="vector keyword hybrid"   LANGS="en es"   THREADS=N (ingest and index threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -202,7 +202,7 @@ pub struct GenerateArgs {
     /// --dedup-embeddings.
     #[arg(long, default_value_t = q().dedup)]
     dedup: f32,
-    /// Judge near-duplicates by embeddings (the local all-MiniLM-L6-v2 model).
+    /// Judge near-duplicates by embeddings (the local default embedder, USE-m3).
     #[arg(long)]
     dedup_embeddings: bool,
     #[command(flatten)]

@@ -29,12 +29,12 @@ pub struct IndexBuildArgs {
     #[arg(long, value_name = "postgres://…?collection=NAME")]
     store: Option<String>,
     /// Embedding model directory.
-    /// [default: the backend's model as scripts/setup.sh puts it: $DOCRAFT_MODELS/all-minilm-l6-v2,
-    /// or $DOCRAFT_MODELS/use-m3 for use-m3]
+    /// [default: the backend's model as scripts/setup.sh puts it: $DOCRAFT_MODELS/use-m3 for
+    /// use-m3, $DOCRAFT_MODELS/all-minilm-l6-v2 for onnx and candle]
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// Embedding backend: a BERT-style model on ONNX Runtime or on candle (no ONNX Runtime needed;
-    /// reads model.safetensors), or USE-m3 (multilingual, on ONNX Runtime).
+    /// Embedding backend: USE-m3 (multilingual, on ONNX Runtime), or a BERT-style model on ONNX
+    /// Runtime or on candle (no ONNX Runtime needed; reads model.safetensors).
     #[arg(long, value_enum, default_value_t = d().backend.into())]
     backend: Backend,
     /// Texts per model call (texts are sorted by length first, so batches pad little).

@@ -26,6 +26,20 @@ impl StoreArgs {
     }
 }
 
+/// The models a server process loads (`docraft serve`, `docraft worker`).
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Where the registry's base models are (DIR/NAME/FILE.gguf)
+    /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// The embedding model new collections are indexed with: a USE-m3 directory, or a
+    /// BERT-style ONNX model directory such as all-minilm-l6-v2. Existing collections keep the
+    /// model they were built with [default: $DOCRAFT_MODELS/use-m3, multilingual].
+    #[arg(long, value_name = "DIR")]
+    pub embedder: Option<PathBuf>,
+}
+
 /// `docraft serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -51,10 +65,8 @@ pub struct ServeArgs {
     /// again (from its last checkpoint) once this runs out.
     #[arg(long, value_name = "SECONDS", default_value_t = docraft_server::config::DEFAULT_LEASE.as_secs())]
     pub lease_seconds: u64,
-    /// Where the registry's base models are (DIR/NAME/FILE.gguf)
-    /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
-    #[arg(long, value_name = "DIR")]
-    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelArgs,
     /// The directory SQLite sources of collections may be read from (none by default: no
     /// SQLite sources).
     #[arg(long, value_name = "DIR")]
@@ -82,10 +94,8 @@ pub struct WorkerArgs {
     /// again (from its last checkpoint) by any worker once this runs out.
     #[arg(long, value_name = "SECONDS", default_value_t = docraft_server::config::DEFAULT_LEASE.as_secs())]
     pub lease_seconds: u64,
-    /// Where the registry's base models are (DIR/NAME/FILE.gguf)
-    /// [default: $DOCRAFT_MODELS or ~/.cache/docraft/models].
-    #[arg(long, value_name = "DIR")]
-    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub models: ModelArgs,
 }
 
 /// `docraft admin`.
@@ -207,7 +217,8 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         dataset_workers: args.dataset_workers,
         train_threads: args.train_threads,
         lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
-        models_dir: args.models_dir.clone(),
+        models_dir: args.models.models_dir.clone(),
+        embedder: args.models.embedder.clone(),
         sql_dir: args.sql_dir.clone(),
         ..args.store.config()
     };
@@ -238,7 +249,8 @@ pub fn worker(args: &WorkerArgs) -> Result<ExitCode> {
         dataset_workers: args.dataset_workers,
         train_threads: args.train_threads,
         lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
-        models_dir: args.models_dir.clone(),
+        models_dir: args.models.models_dir.clone(),
+        embedder: args.models.embedder.clone(),
         ..args.store.config()
     };
     runtime()?.block_on(async move {

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `docraft run` end to end on a subset of the fixtures with the real models (SmolLM2 GGUF,
-//! all-MiniLM-L6-v2): every output file, the manifest's hashes and lineage, the report; a
+//! USE-m3): every output file, the manifest's hashes and lineage, the report; a
 //! run killed during generation and one killed during training resume; a second run is a
 //! no-op; a changed setting redoes only its stage.
 

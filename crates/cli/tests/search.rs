@@ -259,11 +259,13 @@ fn an_index_built_with_another_model_is_refused_at_search() -> Result<()> {
     let path = index.join("index.json");
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
     let model = meta["model_id"].as_str().context("model_id")?.to_string();
-    // Searched with another backend (USE-m3) than it was built with: that model is refused.
-    let out = docraft(&["search", s(&index), "copias", "--backend", "use-m3"])?;
+    // Searched with another backend (all-MiniLM on ONNX Runtime) than it was built with (the
+    // default, USE-m3): that model is refused.
+    assert!(model.starts_with("use-m3:"), "{model}");
+    let out = docraft(&["search", s(&index), "copias", "--backend", "onnx"])?;
     let err = stderr(&out);
     assert!(
-        !out.status.success() && err.contains(&model) && err.contains("use-m3:") && err.contains("rebuild"),
+        !out.status.success() && err.contains(&model) && err.contains("onnx:all-minilm") && err.contains("rebuild"),
         "{err}"
     );
     std::fs::write(&path, serde_json::to_string(&meta)?.replace(&model, "onnx:some-other-model:0000"))?;
@@ -388,13 +390,13 @@ fn without_setup_the_errors_name_the_places_searched_and_setup_sh() -> Result<()
     let out = docraft_at_home(&home, &args)?;
     let err = stderr(&out);
     assert!(!out.status.success());
-    assert!(err.contains(s(&models.join("all-minilm-l6-v2"))) && err.contains("scripts/setup.sh"), "{err}");
+    assert!(err.contains(s(&models.join("use-m3"))) && err.contains("scripts/setup.sh"), "{err}");
 
     // The model directory is complete (placeholder files: the runtime is looked for before they
     // are parsed), ONNX Runtime is not.
-    let model = models.join("all-minilm-l6-v2");
+    let model = models.join("use-m3");
     std::fs::create_dir_all(&model)?;
-    for f in ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"] {
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
         std::fs::write(model.join(f), "{}")?;
     }
     let out = docraft_at_home(&home, &args)?;

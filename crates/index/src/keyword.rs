@@ -174,16 +174,34 @@ impl KeywordIndex {
 /// Weighted reciprocal rank fusion of ranked lists: each `(list, weight)` adds
 /// `weight / (RRF_K + rank)` (rank from 1, a chunk's first place in that list) to the fused
 /// score of each chunk it holds, chunks being told apart by id. Returns up to `k` chunks with
-/// their fused score in place of the original, best first, ties by chunk id. A list whose
-/// weight is not above 0 (or is NaN) is ignored.
+/// their fused score in place of the original, best first. A list whose weight is not above 0
+/// (or is NaN) is ignored.
+///
+/// Equal fused scores are common (first in one list and second in the other ties with the
+/// reverse): such ties go to the chunk with the larger weighted sum of its scores, each
+/// rescaled to 0..1 within its list (min-max; a list of equal scores gives 1), so the list that
+/// separates its top chunks more decides; then to the smaller chunk id.
 #[must_use]
 pub fn reciprocal_rank_fusion(lists: &[(&[Scored], f32)], k: usize) -> Vec<Scored> {
-    let mut fused: HashMap<&ChunkId, (f64, &Scored)> = HashMap::new();
+    // chunk -> (fused score, tie-break score, the hit that brought it first)
+    let mut fused: HashMap<&ChunkId, (f64, f64, &Scored)> = HashMap::new();
     for &(list, weight) in lists {
         if weight.is_nan() || weight <= 0.0 {
             continue;
         }
         let weight = f64::from(weight);
+        let finite = list.iter().map(|h| f64::from(h.score)).filter(|s| s.is_finite());
+        let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        let rescaled = |s: f32| {
+            let s = f64::from(s);
+            if !s.is_finite() {
+                0.0
+            } else if hi > lo {
+                (s - lo) / (hi - lo)
+            } else {
+                1.0
+            }
+        };
         let mut seen: HashSet<&ChunkId> = HashSet::with_capacity(list.len());
         let mut rank = 0.0f64;
         for hit in list {
@@ -191,15 +209,18 @@ pub fn reciprocal_rank_fusion(lists: &[(&[Scored], f32)], k: usize) -> Vec<Score
             if !seen.insert(&hit.chunk.id) {
                 continue;
             }
-            fused.entry(&hit.chunk.id).or_insert((0.0, hit)).0 += weight / (f64::from(RRF_K) + rank);
+            let entry = fused.entry(&hit.chunk.id).or_insert((0.0, 0.0, hit));
+            entry.0 += weight / (f64::from(RRF_K) + rank);
+            entry.1 += weight * rescaled(hit.score);
         }
     }
+    let mut ranked: Vec<(f64, f64, &Scored)> = fused.into_values().collect();
+    ranked.sort_unstable_by(|a, b| {
+        b.0.total_cmp(&a.0).then_with(|| b.1.total_cmp(&a.1)).then_with(|| a.2.chunk.id.cmp(&b.2.chunk.id))
+    });
+    ranked.truncate(k);
     #[allow(clippy::cast_possible_truncation)]
-    let mut out: Vec<Scored> =
-        fused.into_values().map(|(score, hit)| Scored { chunk: hit.chunk.clone(), score: score as f32 }).collect();
-    out.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk.id.cmp(&b.chunk.id)));
-    out.truncate(k);
-    out
+    ranked.into_iter().map(|(score, _, hit)| Scored { chunk: hit.chunk.clone(), score: score as f32 }).collect()
 }
 
 /// Which retrieval a [`HybridRetriever`] runs. Written `vector`, `keyword` or `hybrid` (in
@@ -571,6 +592,23 @@ mod tests {
         // A list weighted 0 adds nothing, not even its chunks.
         assert_eq!(ids(&reciprocal_rank_fusion(&[(&first, 1.0), (&second, 0.0)], 10)), ["a", "b", "c"]);
         assert!(reciprocal_rank_fusion(&[], 10).is_empty());
+    }
+
+    /// First in one list and second in the other, both ways: equal fused scores. The list
+    /// whose scores set its two apart more decides (the fixtures' torque question: the vector
+    /// scores 0.173 / 0.147 barely differ, BM25's 2.15 / 6.76 do), not the ids.
+    #[test]
+    fn rrf_ties_go_to_the_larger_rescaled_scores() {
+        let vector = [scored("a", 0.173), scored("b", 0.147), scored("c", 0.109)];
+        let keyword = [scored("b", 6.764), scored("a", 2.149)];
+        let fused = reciprocal_rank_fusion(&[(&vector, 1.0), (&keyword, 1.0)], 10);
+        // a: 1 + 0 = 1.0, b: (0.147 - 0.109) / 0.064 + 1 = 1.59.
+        assert_eq!(ids(&fused), ["b", "a", "c"]);
+        assert_eq!(fused[0].score.to_bits(), fused[1].score.to_bits(), "a real tie of the fused scores");
+        // The weights count in the tie-break too: with BM25 weighted 0.5, b's (0.59 + 0.5) is
+        // still ahead of a's (1.0 + 0), but the fused scores now differ and a wins on rank.
+        let fused = reciprocal_rank_fusion(&[(&vector, 1.0), (&keyword, 0.5)], 10);
+        assert_eq!(ids(&fused), ["a", "b", "c"]);
     }
 
     #[test]

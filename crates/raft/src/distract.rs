@@ -14,6 +14,10 @@ use docraft_core::rng::SplitMix64;
 pub const NEAR_DUPLICATE: f64 = 0.5;
 /// Extra neighbours asked of the retriever, to make up for the ones excluded.
 const HARD_SLACK: usize = 8;
+/// How much deeper each further search for hard distractors goes...
+const HARD_DEEPER: usize = 4;
+/// ... up to this many neighbours (then random distractors fill in).
+const MAX_HARD_DEPTH: usize = 1024;
 /// Random draws tried before falling back to a scan of every chunk.
 const DRAWS_PER_SLOT: usize = 32;
 
@@ -139,19 +143,34 @@ impl<'a> Pool<'a> {
         }
         let mut chosen: Vec<Choice> = Vec::with_capacity(want + 1);
         let mut taken: HashSet<usize> = HashSet::new();
+        let n = self.chunks.len();
         if let (Some(r), true) = (retriever, n_hard > 0) {
-            for hit in r.search(&question.question, want + HARD_SLACK + 1)? {
-                if chosen.len() == n_hard {
+            // The nearest neighbours first; when too many of them are not eligible (the
+            // oracle's own neighbourhood, near-duplicates, chunks holding the answer), a deeper
+            // search before any random fill-in.
+            // (The index may hold more chunks than the pool, e.g. with a chunk limit: hits
+            // outside the pool are skipped, so the search goes on until the index runs out.)
+            let mut depth = want + HARD_SLACK + 1;
+            let mut seen: HashSet<usize> = HashSet::new();
+            loop {
+                let hits = r.search(&question.question, depth)?;
+                let exhausted = hits.len() < depth;
+                for hit in hits {
+                    if chosen.len() == n_hard {
+                        break;
+                    }
+                    let Some(i) = self.index_of(hit.chunk.id.as_str()) else { continue };
+                    if seen.insert(i) && self.eligible(i, oracle, &answer) {
+                        taken.insert(i);
+                        chosen.push(Choice { index: i, role: DocRole::Hard, score: Some(hit.score) });
+                    }
+                }
+                if chosen.len() == n_hard || exhausted || depth >= MAX_HARD_DEPTH {
                     break;
                 }
-                let Some(i) = self.index_of(hit.chunk.id.as_str()) else { continue };
-                if !taken.contains(&i) && self.eligible(i, oracle, &answer) {
-                    taken.insert(i);
-                    chosen.push(Choice { index: i, role: DocRole::Hard, score: Some(hit.score) });
-                }
+                depth = depth.saturating_mul(HARD_DEEPER).min(MAX_HARD_DEPTH);
             }
         }
-        let n = self.chunks.len();
         let mut draws = 0;
         while chosen.len() < want && draws < DRAWS_PER_SLOT * want && n > 0 {
             draws += 1;
@@ -197,4 +216,70 @@ fn jaccard(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {
     let union = a.len() + b.len() - inter;
     #[allow(clippy::cast_precision_loss)]
     if union == 0 { 0.0 } else { inter as f64 / union as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use docraft_core::{ChunkId, ChunkRef, DocId, RetrieveError, Scored, Span};
+
+    use super::*;
+
+    fn chunk(i: usize, text: &str) -> Chunk {
+        let source = format!("doc{i}.md");
+        Chunk {
+            id: ChunkId::from_string(format!("c{i}")),
+            doc_id: DocId::from_content(source.as_bytes()),
+            source,
+            text: text.into(),
+            span: Span::new(0, text.len()),
+            pages: None,
+            headings: vec![],
+            chunk_index: 0,
+            chunk_count: 1,
+            metadata: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Returns the chunks in their order, whatever the query.
+    struct InOrder(Vec<Chunk>);
+
+    impl Retriever for InOrder {
+        fn search(&self, _query: &str, k: usize) -> Result<Vec<Scored>, RetrieveError> {
+            Ok(self.0.iter().take(k).map(|c| Scored { chunk: c.clone(), score: 1.0 }).collect())
+        }
+    }
+
+    /// The nearest neighbours all hold the answer (not eligible): a deeper search finds hard
+    /// distractors further down instead of falling back to random ones.
+    #[test]
+    fn hard_distractors_are_searched_deeper_when_the_nearest_are_not_eligible() {
+        let mut chunks = vec![chunk(0, "The archive is kept in room B of the north building, locked at night.")];
+        for i in 1..=20 {
+            chunks.push(chunk(i, &format!("Note {i}: the spare keys are in room B, ask the porter for item {i}.")));
+        }
+        for i in 21..=30 {
+            chunks.push(chunk(i, &format!("Visitor rule {i}: badges are collected at the gate before leaving {i}.")));
+        }
+        let pool = Pool::new(&chunks, |_| 0);
+        let question = QaPair {
+            id: "q".into(),
+            chunk: ChunkRef::of(&chunks[0]),
+            question: "Where is the archive kept?".into(),
+            answer: "room B".into(),
+            lang: "en".into(),
+            model: "test".into(),
+            prompt: "test".into(),
+            gen_key: "k".into(),
+            judge: None,
+        };
+        let retriever = InOrder(chunks[1..].to_vec());
+        let draw = Draw { k: 3, p: 1.0, hard_share: 1.0 };
+        let chosen = pool.choose(&question, 0, draw, Some(&retriever), &mut SplitMix64::new(1)).unwrap();
+        let distractors: Vec<&Choice> = chosen.iter().filter(|c| c.role != DocRole::Oracle).collect();
+        assert_eq!(distractors.len(), 3);
+        for c in distractors {
+            assert_eq!(c.role, DocRole::Hard, "{c:?}");
+            assert!(c.index > 20, "chunk {} holds the answer", c.index);
+        }
+    }
 }

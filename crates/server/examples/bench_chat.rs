@@ -23,7 +23,7 @@
 //!    waits (up to 5 minutes) until no `rustc` runs and other processes use under 25% of the
 //!    CPUs, and says how much CPU other processes took during the phase.
 //!
-//! Needs the registry's SmolLM2 and all-MiniLM-L6-v2 (`scripts/setup.sh`).
+//! Needs the registry's SmolLM2 and USE-m3 (`scripts/setup.sh`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 

@@ -31,11 +31,8 @@ use axum::extract::{Path as UrlPath, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use docraft_ask::{AskError, AskOptions, Asker, Turn};
-use docraft_core::{
-    ChatMessage, Embedder, FinishReason, GenError, GenRequest, Generator, RetrieveError, Retriever, Role, Sampling,
-    Scored,
-};
-use docraft_index::Filter;
+use docraft_core::{ChatMessage, FinishReason, GenError, GenRequest, Generator, Role, Sampling};
+use docraft_index::{Filter, Retrieval};
 use docraft_train::generate::ChatModel;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -45,7 +42,7 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::collections::{CollectionIndex, List, collection_exists, filter_of, index_of};
+use crate::collections::{CollectionRetriever, List, collection_exists, filter_of, retrieval_of, retriever_of};
 use crate::db::{Db, now};
 use crate::ids::{is_id, new_id};
 use crate::models::{find_base, org_models};
@@ -226,6 +223,10 @@ pub struct DocraftChat {
     /// Metadata conditions on the chunks: `{"key": "value"}` or `{"key": ["a", "b"]}`.
     #[serde(default)]
     pub filter: Option<Map<String, Value>>,
+    /// How the chunks are found: `vector`, `keyword` (BM25) or `hybrid` (both, fused by
+    /// reciprocal rank; the default). Collections on PostgreSQL are searched by vector.
+    #[serde(default)]
+    pub retrieval: Option<String>,
     /// A conversation (`conv-…`): its turns are the history, and this answer is stored in it.
     #[serde(default)]
     pub conversation: Option<String>,
@@ -282,6 +283,7 @@ struct Checked {
     conversation: Option<String>,
     k: usize,
     filter: Filter,
+    retrieval: Retrieval,
 }
 
 fn message_text(i: usize, content: &Value) -> Result<String> {
@@ -385,14 +387,18 @@ fn check(req: ChatCompletionRequest) -> Result<Checked> {
     if !(1..=MAX_K).contains(&k) {
         return Err(ServerError::unprocessable(format!("docraft.k {k}: 1 to {MAX_K}"), "docraft.k"));
     }
-    if d.collection.is_none() && d.conversation.is_none() && (d.k.is_some() || d.filter.is_some()) {
+    if d.collection.is_none()
+        && d.conversation.is_none()
+        && (d.k.is_some() || d.filter.is_some() || d.retrieval.is_some())
+    {
         return Err(ServerError::bad_request(
-            "docraft.k and docraft.filter need docraft.collection or docraft.conversation",
+            "docraft.k, docraft.filter and docraft.retrieval need docraft.collection or docraft.conversation",
             Some("docraft.collection"),
             Some("invalid_value"),
         ));
     }
     let filter = filter_of(d.filter.as_ref())?;
+    let retrieval = retrieval_of(d.retrieval.as_deref(), "docraft.retrieval")?;
     #[allow(clippy::cast_possible_truncation)]
     let (temperature, top_p) = (temperature as f32, top_p as f32);
     Ok(Checked {
@@ -410,6 +416,7 @@ fn check(req: ChatCompletionRequest) -> Result<Checked> {
         conversation: d.conversation,
         k: usize::try_from(k).unwrap_or(1),
         filter,
+        retrieval,
     })
 }
 
@@ -534,9 +541,7 @@ struct Outcome {
 
 /// A question to answer from a collection.
 struct Rag {
-    index: CollectionIndex,
-    embedder: Arc<dyn Embedder>,
-    filter: Filter,
+    retriever: CollectionRetriever,
     k: usize,
     question: String,
     history: Vec<Turn>,
@@ -551,21 +556,6 @@ struct Job {
     top_p: f32,
     seed: u64,
     rag: Option<Rag>,
-}
-
-/// The collection's vectors behind [`Retriever`]: the HNSW index read-locked for each search
-/// only, so the ingest worker can add documents while an answer is generated; on PostgreSQL
-/// its pgvector table.
-struct LockedRetriever {
-    index: CollectionIndex,
-    embedder: Arc<dyn Embedder>,
-    filter: Filter,
-}
-
-impl Retriever for LockedRetriever {
-    fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
-        self.index.search(self.embedder.as_ref(), query, k, &self.filter)
-    }
 }
 
 fn gen_err(e: &GenError) -> ServerError {
@@ -626,16 +616,21 @@ impl Job {
             let finish = if r.finish == FinishReason::Length { "length" } else { "stop" };
             return Ok(Outcome { text, finish, sources: Vec::new(), citations: Vec::new(), declined: false, usage });
         };
-        let retriever =
-            LockedRetriever { index: rag.index.clone(), embedder: rag.embedder.clone(), filter: rag.filter.clone() };
+        // The HNSW index is read-locked for each search only, so the ingest worker can add
+        // documents while an answer is generated.
+        let retriever = &rag.retriever;
+        let defaults = AskOptions::default();
         let options = AskOptions {
             k: rag.k,
+            // Similarity is a cosine in vector mode only; fused and BM25 scores have no fixed
+            // scale, so there the word coverage check alone decides.
+            min_score: if retriever.retrieval() == Retrieval::Vector { defaults.min_score } else { -1.0 },
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             seed: self.seed,
-            ..AskOptions::default()
+            ..defaults
         };
-        let asker = Asker::new(&retriever, self.model.as_ref()).with_options(options).map_err(ask_err)?;
+        let asker = Asker::new(retriever, self.model.as_ref()).with_options(options).map_err(ask_err)?;
         let answer = asker.ask(&rag.question, &rag.history, &mut forward).map_err(ask_err)?;
         let sources: Vec<ChatSource> = answer
             .sources
@@ -938,12 +933,12 @@ pub async fn chat_completions(State(state): State<AppState>, Caller(org): Caller
     let model = state.chat_models().get_or_load(&spec).await?;
     let rag = match &collection {
         Some(col) => {
-            let (index, embedder) = index_of(&state, &org.id, col).await?;
+            let retriever = retriever_of(&state, &org.id, col, c.filter.clone(), c.retrieval).await?;
             let history = match &conversation {
                 Some(conv) => stored_history(state.db(), &conv.id).await?,
                 None => c.history.clone(),
             };
-            Some(Rag { index, embedder, filter: c.filter.clone(), k: c.k, question: c.question.clone(), history })
+            Some(Rag { retriever, k: c.k, question: c.question.clone(), history })
         }
         None => None,
     };

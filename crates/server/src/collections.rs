@@ -25,8 +25,11 @@ use axum::extract::multipart::Field;
 use axum::extract::{FromRequest, Multipart, Path as UrlPath, Request, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use docraft_core::{Chunk, ChunkId, DocId, Document, Embedder, RetrieveError, Retriever, Scored};
-use docraft_index::{Filter, IndexRetriever, PgVectorStore, PgVectors, SearchOptions, SyncOptions, VectorIndex};
+use docraft_core::{Chunk, ChunkId, DocId, Document, Embedder, RetrieveError, Retriever, Scored, VectorStore};
+use docraft_index::{
+    Filter, HybridRetriever, IndexRetriever, KeywordIndex, PgVectorStore, PgVectors, Retrieval, SyncOptions,
+    VectorIndex,
+};
 use docraft_ingest::{Chunker, Loader};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -170,6 +173,11 @@ pub struct SearchRequest {
     /// one filter must all hold. `document_id` and `filename` are metadata of every chunk.
     #[serde(default)]
     pub filter: Option<Map<String, Value>>,
+    /// `vector` (embeddings), `keyword` (BM25 over the collection's chunks) or `hybrid` (both,
+    /// fused by reciprocal rank; the default). Collections on PostgreSQL have no keyword index
+    /// yet and are searched by vector.
+    #[serde(default)]
+    pub retrieval: Option<String>,
 }
 
 /// A search result: a chunk with where it comes from.
@@ -185,7 +193,8 @@ pub struct Source {
     pub span: [usize; 2],
     /// The chunk's text.
     pub text: String,
-    /// Cosine similarity with the query.
+    /// Cosine similarity with the query (vector retrieval), BM25 score (keyword) or fused
+    /// reciprocal-rank score (hybrid): higher is closer, comparable within one search only.
     pub score: f32,
     /// The chunk's metadata (the document's, plus language and title).
     pub metadata: Value,
@@ -214,6 +223,9 @@ pub struct PageText {
 #[derive(Default)]
 pub struct CollectionCache {
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
+    /// The embedders of collections built with another model than the configured one (before
+    /// the default changed, say), by model id, each loaded once.
+    other_embedders: tokio::sync::Mutex<HashMap<String, Arc<dyn Embedder>>>,
     indexes: std::sync::Mutex<HashMap<String, CachedIndex>>,
     /// `Some` when the server's database is PostgreSQL; connected on first use.
     pg: tokio::sync::OnceCell<Option<PgVectors>>,
@@ -270,13 +282,30 @@ impl CollectionIndex {
             Self::Pg(Some(store)) => IndexRetriever::new(store, embedder).with_filter(filter.clone()).search(query, k),
         }
     }
+
+    /// The model that made the collection's vectors (its id and the directory recorded with
+    /// it); `None` while it holds none.
+    fn recorded_model(&self) -> Option<(String, Option<String>)> {
+        match self {
+            Self::Hnsw(ix) => {
+                let index = ix.read().ok()?;
+                (!index.is_empty()).then(|| (index.model_id().to_string(), index.model_dir().map(str::to_string)))
+            }
+            Self::Pg(Some(store)) if store.dim() > 0 => {
+                Some((store.model_id().to_string(), store.model_dir().map(str::to_string)))
+            }
+            Self::Pg(_) => None,
+        }
+    }
 }
 
-/// An open index and the stamp its directory had when it was read (or this process saved it).
+/// An open index and the stamp its directory had when it was read (or this process saved it),
+/// with its keyword index once a search needed it (dropped whenever the index changes).
 #[derive(Clone)]
 struct CachedIndex {
     index: Arc<RwLock<VectorIndex>>,
     stamp: Option<String>,
+    keyword: Option<Arc<KeywordIndex>>,
 }
 
 impl std::fmt::Debug for CollectionCache {
@@ -289,34 +318,79 @@ fn lock_err<T>(_: T) -> ServerError {
     ServerError::Internal("a lock was poisoned".into())
 }
 
-/// The embedder every collection uses (the registry's all-MiniLM-L6-v2), loaded on first use.
+/// The embedder new collections are indexed with ([`ServerConfig::embedder_dir`]: the
+/// registry's multilingual USE-m3 unless configured), loaded on first use.
 ///
 /// # Errors
 /// [`ServerError::Unavailable`] when the model is not set up.
+///
+/// [`ServerConfig::embedder_dir`]: crate::ServerConfig::embedder_dir
 pub async fn embedder(state: &AppState) -> Result<Arc<dyn Embedder>> {
     state
         .collections()
         .embedder
         .get_or_try_init(|| async {
-            let dir = docraft_index::default_model_dir();
+            let dir = state.config().embedder_dir();
             tokio::task::spawn_blocking(move || {
-                docraft_pipeline::stage::index::embedder(
-                    docraft_pipeline::settings::EmbedBackend::default(),
-                    &dir,
-                    docraft_index::EmbedOptions::default(),
-                )
-                .map(Arc::from)
-                .map_err(|e| {
-                    ServerError::Unavailable(format!(
-                        "the embedding model is not available ({e}); run scripts/setup.sh"
-                    ))
-                })
+                let backend = docraft_pipeline::stage::index::backend_for_dir(&dir);
+                docraft_pipeline::stage::index::embedder(backend, &dir, docraft_index::EmbedOptions::default())
+                    .map(Arc::from)
+                    .map_err(|e| {
+                        ServerError::Unavailable(format!(
+                            "the embedding model is not available ({e}); run scripts/setup.sh"
+                        ))
+                    })
             })
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?
         })
         .await
         .cloned()
+}
+
+/// The embedder of a collection whose vectors `ix` holds: the configured one ([`embedder`])
+/// for a new or empty collection or one it built; for a collection built with another model
+/// (before the configured one changed), that model, loaded once per process from the
+/// directory the collection recorded (else the registry's copy), so the collection keeps
+/// answering and growing with the vectors it has.
+///
+/// # Errors
+/// [`ServerError::Unavailable`] when that model is not there.
+async fn embedder_of(state: &AppState, ix: &CollectionIndex) -> Result<Arc<dyn Embedder>> {
+    let configured = embedder(state).await?;
+    let recorded = {
+        let ix = ix.clone();
+        tokio::task::spawn_blocking(move || ix.recorded_model()).await.map_err(join_err)?
+    };
+    let Some((model_id, dir)) = recorded.filter(|(id, _)| *id != configured.model_id()) else {
+        return Ok(configured);
+    };
+    let mut others = state.collections().other_embedders.lock().await;
+    if let Some(e) = others.get(&model_id) {
+        return Ok(e.clone());
+    }
+    let id = model_id.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        docraft_pipeline::stage::index::store_embedder(&id, dir.as_deref(), None, None).map_err(|e| {
+            ServerError::Unavailable(format!(
+                "the collection was indexed with the embedding model {id}, which is not available ({e}); run \
+                 scripts/setup.sh"
+            ))
+        })
+    })
+    .await
+    .map_err(join_err)??;
+    let loaded: Arc<dyn Embedder> = Arc::from(loaded);
+    // The model id says which vectors an embedder makes: a copy in another directory that is
+    // not the same model is refused here rather than mixed into the collection.
+    if loaded.model_id() != model_id {
+        return Err(ServerError::Unavailable(format!(
+            "the collection was indexed with the embedding model {model_id}; the model found is {}",
+            loaded.model_id()
+        )));
+    }
+    others.insert(model_id, loaded.clone());
+    Ok(loaded)
 }
 
 fn join_err(e: tokio::task::JoinError) -> ServerError {
@@ -452,7 +526,7 @@ fn open_index_as(
             .map_err(|e| ServerError::Internal(e.to_string()))?
     };
     let ix = Arc::new(RwLock::new(index));
-    let entry = CachedIndex { index: ix.clone(), stamp };
+    let entry = CachedIndex { index: ix.clone(), stamp, keyword: None };
     state.collections().indexes.lock().map_err(lock_err)?.insert(collection_id.to_string(), entry);
     Ok(ix)
 }
@@ -482,6 +556,7 @@ fn update_index(
     let mut map = state.collections().indexes.lock().map_err(lock_err)?;
     if let Some(c) = map.get_mut(collection_id).filter(|c| Arc::ptr_eq(&c.index, &ix)) {
         c.stamp = Some(stamp);
+        c.keyword = None;
     }
     Ok(())
 }
@@ -527,7 +602,119 @@ pub async fn index_of(
     let ix = tokio::task::spawn_blocking(move || collection_index(&st, pg.as_ref(), &org_id, &cid, e.as_ref()))
         .await
         .map_err(join_err)??;
+    let emb = embedder_of(state, &ix).await?;
     Ok((ix, emb))
+}
+
+/// The keyword index (BM25) of the collection whose open index is `ix`: the cached one, else
+/// built from the index's chunks and cached until the index changes. Blocking.
+fn keyword_index(state: &AppState, collection_id: &str, ix: &Arc<RwLock<VectorIndex>>) -> Result<Arc<KeywordIndex>> {
+    let stamp = {
+        let map = state.collections().indexes.lock().map_err(lock_err)?;
+        let entry = map.get(collection_id).filter(|c| Arc::ptr_eq(&c.index, ix));
+        if let Some(k) = entry.and_then(|c| c.keyword.clone()) {
+            return Ok(k);
+        }
+        entry.map(|c| c.stamp.clone())
+    };
+    let built = Arc::new(KeywordIndex::from_chunks(ix.read().map_err(lock_err)?.chunks().cloned()));
+    // Kept only if the index did not change meanwhile (writers change the stamp while they
+    // still hold the write lock, so a build that saw older chunks sees a new stamp here).
+    let mut map = state.collections().indexes.lock().map_err(lock_err)?;
+    if let Some(c) =
+        map.get_mut(collection_id).filter(|c| Arc::ptr_eq(&c.index, ix) && Some(&c.stamp) == stamp.as_ref())
+    {
+        c.keyword = Some(built.clone());
+    }
+    Ok(built)
+}
+
+/// A collection searched for `/search` and chat: its vectors ([`CollectionIndex`]) and, for a
+/// collection in the data directory, its keyword index, in one [`Retrieval`] mode. Blocking:
+/// search inside `spawn_blocking`.
+#[derive(Clone)]
+pub struct CollectionRetriever {
+    index: CollectionIndex,
+    embedder: Arc<dyn Embedder>,
+    keyword: Arc<KeywordIndex>,
+    filter: Filter,
+    mode: Retrieval,
+}
+
+impl std::fmt::Debug for CollectionRetriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectionRetriever")
+            .field("index", &self.index)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CollectionRetriever {
+    /// The mode searches run in: the one asked for, or `vector` for a collection on
+    /// PostgreSQL (no keyword index there yet).
+    #[must_use]
+    pub fn retrieval(&self) -> Retrieval {
+        self.mode
+    }
+}
+
+/// The vector side of a [`CollectionRetriever`].
+struct VectorSide<'a> {
+    index: &'a CollectionIndex,
+    embedder: &'a dyn Embedder,
+    filter: &'a Filter,
+}
+
+impl Retriever for VectorSide<'_> {
+    fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        self.index.search(self.embedder, query, k, self.filter)
+    }
+}
+
+impl Retriever for CollectionRetriever {
+    fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        let vector = VectorSide { index: &self.index, embedder: self.embedder.as_ref(), filter: &self.filter };
+        HybridRetriever::new(vector, &*self.keyword)
+            .with_mode(self.mode)
+            .with_filter(self.filter.clone())
+            .search(query, k)
+    }
+}
+
+/// The retrieval mode a request names (`vector`, `keyword`, `hybrid`); unset, the default.
+///
+/// # Errors
+/// [`ServerError::BadRequest`] naming `field` for another value.
+pub fn retrieval_of(value: Option<&str>, field: &str) -> Result<Retrieval> {
+    value.map_or(Ok(Retrieval::default()), |v| {
+        v.parse().map_err(|e: docraft_index::IndexError| {
+            ServerError::bad_request(e.to_string(), Some(field), Some("invalid_value"))
+        })
+    })
+}
+
+/// The collection's retriever with `filter`, in `mode` (see [`CollectionRetriever::retrieval`]).
+/// The collection must be the caller's: check it with [`collection_exists`] first.
+///
+/// # Errors
+/// Those of [`index_of`].
+pub async fn retriever_of(
+    state: &AppState,
+    org_id: &str,
+    collection_id: &str,
+    filter: Filter,
+    mode: Retrieval,
+) -> Result<CollectionRetriever> {
+    let (index, embedder) = index_of(state, org_id, collection_id).await?;
+    let (keyword, mode) = match &index {
+        CollectionIndex::Hnsw(ix) if mode != Retrieval::Vector => {
+            let (st, cid, ix) = (state.clone(), collection_id.to_string(), ix.clone());
+            (tokio::task::spawn_blocking(move || keyword_index(&st, &cid, &ix)).await.map_err(join_err)??, mode)
+        }
+        _ => (Arc::new(KeywordIndex::new(Vec::new())), Retrieval::Vector),
+    };
+    Ok(CollectionRetriever { index, embedder, keyword, filter, mode })
 }
 
 /// Whether `collection_id` is a collection of `org_id` ([`ServerError::NotFound`] if not).
@@ -1445,7 +1632,8 @@ pub fn filter_of(filter: Option<&Map<String, Value>>) -> Result<Filter> {
     Filter::parse(&exprs).map_err(|e| ServerError::bad_request(e.to_string(), Some("filter"), Some("invalid_value")))
 }
 
-/// Searches a collection: its `k` chunks nearest the query that pass the filter.
+/// Searches a collection: its `k` chunks that best match the query (in `mode`) and pass the
+/// filter.
 ///
 /// # Errors
 /// Those of the embedder and the index.
@@ -1456,29 +1644,19 @@ pub async fn search_collection(
     query: &str,
     k: usize,
     filter: Filter,
+    mode: Retrieval,
 ) -> Result<Vec<Source>> {
-    let emb = embedder(state).await?;
-    let pg = pg_vectors(state).await?;
-    let (st, org_id, cid, query) = (state.clone(), org_id.to_string(), collection_id.to_string(), query.to_string());
+    let retriever = retriever_of(state, org_id, collection_id, filter, mode).await?;
+    let (pg, cid, query) =
+        (matches!(retriever.index, CollectionIndex::Pg(_)), collection_id.to_string(), query.to_string());
     tokio::task::spawn_blocking(move || -> Result<Vec<Source>> {
-        if let Some(pg) = pg {
-            let ix = collection_index(&st, Some(&pg), &org_id, &cid, emb.as_ref())?;
-            let hits = ix.search(emb.as_ref(), &query, k, &filter).map_err(|e| pg_err(&cid, "searching", &e))?;
-            return Ok(hits.iter().map(|h| source_of(&h.chunk, h.score)).collect());
-        }
-        let ix = open_index(&st, &org_id, &cid, emb.as_ref())?;
-        let index = ix.read().map_err(lock_err)?;
-        if index.is_empty() {
-            return Ok(Vec::new());
-        }
-        let opts = SearchOptions::new(k).with_filter(filter);
-        let hits = index
-            .search_text(emb.as_ref(), &query, &opts)
-            .map_err(|e| ServerError::Internal(format!("search: {e}")))?;
-        Ok(hits.iter().map(|h| source_of(h.chunk, h.score)).collect())
+        let hits = retriever.search(&query, k).map_err(|e| {
+            if pg { pg_err(&cid, "searching", &e) } else { ServerError::Internal(format!("search: {e}")) }
+        })?;
+        Ok(hits.iter().map(|h| source_of(&h.chunk, h.score)).collect())
     })
     .await
-    .map_err(|e| ServerError::Internal(e.to_string()))?
+    .map_err(join_err)?
 }
 
 /// A chunk as a search result.
@@ -1519,7 +1697,8 @@ pub async fn search(
         return Err(ServerError::unprocessable(format!("k: 1 to {MAX_K}"), "k"));
     }
     let filter = filter_of(req.filter.as_ref())?;
-    let data = search_collection(&state, &org.id, &c.id, &req.query, k, filter).await?;
+    let mode = retrieval_of(req.retrieval.as_deref(), "retrieval")?;
+    let data = search_collection(&state, &org.id, &c.id, &req.query, k, filter, mode).await?;
     Ok(Json(List { object: "list".into(), data }))
 }
 
@@ -1619,7 +1798,8 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
     let chunks_json = serde_json::to_vec(&chunks).map_err(|e| e.to_string())?;
     tokio::fs::write(&json_path, doc_json).await.map_err(|e| format!("writing the text: {e}"))?;
     tokio::fs::write(&chunks_path, chunks_json).await.map_err(|e| format!("writing the chunks: {e}"))?;
-    let emb = embedder(state).await.map_err(|e| e.to_string())?;
+    // The collection's own model: the configured one, or the one its vectors were made with.
+    let (_, emb) = index_of(state, &d.organization_id, &d.obj.collection_id).await.map_err(|e| e.to_string())?;
     let (st, org_id, cid) = (state.clone(), d.organization_id.clone(), d.obj.collection_id.clone());
     let pg = pg_vectors(state).await.map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -1633,7 +1813,7 @@ async fn process(state: &AppState, d: &DocRow) -> std::result::Result<(i64, i64,
             staging.chunks().filter_map(|c| staging.vector(&c.id).map(|v| (c.clone(), v.to_vec()))).unzip();
         if let Some(pg) = pg {
             // PostgreSQL orders the writers: no index directory, lock file or stamp.
-            let model_dir = docraft_index::default_model_dir();
+            let model_dir = st.config().embedder_dir();
             let params = docraft_index::HnswParams::default();
             let stored = pg
                 .create(&org_id, &cid, &emb.model_id(), model_dir.to_str(), params, false)

@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// Where the registry's base models are (`DIR/<name>/<file>.gguf`); `None`:
     /// [`docraft_core::models_dir`].
     pub models_dir: Option<PathBuf>,
+    /// The embedding model new collections are indexed with: a USE-m3 directory as
+    /// `scripts/setup.sh` converts it, or a BERT-style ONNX model directory (all-MiniLM-L6-v2);
+    /// `None`: the default, [`docraft_index::default_model_dir`]. A collection keeps the model
+    /// its vectors were made with: changing this later leaves existing collections searchable.
+    pub embedder: Option<PathBuf>,
     /// Most jobs an organization may have waiting or running at once (429 beyond).
     pub max_active_jobs_per_org: i64,
     /// Largest document of a collection, in bytes (413 beyond).
@@ -118,6 +123,7 @@ impl Default for ServerConfig {
             heartbeat: DEFAULT_HEARTBEAT,
             poll: DEFAULT_POLL,
             models_dir: None,
+            embedder: None,
             max_active_jobs_per_org: DEFAULT_MAX_ACTIVE_JOBS_PER_ORG,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             max_org_document_bytes: DEFAULT_MAX_ORG_DOCUMENT_BYTES,
@@ -151,6 +157,12 @@ impl ServerConfig {
     #[must_use]
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir.clone().unwrap_or_else(docraft_core::models_dir)
+    }
+
+    /// The embedding model directory new collections are indexed with.
+    #[must_use]
+    pub fn embedder_dir(&self) -> PathBuf {
+        self.embedder.clone().unwrap_or_else(docraft_index::default_model_dir)
     }
 
     /// Threads per training job: the configured number, else the cores less one shared among

@@ -37,6 +37,13 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const ID_PREFIX: &str = "file-";
 const COLUMNS: &str = "id, organization_id, bytes, created_at, filename, purpose, status";
 
+/// Reads (and drops) a bounded part of an oversize request's body ([`DRAIN_MAX_BYTES`], for at
+/// most two seconds) before its 413 is sent, so that a client still sending sees the 413
+/// rather than a reset connection (a socket closed with unread data is reset).
+pub(crate) async fn drain(request: Request) {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(request.into_body(), DRAIN_MAX_BYTES)).await;
+}
+
 /// A file, as OpenAI describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FileObject {
@@ -251,9 +258,7 @@ pub async fn upload_file(
     let declared =
         request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(MULTIPART_OVERHEAD_BYTES)) {
-        // Read (and drop) a bounded part of the body first, so that a client still sending
-        // sees the 413 rather than a reset connection.
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, axum::body::to_bytes(request.into_body(), DRAIN_MAX_BYTES)).await;
+        drain(request).await;
         return Err(ServerError::PayloadTooLarge { limit });
     }
     let multipart: std::result::Result<Multipart, MultipartRejection> = Multipart::from_request(request, &state).await;

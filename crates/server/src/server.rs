@@ -244,13 +244,32 @@ fn api(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(chat::create_conversation, chat::list_conversations))
         .routes(routes!(chat::retrieve_conversation, chat::delete_conversation))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
+        .layer(middleware::from_fn(declared_json_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
     // Generation is slow on a CPU: completions have their own time limit.
     let completions = OpenApiRouter::new()
         .routes(routes!(chat::chat_completions))
         .layer(RequestBodyLimitLayer::new(MAX_JSON_BODY_BYTES))
+        .layer(middleware::from_fn(declared_json_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.chat_timeout));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(uploads).merge(documents).merge(rest).merge(completions)
+}
+
+/// A body declared (`Content-Length`) over [`MAX_JSON_BODY_BYTES`] gets its 413 after a
+/// bounded part of it was read ([`files::drain`]), so a client still sending sees the answer;
+/// a body that grows past the limit while streaming is cut by the limit layer inside.
+async fn declared_json_limit(request: Request, next: Next) -> Response {
+    let limit = u64::try_from(MAX_JSON_BODY_BYTES).unwrap_or(u64::MAX);
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        files::drain(request).await;
+        return ServerError::PayloadTooLarge { limit }.into_response();
+    }
+    next.run(request).await
 }
 
 /// The OpenAPI 3.1 document of every route (generated from the handlers' annotations).

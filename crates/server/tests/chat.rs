@@ -115,6 +115,10 @@ async fn bad_chat_requests_are_refused_in_openais_shape() {
         assert_eq!(error_of(chat(&server, &a, &body).await, 422).await["error"]["param"], "docraft.k");
     }
     // The extension is docraft's own: a misspelt key, a filter that is no filter.
+    let fuzzy = json!({"model": SMOLLM2, "messages": user("hi"), "docraft": {"collection": col, "retrieval": "fuzzy"}});
+    assert_eq!(error_of(chat(&server, &a, &fuzzy).await, 400).await["error"]["param"], "docraft.retrieval");
+    let alone = json!({"model": SMOLLM2, "messages": user("hi"), "docraft": {"retrieval": "keyword"}});
+    assert_eq!(error_of(chat(&server, &a, &alone).await, 400).await["error"]["param"], "docraft.collection");
     let typo = json!({"model": SMOLLM2, "messages": user("hi"), "docraft": {"colection": col}});
     error_of(chat(&server, &a, &typo).await, 400).await;
     let filter =

@@ -284,6 +284,25 @@ async fn documents_are_indexed_searched_previewed_and_deleted() {
     let legal =
         search(&server, &key, &col, json!({"query": "flange bolts torque", "k": 5, "filter": {"team": "legal"}})).await;
     assert!(!legal.is_empty() && legal.iter().all(|h| h["filename"] == "politica-es.pdf"), "{legal:#?}");
+    // Each retrieval mode (hybrid is the default); keyword search is BM25 over the chunks, with
+    // the filter applied too.
+    for mode in ["vector", "keyword", "hybrid"] {
+        let q = json!({"query": "flange bolts torque", "k": 3, "retrieval": mode});
+        let hits = search(&server, &key, &col, q).await;
+        assert_eq!(hits[0]["filename"], "handbook-en.pdf", "{mode}: {hits:#?}");
+    }
+    let q = json!({"query": "flange bolts torque", "k": 5, "retrieval": "keyword", "filter": {"team": "legal"}});
+    assert!(search(&server, &key, &col, q).await.is_empty(), "no legal document mentions flange bolts");
+    let r = server
+        .http
+        .post(server.url(&format!("/v1/collections/{col}/search")))
+        .bearer_auth(&key)
+        .json(&json!({"query": "x", "retrieval": "fuzzy"}))
+        .send()
+        .await
+        .unwrap();
+    let e = error_of(r, 400).await;
+    assert!(e["error"]["message"].as_str().unwrap().contains("fuzzy") && e["error"]["param"] == "retrieval", "{e}");
 
     // The cited page's text, with the chunk's span inside it.
     let doc = handbook["id"].as_str().unwrap();
@@ -321,6 +340,10 @@ async fn documents_are_indexed_searched_previewed_and_deleted() {
     let hits =
         search(&server, &key, &col, json!({"query": "What torque should the flange bolts be tightened to?", "k": 10}))
             .await;
+    assert!(hits.iter().all(|h| h["filename"] != "handbook-en.pdf"), "{hits:#?}");
+    // The keyword index follows: the deleted document's words are gone from it too.
+    let q = json!({"query": "flange bolts torque", "k": 10, "retrieval": "keyword"});
+    let hits = search(&server, &key, &col, q).await;
     assert!(hits.iter().all(|h| h["filename"] != "handbook-en.pdf"), "{hits:#?}");
 
     // A restarted server reads the saved index.
@@ -472,5 +495,49 @@ async fn database_rows_are_searched_and_filtered_by_their_columns() {
     assert_eq!(hits[0]["filename"], "row-2.txt", "{hits:#?}");
     let it = search(&server, &key, &col, json!({"query": "vacaciones", "k": 5, "filter": {"team": "it"}})).await;
     assert!(!it.is_empty() && it.iter().all(|h| h["metadata"]["team"] == "it"), "{it:#?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/setup.sh"]
+async fn a_collection_keeps_the_embedder_it_was_built_with() {
+    // Built by a server configured with all-MiniLM-L6-v2 (as servers were before USE-m3 became
+    // the default)...
+    let minilm = docraft_index::minilm_model_dir();
+    let server = TestServer::start_with(|c| {
+        common::fast(c, 0);
+        c.embedder = Some(minilm);
+    })
+    .await;
+    let (org, key) = server.org("acme").await;
+    let old = collection(&server, &key, "before").await;
+    ok(upload(&server, &key, &old, &[("handbook-en.pdf", fixture("docs/handbook-en.pdf"))], None).await).await;
+    assert_eq!(wait_indexed(&server, &key, &old, 1).await[0]["status"], "indexed");
+    let dir = server.stop_keep().await;
+    // ... then served with the default (USE-m3): the old collection is still searched with its
+    // own model, and a new document joins it with that model too.
+    let server = TestServer::restart(dir, |c| common::fast(c, 0)).await;
+    let q = json!({"query": "What torque should the flange bolts be tightened to?", "k": 3});
+    let hits = search(&server, &key, &old, q.clone()).await;
+    assert!(!hits.is_empty() && hits.iter().all(|h| h["filename"] == "handbook-en.pdf"), "{hits:#?}");
+    ok(upload(&server, &key, &old, &[("politica-es.pdf", fixture("docs/politica-es.pdf"))], None).await).await;
+    let docs = wait_indexed(&server, &key, &old, 2).await;
+    assert!(docs.iter().all(|d| d["status"] == "indexed"), "{docs:#?}");
+    let q_es = json!({"query": "Clasificación de la información: niveles de confidencialidad", "k": 10});
+    let hits = search(&server, &key, &old, q_es.clone()).await;
+    assert!(hits.iter().any(|h| h["filename"] == "politica-es.pdf"), "{hits:#?}");
+    // A new collection is built with the default model; both answer side by side.
+    let new = collection(&server, &key, "after").await;
+    ok(upload(&server, &key, &new, &[("politica-es.pdf", fixture("docs/politica-es.pdf"))], None).await).await;
+    assert_eq!(wait_indexed(&server, &key, &new, 1).await[0]["status"], "indexed");
+    let hits = search(&server, &key, &new, q_es).await;
+    assert!(hits.iter().any(|h| h["filename"] == "politica-es.pdf"), "{hits:#?}");
+    // Each collection's index records its own model.
+    let model_of = |col: &str| {
+        let dir = server.state.org_dir(&org.id).join("collections").join(col).join("index");
+        docraft_index::VectorIndex::load(&dir).unwrap().model_id().to_string()
+    };
+    assert!(model_of(&old).starts_with("onnx:all-minilm-l6-v2"), "{}", model_of(&old));
+    assert!(model_of(&new).starts_with("use-m3:"), "{}", model_of(&new));
     server.stop().await;
 }
