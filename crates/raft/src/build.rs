@@ -14,7 +14,7 @@ use docraft_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cot::{Problem, check_answer, to_cot_text, verify};
+use crate::cot::{Problem, check_answer, cut_answer, to_cot_text, verify};
 use crate::distract::{Choice, Draw, Pool};
 use crate::error::{Result, setting};
 use crate::prompt::CotPrompt;
@@ -509,14 +509,18 @@ impl<'a> RaftBuilder<'a> {
                         usage.prompt_tokens += resp.usage.prompt_tokens;
                         usage.completion_tokens += resp.usage.completion_tokens;
                         let (text, _) = to_cot_text(&resp.text);
-                        let checked = verify(&text, oracle, self.options.min_quote_words).and_then(|v| {
-                            if self.options.min_answer_support <= 0.0 {
-                                return Ok(v);
-                            }
-                            let lang = if job.question.lang.is_empty() { "en" } else { job.question.lang.as_str() };
-                            check_answer(&v, oracle, &job.question.question, lang, self.options.min_answer_support)
-                                .map(|()| v)
-                        });
+                        let cut = cut_answer(&resp.text, crate::prompt::MAX_ANSWER_CHARS);
+                        let checked = cut
+                            .map_or(Ok(()), Err)
+                            .and_then(|()| verify(&text, oracle, self.options.min_quote_words))
+                            .and_then(|v| {
+                                if self.options.min_answer_support <= 0.0 {
+                                    return Ok(v);
+                                }
+                                let lang = if job.question.lang.is_empty() { "en" } else { job.question.lang.as_str() };
+                                check_answer(&v, oracle, &job.question.question, lang, self.options.min_answer_support)
+                                    .map(|()| v)
+                            });
                         match checked {
                             Ok(v) => accepted.push(self.record(pool, &job, v)),
                             Err(_) if job.attempts < self.options.attempts => {

@@ -37,6 +37,9 @@ pub enum Problem {
     NonAnswer,
     /// The final answer does not agree with the quotes (see [`check_answer`]).
     UnsupportedAnswer,
+    /// The final answer ran into the structured prompt's length limit and was cut off
+    /// (see [`cut_answer`]).
+    CutAnswer,
 }
 
 impl std::fmt::Display for Problem {
@@ -51,6 +54,7 @@ impl std::fmt::Display for Problem {
             Self::UnknownChunk => "unknown_chunk",
             Self::NonAnswer => "non_answer",
             Self::UnsupportedAnswer => "unsupported_answer",
+            Self::CutAnswer => "cut_answer",
         };
         f.write_str(s)
     }
@@ -143,6 +147,20 @@ pub fn to_cot_text(raw: &str) -> (String, bool) {
         return (text, true);
     }
     (canonical_markers(raw.trim()), false)
+}
+
+/// A structured reply whose answer reached `max_chars` characters (give or take the two a trim
+/// can take off): the schema's grammar stopped the model there, so the answer ends wherever it
+/// was cut, often mid-word. `None` for a shorter answer or a free-text reply.
+#[must_use]
+pub fn cut_answer(raw: &str, max_chars: usize) -> Option<Failure> {
+    let trimmed = raw.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+    let s = serde_json::from_str::<Structured>(trimmed).ok()?;
+    let n = s.answer.chars().count();
+    (n + 2 >= max_chars).then(|| Failure {
+        problem: Problem::CutAnswer,
+        detail: format!("the answer reached the {max_chars}-character limit ({n}) and was cut off"),
+    })
 }
 
 /// Rewrites the spellings small models use for the markers (`## begin_quote ##`,
@@ -507,6 +525,15 @@ mod tests {
         );
         assert_eq!(verify(&text, ORACLE, 3).unwrap().final_answer, "45 Nm");
         let (free, structured) = to_cot_text("plain text <ANSWER>: x");
+        // An answer the schema's length limit cut off is caught; a shorter one and free text
+        // are not.
+        let long = serde_json::json!({"reasoning": [{"thought": "t", "quote": "q"}], "answer": "x".repeat(300)});
+        let cut = cut_answer(&long.to_string(), 300).unwrap();
+        assert_eq!(cut.problem, Problem::CutAnswer);
+        assert!(cut.detail.contains("300"), "{}", cut.detail);
+        let short = serde_json::json!({"reasoning": [{"thought": "t", "quote": "q"}], "answer": "18 Nm."});
+        assert!(cut_answer(&short.to_string(), 300).is_none());
+        assert!(cut_answer(&"x".repeat(400), 300).is_none());
         assert!(!structured);
         assert_eq!(free, "plain text <ANSWER>: x");
     }

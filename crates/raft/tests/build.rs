@@ -122,6 +122,12 @@ impl Scripted {
         } else if question.contains("DISAGREE") {
             // A real quote, then an answer that has nothing to do with it.
             serde_json::json!({"reasoning": [{"thought": "The context answers it.", "quote": quote}], "answer": "Paint it green with a roller"}).to_string()
+        } else if question.contains("RAMBLE") {
+            // An answer the schema's 300-character limit cut off mid-word.
+            let answer =
+                format!("Every few days, {}", "and then again ".repeat(40)).chars().take(300).collect::<String>();
+            serde_json::json!({"reasoning": [{"thought": "The context answers it.", "quote": quote}], "answer": answer})
+                .to_string()
         } else if question.contains("DUNNO") {
             serde_json::json!({"reasoning": [{"thought": "Hmm.", "quote": quote}], "answer": "I don't know."})
                 .to_string()
@@ -371,19 +377,22 @@ fn quotes_are_verified_failures_repaired_or_rejected_and_all_accounted_for() {
 
 /// The final answer must answer and agree with its quotes: a chain of thought that quotes the
 /// oracle correctly but answers something else, or answers "I don't know", is rejected after
-/// its tries with its reason; `min_answer_support: 0` turns the check off.
+/// its tries with its reason; `min_answer_support: 0` turns the check off. An answer the
+/// schema's length limit cut off is refused either way.
 #[test]
 fn final_answers_that_disagree_with_the_quotes_are_rejected() {
     let chunks = corpus();
     let mut qs = questions(&chunks[..6], 1);
     qs[0].question = format!("DISAGREE {}", qs[0].question);
     qs[1].question = format!("DUNNO {}", qs[1].question);
+    qs[2].question = format!("RAMBLE {}", qs[2].question);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("raft.jsonl");
     let s = build(&Scripted::default(), None, RaftOptions { attempts: 2, ..reference() }, &chunks, &qs, &out);
-    assert_eq!(s.accepted, 4, "{s:?}");
+    assert_eq!(s.accepted, 3, "{s:?}");
     assert_eq!(s.rejected.get(&Problem::UnsupportedAnswer), Some(&1));
     assert_eq!(s.rejected.get(&Problem::NonAnswer), Some(&1));
+    assert_eq!(s.rejected.get(&Problem::CutAnswer), Some(&1), "an answer cut at the schema's limit is not kept");
     let (rejected, _) = read_all::<Rejected>(&RaftFiles::new(&out).rejected).unwrap();
     let r = rejected.iter().find(|r| r.reason == Problem::UnsupportedAnswer).unwrap();
     assert_eq!(r.attempts, 2, "asked again before giving up");
@@ -394,7 +403,9 @@ fn final_answers_that_disagree_with_the_quotes_are_rejected() {
     let off = tempfile::tempdir().unwrap();
     let o = RaftOptions { attempts: 2, min_answer_support: 0.0, ..reference() };
     let s = build(&Scripted::default(), None, o, &chunks, &qs, &off.path().join("raft.jsonl"));
-    assert_eq!((s.accepted, s.rejected_total()), (6, 0));
+    // The agreement check is off; a cut answer is still refused (it is broken, not doubtful).
+    assert_eq!((s.accepted, s.rejected_total()), (5, 1));
+    assert_eq!(s.rejected.get(&Problem::CutAnswer), Some(&1));
     assert!(RaftBuilder::new(&Scripted::default(), RaftOptions { min_answer_support: 1.5, ..reference() }).is_err());
 }
 

@@ -312,7 +312,10 @@ impl Adapter {
                 let name = format!("model.layers.{l}.{}.weight", t.hf_path());
                 let w = weights.get(&name).ok_or_else(|| TrainError::model(&name, "base weight missing"))?;
                 let delta = (p.b.as_tensor().matmul(p.a.as_tensor())? * scale)?.to_dtype(w.dtype())?;
-                let merged = (w + delta)?;
+                // Detached: the adapter's tensors are trainable variables, and a weight computed
+                // from them would make every forward through the merged model record its
+                // graph, so decoding kept every token's activations alive (an eval reached 23 GB).
+                let merged = (w + delta)?.detach();
                 weights.insert(name, merged);
             }
         }

@@ -267,7 +267,13 @@ fn merged_weights_give_the_logits_of_base_plus_adapter() {
     let with = model.logits(&model.hidden(&inputs, Some(&adapter), None).unwrap()).unwrap();
     let plain = model.logits(&model.hidden(&inputs, None, None).unwrap()).unwrap();
     let merged = model.merged(&adapter).unwrap();
+    // Plain tensors, not a graph over the adapter's variables: decoding with the merged model
+    // must not record (and keep alive) the activations of every token.
+    for (name, w) in merged.weights() {
+        assert!(!w.track_op(), "{name} is tracked by autograd");
+    }
     let m = merged.logits(&merged.hidden(&inputs, None, None).unwrap()).unwrap();
+    assert!(!m.track_op(), "the merged model's logits carry an autograd graph");
     assert!(max_diff(&with, &plain) > 1e-2, "the adapter must change the logits for this test to mean anything");
     assert!(max_diff(&with, &m) < 1e-4, "merged {}", max_diff(&with, &m));
     // The cached (generation) path agrees with the full forward on the last position.
