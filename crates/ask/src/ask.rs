@@ -61,6 +61,18 @@ impl Default for AskOptions {
 }
 
 impl AskOptions {
+    /// These options for a retriever whose scores are cosine similarities (`true`: vector
+    /// retrieval) or not (keyword scores are BM25's, hybrid ones fused ranks, with no fixed
+    /// scale): without similarities there is no similarity floor, and the word-coverage check
+    /// alone decides whether the sources can answer.
+    #[must_use]
+    pub fn for_scores(mut self, similarities: bool) -> Self {
+        if !similarities {
+            self.min_score = -1.0;
+        }
+        self
+    }
+
     /// Checks the ranges.
     ///
     /// # Errors

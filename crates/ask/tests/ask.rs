@@ -207,6 +207,10 @@ fn options_are_validated() {
     let asker = Asker::new(&retriever, &generator);
     let a = asker.ask("Anything at all here?", &[], &mut |_| {}).unwrap();
     assert!(a.declined && a.decline_reason.unwrap().contains("no chunks"));
+    // Without similarities (keyword or fused scores) there is no similarity floor.
+    let o = AskOptions { min_score: 0.3, ..AskOptions::default() };
+    assert_eq!(o.clone().for_scores(true).min_score, 0.3);
+    assert_eq!(o.for_scores(false).min_score, -1.0);
 }
 
 #[test]

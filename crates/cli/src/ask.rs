@@ -67,8 +67,6 @@ pub fn ask(a: &AskArgs) -> Result<ExitCode> {
     let search = a.search.settings();
     let opened = docraft_pipeline::stage::index::open_store(&a.index, None, None, &search)?;
     let retriever = opened.retriever(Filter::parse(&a.filter)?, &search)?;
-    // Similarities exist in vector retrieval only (keyword scores are BM25's, hybrid ones fused
-    // ranks): there the word-coverage check alone decides.
     let by_vector = opened.retrieval(&search) == Retrieval::Vector;
     let model_path = a.model.clone().unwrap_or_else(docraft_llm::default_gguf);
     let device = docraft_train::device(a.cuda)?;
@@ -76,13 +74,14 @@ pub fn ask(a: &AskArgs) -> Result<ExitCode> {
         .with_context(|| format!("loading the model {}", model_path.display()))?;
     let options = AskOptions {
         k: a.k,
-        min_score: if by_vector { a.min_score } else { -1.0 },
+        min_score: a.min_score,
         min_word_coverage: a.min_word_coverage,
         max_tokens: a.max_tokens,
         temperature: a.temperature,
         seed: a.seed,
         ..AskOptions::default()
-    };
+    }
+    .for_scores(by_vector);
     let asker = Asker::new(retriever.as_ref(), &model).with_options(options)?;
     let mut history: Vec<Turn> = Vec::new();
     let one = |question: &str, history: &mut Vec<Turn>| -> Result<()> {

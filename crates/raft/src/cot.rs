@@ -122,13 +122,18 @@ struct Step {
     quote: String,
 }
 
+/// A reply to the structured prompt (JSON, perhaps in a code fence); `None` for free text.
+fn structured(raw: &str) -> Option<Structured> {
+    let trimmed = raw.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+    serde_json::from_str(trimmed).ok()
+}
+
 /// The `cot_answer` text of a model reply: JSON steps (the structured prompt) are rendered
 /// as `thought ##begin_quote##quote##end_quote##` lines and `<ANSWER>: answer`; anything else
 /// is taken as free text. Returns the text and whether it came from JSON.
 #[must_use]
 pub fn to_cot_text(raw: &str) -> (String, bool) {
-    let trimmed = raw.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
-    if let Ok(s) = serde_json::from_str::<Structured>(trimmed) {
+    if let Some(s) = structured(raw) {
         let mut text = String::new();
         for step in &s.reasoning {
             let thought = step.thought.trim();
@@ -154,9 +159,7 @@ pub fn to_cot_text(raw: &str) -> (String, bool) {
 /// was cut, often mid-word. `None` for a shorter answer or a free-text reply.
 #[must_use]
 pub fn cut_answer(raw: &str, max_chars: usize) -> Option<Failure> {
-    let trimmed = raw.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
-    let s = serde_json::from_str::<Structured>(trimmed).ok()?;
-    let n = s.answer.chars().count();
+    let n = structured(raw)?.answer.chars().count();
     (n + 2 >= max_chars).then(|| Failure {
         problem: Problem::CutAnswer,
         detail: format!("the answer reached the {max_chars}-character limit ({n}) and was cut off"),

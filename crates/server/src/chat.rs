@@ -619,17 +619,14 @@ impl Job {
         // The HNSW index is read-locked for each search only, so the ingest worker can add
         // documents while an answer is generated.
         let retriever = &rag.retriever;
-        let defaults = AskOptions::default();
         let options = AskOptions {
             k: rag.k,
-            // Similarity is a cosine in vector mode only; fused and BM25 scores have no fixed
-            // scale, so there the word coverage check alone decides.
-            min_score: if retriever.retrieval() == Retrieval::Vector { defaults.min_score } else { -1.0 },
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             seed: self.seed,
-            ..defaults
-        };
+            ..AskOptions::default()
+        }
+        .for_scores(retriever.retrieval() == Retrieval::Vector);
         let asker = Asker::new(retriever, self.model.as_ref()).with_options(options).map_err(ask_err)?;
         let answer = asker.ask(&rag.question, &rag.history, &mut forward).map_err(ask_err)?;
         let sources: Vec<ChatSource> = answer
