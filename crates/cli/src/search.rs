@@ -133,7 +133,7 @@ fn r() -> RetrievalSettings {
 #[derive(Args, Debug, Clone)]
 pub struct RetrievalArgs {
     /// vector (embeddings), keyword (BM25 over the same chunks) or hybrid (both, fused by
-    /// reciprocal rank). A pgvector collection is searched by vector.
+    /// reciprocal rank). A pgvector collection runs BM25 in PostgreSQL.
     #[arg(long, default_value_t = r().retrieval)]
     retrieval: Retrieval,
     /// Weight of the vector list in hybrid retrieval.

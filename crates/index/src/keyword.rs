@@ -7,7 +7,6 @@
 //! Spanish dropped (numbers kept), and cut to their five-character [`stem`], so `conservan`
 //! and `conserva` meet.
 
-use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +46,93 @@ fn terms(text: &str) -> impl Iterator<Item = String> {
     words(text).into_iter().filter(|w| is_content_word(w, "en") && is_content_word(w, "es")).map(|w| stem(&w))
 }
 
+/// The distinct index terms of a query, sorted (each counts once in a BM25 score).
+pub(crate) fn query_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = terms(query).collect();
+    terms.sort_unstable();
+    terms.dedup();
+    terms
+}
+
+/// A text's index terms with their frequencies, and its length in terms: what BM25 keeps of
+/// a chunk (here and in PostgreSQL, [`crate::PgVectorStore`]).
+pub(crate) fn term_counts(text: &str) -> (HashMap<String, u32>, u32) {
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    let mut length = 0u32;
+    for term in terms(text) {
+        *counts.entry(term).or_insert(0) += 1;
+        length = length.saturating_add(1);
+    }
+    (counts, length)
+}
+
+/// The BM25 weight of one term in one chunk: `idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b *
+/// length / avg_len))` with idf `ln(1 + (n - df + 0.5) / (df + 0.5))`, for `n` chunks of
+/// average length `avg_len`, `df` of which hold the term. PostgreSQL computes the same
+/// expression in SQL ([`crate::PgVectorStore::search_keywords`]).
+fn bm25(tf: f64, df: f64, n: f64, length: f64, avg_len: f64) -> f64 {
+    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+    let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * length / avg_len);
+    idf * tf * (BM25_K1 + 1.0) / (tf + norm)
+}
+
+/// Keyword (BM25) search over a store's chunks: the keyword side of a [`HybridRetriever`].
+/// Implemented by the in-memory [`KeywordIndex`] and by [`crate::PgVectorStore`] (in SQL,
+/// with the same terms and scores).
+pub trait KeywordSearch: Send + Sync {
+    /// Up to `k` chunks passing `filter` that hold a term of `query`, by BM25 score, best
+    /// first, ties by chunk id.
+    ///
+    /// # Errors
+    /// The store's, naming it.
+    fn keyword_search(&self, query: &str, k: usize, filter: &Filter)
+    -> std::result::Result<Vec<Scored>, RetrieveError>;
+}
+
+impl KeywordSearch for KeywordIndex {
+    fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        Ok(self.search(query, k, filter))
+    }
+}
+
+impl<T: KeywordSearch + ?Sized> KeywordSearch for &T {
+    fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        (**self).keyword_search(query, k, filter)
+    }
+}
+
+impl<T: KeywordSearch + ?Sized> KeywordSearch for std::sync::Arc<T> {
+    fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        (**self).keyword_search(query, k, filter)
+    }
+}
+
+impl<T: KeywordSearch + ?Sized> KeywordSearch for Box<T> {
+    fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+        (**self).keyword_search(query, k, filter)
+    }
+}
+
 /// A count as a float (counts here are far below 2^52, so exact).
 #[allow(clippy::cast_precision_loss)]
 fn float(n: usize) -> f64 {
@@ -75,12 +161,7 @@ impl KeywordIndex {
         let mut lengths = Vec::with_capacity(chunks.len());
         let mut total = 0usize;
         for (row, chunk) in (0..=u32::MAX).zip(&chunks) {
-            let mut counts: HashMap<String, u32> = HashMap::new();
-            let mut length = 0u32;
-            for term in terms(&chunk.text) {
-                *counts.entry(term).or_insert(0) += 1;
-                length = length.saturating_add(1);
-            }
+            let (counts, length) = term_counts(&chunk.text);
             for (term, tf) in counts {
                 postings.entry(term).or_default().push((row, tf));
             }
@@ -122,9 +203,7 @@ impl KeywordIndex {
 
     /// The BM25 score of each chunk holding a term of `query`, by row.
     fn scores(&self, query: &str) -> HashMap<u32, f64> {
-        let mut query_terms: Vec<String> = terms(query).collect();
-        query_terms.sort_unstable();
-        query_terms.dedup();
+        let query_terms = query_terms(query);
         let n = float(self.chunks.len());
         let mut scores: HashMap<u32, f64> = HashMap::new();
         if self.avg_len <= 0.0 {
@@ -133,12 +212,9 @@ impl KeywordIndex {
         for term in &query_terms {
             let Some(list) = self.postings.get(term) else { continue };
             let df = float(list.len());
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for &(row, tf) in list {
-                let tf = f64::from(tf);
                 let length = self.lengths.get(row as usize).copied().map_or(0.0, f64::from);
-                let norm = BM25_K1 * (1.0 - BM25_B + BM25_B * length / self.avg_len);
-                *scores.entry(row).or_insert(0.0) += idf * tf * (BM25_K1 + 1.0) / (tf + norm);
+                *scores.entry(row).or_insert(0.0) += bm25(f64::from(tf), df, n, length, self.avg_len);
             }
         }
         scores
@@ -283,8 +359,8 @@ impl FromStr for Retrieval {
 /// Scores: in vector mode the store's similarities, in keyword mode BM25 scores, in hybrid
 /// mode the fused scores (so a similarity threshold applies to vector mode only).
 ///
-/// `K` is anything that borrows a [`KeywordIndex`]: the index itself, a reference or an
-/// `Arc`.
+/// `K` is any [`KeywordSearch`]: a [`KeywordIndex`] (itself, a reference, an `Arc`) or a
+/// [`crate::PgVectorStore`].
 #[derive(Debug, Clone)]
 pub struct HybridRetriever<V, K> {
     vector: V,
@@ -298,7 +374,7 @@ pub struct HybridRetriever<V, K> {
 impl<V, K> HybridRetriever<V, K>
 where
     V: Retriever,
-    K: Borrow<KeywordIndex> + Send + Sync,
+    K: KeywordSearch,
 {
     /// A retriever in the default mode ([`Retrieval::default`]) with the default weights
     /// ([`DEFAULT_VECTOR_WEIGHT`], [`DEFAULT_KEYWORD_WEIGHT`]) and no keyword filter.
@@ -370,31 +446,34 @@ where
         &self.filter
     }
 
-    /// The keyword index.
+    /// The keyword side.
     #[must_use]
-    pub fn keyword_index(&self) -> &KeywordIndex {
-        self.keyword.borrow()
+    pub fn keyword(&self) -> &K {
+        &self.keyword
     }
 }
 
 impl<V, K> Retriever for HybridRetriever<V, K>
 where
     V: Retriever,
-    K: Borrow<KeywordIndex> + Send + Sync,
+    K: KeywordSearch,
 {
     fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let keyword: &KeywordIndex = self.keyword.borrow();
+        let keyword = &self.keyword;
         match self.mode {
             Retrieval::Vector => self.vector.search(query, k),
-            Retrieval::Keyword => Ok(keyword.search(query, k, &self.filter)),
+            Retrieval::Keyword => keyword.keyword_search(query, k, &self.filter),
             Retrieval::Hybrid => {
                 let depth = k.saturating_mul(FUSION_DEPTH_FACTOR).max(FUSION_MIN_DEPTH);
                 let vector = if self.vector_weight > 0.0 { self.vector.search(query, depth)? } else { Vec::new() };
-                let keyword =
-                    if self.keyword_weight > 0.0 { keyword.search(query, depth, &self.filter) } else { Vec::new() };
+                let keyword = if self.keyword_weight > 0.0 {
+                    keyword.keyword_search(query, depth, &self.filter)?
+                } else {
+                    Vec::new()
+                };
                 Ok(reciprocal_rank_fusion(&[(&vector, self.vector_weight), (&keyword, self.keyword_weight)], k))
             }
         }

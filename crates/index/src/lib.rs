@@ -39,7 +39,9 @@
 //! - [`KeywordIndex`] is an in-memory BM25 index over the same chunks (words folded, English
 //!   and Spanish function words dropped, five-character stems), searched with a [`Filter`];
 //!   [`reciprocal_rank_fusion`] merges ranked lists by weight, and [`HybridRetriever`] runs a
-//!   vector retriever, the keyword index, or both fused ([`Retrieval`]).
+//!   vector retriever, a keyword search ([`KeywordSearch`]: the in-memory index, or a
+//!   [`PgVectorStore`]'s own BM25 terms table, scored in SQL the same way), or both fused
+//!   ([`Retrieval`]).
 //! - [`VectorIndex::save`] writes a directory atomically (a failed save leaves the previous
 //!   index intact); [`VectorIndex::load`] checks the format version, and searching with
 //!   another model than the one the index was built with is an error.
@@ -96,7 +98,7 @@ pub use embed::{
 pub use error::{IndexError, Result};
 pub use keyword::{
     BM25_B, BM25_K1, DEFAULT_KEYWORD_WEIGHT, DEFAULT_VECTOR_WEIGHT, FUSION_DEPTH_FACTOR, FUSION_MIN_DEPTH,
-    HybridRetriever, KeywordIndex, RRF_K, Retrieval, reciprocal_rank_fusion,
+    HybridRetriever, KeywordIndex, KeywordSearch, RRF_K, Retrieval, reciprocal_rank_fusion,
 };
 pub use pg::{PgVectorStore, PgVectors};
 pub use store::{

@@ -7,9 +7,19 @@
 //!
 //! ```sql
 //! CREATE TABLE docraft_vec_<hash> (chunk_id text PRIMARY KEY, doc_id text, source text,
-//!     page_first int, page_last int, metadata jsonb, chunk jsonb, embedding vector(DIM));
+//!     page_first int, page_last int, metadata jsonb, chunk jsonb, embedding vector(DIM),
+//!     terms_len int);
 //! CREATE INDEX ... USING hnsw (embedding vector_cosine_ops) WITH (m = .., ef_construction = ..);
+//! CREATE TABLE docraft_vec_<hash>_terms (term text, chunk_id text, tf int,
+//!     PRIMARY KEY (term, chunk_id));
 //! ```
+//!
+//! The `_terms` table is the collection's keyword index: each chunk's BM25 terms with their
+//! frequencies and its length in terms, written in the same transaction as its vector, with
+//! the terms of the in-memory [`crate::KeywordIndex`]; [`PgVectorStore::search_keywords`] scores
+//! them in SQL with the same BM25, so a collection searches by keywords and hybrid in
+//! PostgreSQL as a directory does in memory. A collection made before the keyword index
+//! existed gets it on first open.
 //!
 //! Filters become SQL in the same `WHERE` as the index scan, and searches run with
 //! `hnsw.iterative_scan = relaxed_order` (results re-sorted), so a selective filter still
@@ -27,12 +37,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use docraft_core::{Chunk, ChunkId, Condition, DocId, Embedder, Filter, Scored, StoreError, VectorStore};
+use docraft_core::{
+    Chunk, ChunkId, Condition, DocId, Embedder, Filter, RetrieveError, Scored, StoreError, VectorStore,
+};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::{IndexError, Result};
+use crate::keyword::{BM25_B, BM25_K1, KeywordSearch, query_terms, term_counts};
 use crate::store::{embed_in_groups, new_chunks, normalized};
 use crate::url::redact;
 use crate::{HnswParams, StoreLocation, SyncOptions, SyncReport};
@@ -113,6 +126,13 @@ impl PgVectors {
             )))
             .execute(&mut *tx)
             .await?;
+            // Whether the collection's table has its keyword index (collections made before it
+            // existed get it on first open).
+            sqlx::query(AssertSqlSafe(format!(
+                "ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS keyword_terms boolean NOT NULL DEFAULT false"
+            )))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await
         })
         .map_err(|e| fail(&format!("setting up pgvector: {e}")))?;
@@ -153,8 +173,8 @@ impl PgVectors {
         let row = self
             .run(|pool| async move {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT table_name, model_id, model_dir, dim, m, ef_construction FROM {CATALOG} \
-                     WHERE organization = $1 AND collection = $2"
+                    "SELECT table_name, model_id, model_dir, dim, m, ef_construction, keyword_terms \
+                     FROM {CATALOG} WHERE organization = $1 AND collection = $2"
                 )))
                 .bind(org)
                 .bind(col)
@@ -171,12 +191,13 @@ impl PgVectors {
         let dim: Option<i32> = row.try_get(3).map_err(get)?;
         let m: i32 = row.try_get(4).map_err(get)?;
         let efc: i32 = row.try_get(5).map_err(get)?;
+        let keyword_terms: bool = row.try_get(6).map_err(get)?;
         let params = HnswParams {
             max_connections: usize::try_from(m).unwrap_or(16),
             ef_construction: usize::try_from(efc).unwrap_or(200),
             ..HnswParams::default()
         };
-        Ok(Some(PgVectorStore {
+        let store = PgVectorStore {
             db: self.clone(),
             organization: organization.to_string(),
             collection: collection.to_string(),
@@ -186,7 +207,11 @@ impl PgVectors {
             dim: dim.and_then(|d| usize::try_from(d).ok()).unwrap_or(0),
             ef_search: params.ef_search.min(MAX_EF),
             params,
-        }))
+        };
+        if store.dim != 0 && !keyword_terms {
+            store.add_keyword_index()?;
+        }
+        Ok(Some(store))
     }
 
     /// Opens the collection, creating it for `model_id` when it does not exist. An existing
@@ -307,6 +332,21 @@ impl std::fmt::Debug for PgVectorStore {
 enum Param {
     Text(String),
     Int(i32),
+    Texts(Vec<String>),
+}
+
+type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// `q` with `params` bound in order.
+fn bind_params<O>(mut q: PgQueryAs<'_, O>, params: Vec<Param>) -> PgQueryAs<'_, O> {
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s),
+            Param::Int(i) => q.bind(i),
+            Param::Texts(v) => q.bind(v),
+        };
+    }
+    q
 }
 
 impl PgVectorStore {
@@ -410,15 +450,16 @@ impl PgVectorStore {
                 sqlx::query(AssertSqlSafe(format!(
                     "CREATE TABLE IF NOT EXISTS {table} (chunk_id text PRIMARY KEY, doc_id text NOT NULL, \
                      source text NOT NULL, page_first integer, page_last integer, metadata jsonb NOT NULL, \
-                     chunk jsonb NOT NULL, embedding vector({dim_i}) NOT NULL)"
+                     chunk jsonb NOT NULL, embedding vector({dim_i}) NOT NULL, terms_len integer)"
                 )))
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(AssertSqlSafe(format!("CREATE INDEX IF NOT EXISTS {table}_doc ON {table} (doc_id)")))
                     .execute(&mut *tx)
                     .await?;
+                create_terms_table(&mut tx, &table).await?;
                 sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {CATALOG} SET dim = $3 WHERE organization = $1 AND collection = $2"
+                    "UPDATE {CATALOG} SET dim = $3, keyword_terms = true WHERE organization = $1 AND collection = $2"
                 )))
                 .bind(&org)
                 .bind(&col)
@@ -456,8 +497,10 @@ impl PgVectorStore {
         let Some(first) = vectors.first() else { return Ok(0) };
         self.ensure_table(first.len())?;
         let mut csv = String::new();
+        let mut terms_csv = String::new();
         for (chunk, v) in chunks.iter().zip(&vectors) {
             let v = normalized(|| format!("chunk {}", chunk.id.as_str()), v, self.dim)?;
+            let terms_len = push_terms(&mut terms_csv, chunk.id.as_str(), &chunk.text);
             let meta = serde_json::to_string(&chunk.metadata).map_err(|e| self.err(&e))?;
             let whole = serde_json::to_string(chunk).map_err(|e| self.err(&e))?;
             csv_field(&mut csv, chunk.id.as_str());
@@ -473,7 +516,7 @@ impl PgVectorStore {
             csv_field(&mut csv, &whole);
             csv.push(',');
             csv_field(&mut csv, &vector_text(&v));
-            csv.push('\n');
+            let _ = writeln!(csv, ",{terms_len}");
         }
         let table = self.table.clone();
         let (m, efc) = (self.params.max_connections.clamp(2, MAX_M), self.params.ef_construction.clamp(4, MAX_EF));
@@ -497,17 +540,20 @@ impl PgVectorStore {
                 let mut copy = tx
                     .copy_in_raw(
                         "COPY docraft_load (chunk_id, doc_id, source, page_first, page_last, metadata, chunk, \
-                         embedding) FROM STDIN WITH (FORMAT csv)",
+                         embedding, terms_len) FROM STDIN WITH (FORMAT csv)",
                     )
                     .await?;
                 copy.send(csv.into_bytes()).await?;
                 copy.finish().await?;
                 let added = sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO {table} SELECT * FROM docraft_load ORDER BY chunk_id ON CONFLICT (chunk_id) DO NOTHING"
+                    "INSERT INTO {table} (chunk_id, doc_id, source, page_first, page_last, metadata, chunk, \
+                     embedding, terms_len) SELECT chunk_id, doc_id, source, page_first, page_last, metadata, \
+                     chunk, embedding, terms_len FROM docraft_load ORDER BY chunk_id ON CONFLICT (chunk_id) DO NOTHING"
                 )))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                load_terms(&mut tx, &table, terms_csv).await?;
                 // The graph: built once after the first load, then maintained by PostgreSQL.
                 if !exists && build_graph {
                     create_graph(&mut tx, &table, m, efc).await?;
@@ -562,11 +608,19 @@ impl PgVectorStore {
         let table = self.table.clone();
         self.db
             .run(|pool| async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table}_terms WHERE chunk_id IN (SELECT chunk_id FROM {table} WHERE {column} = ANY($1))"
+                )))
+                .bind(&values)
+                .execute(&mut *tx)
+                .await?;
                 let n = sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} = ANY($1)")))
                     .bind(values)
-                    .execute(&pool)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                tx.commit().await?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             })
             .map_err(|e| self.err(&e))
@@ -688,13 +742,7 @@ impl PgVectorStore {
                      SELECT t.chunk::text, r.d::float8 FROM r JOIN {table} t USING (chunk_id) \
                      ORDER BY r.d, r.chunk_id LIMIT {limit}"
                 );
-                let mut q = sqlx::query_as::<_, (String, f64)>(AssertSqlSafe(sql));
-                for p in params {
-                    q = match p {
-                        Param::Text(s) => q.bind(s),
-                        Param::Int(i) => q.bind(i),
-                    };
-                }
+                let q = bind_params(sqlx::query_as::<_, (String, f64)>(AssertSqlSafe(sql)), params);
                 let rows = q.fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(rows)
@@ -709,6 +757,127 @@ impl PgVectorStore {
                 Ok(Scored { chunk, score })
             })
             .collect()
+    }
+
+    /// Up to `k` chunks passing `filter` that hold a term of `query`, by BM25 score, best first,
+    /// ties by chunk id: the search of the in-memory [`crate::KeywordIndex`] over the same
+    /// chunks (same terms, same `k1`, `b` and idf, over every chunk of the collection), computed
+    /// in SQL from the collection's `_terms` table. A query without a known term returns
+    /// nothing, as does an empty collection.
+    ///
+    /// # Errors
+    /// [`IndexError::Postgres`].
+    pub fn search_keywords(&self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Scored>> {
+        let terms = query_terms(query);
+        if self.dim == 0 || k == 0 || terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params = vec![Param::Texts(terms)];
+        let condition = where_clause(filter, &mut params)?;
+        let table = self.table.clone();
+        let limit = i64::try_from(k).unwrap_or(i64::MAX);
+        let (k1, b) = (BM25_K1, BM25_B);
+        let sql = format!(
+            "WITH q AS (SELECT DISTINCT unnest($1::text[]) AS term), \
+             st AS (SELECT count(*)::float8 AS n, coalesce(avg(terms_len), 0)::float8 AS avg_len FROM {table}), \
+             df AS (SELECT t.term, count(*)::float8 AS df FROM {table}_terms t JOIN q USING (term) GROUP BY t.term), \
+             s AS (SELECT t.chunk_id, sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5)) * t.tf * ({k1}::float8 + 1) \
+                   / (t.tf + {k1}::float8 * (1 - {b}::float8 + {b}::float8 * c.terms_len / st.avg_len))) AS score \
+                   FROM {table}_terms t JOIN df USING (term) \
+                   JOIN (SELECT chunk_id, terms_len FROM {table} WHERE {condition}) c USING (chunk_id) \
+                   CROSS JOIN st WHERE st.avg_len > 0 GROUP BY t.chunk_id) \
+             SELECT c.chunk::text, s.score FROM s JOIN {table} c USING (chunk_id) WHERE s.score > 0 \
+             ORDER BY s.score DESC, s.chunk_id LIMIT {limit}"
+        );
+        let rows: Vec<(String, f64)> = self
+            .db
+            .run(|pool| async move {
+                bind_params(sqlx::query_as::<_, (String, f64)>(AssertSqlSafe(sql)), params).fetch_all(&pool).await
+            })
+            .map_err(|e| self.err(&e))?;
+        let mut hits = rows
+            .into_iter()
+            .map(|(json, score)| {
+                let chunk: Chunk =
+                    serde_json::from_str(&json).map_err(|e| self.err(&format!("a stored chunk: {e}")))?;
+                #[allow(clippy::cast_possible_truncation)]
+                let score = score as f32;
+                Ok(Scored { chunk, score })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // As the in-memory index orders them: by the f32 score, then the id.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.chunk.id.cmp(&b.chunk.id)));
+        Ok(hits)
+    }
+
+    /// Gives a collection made before keyword search its keyword index: the `terms_len` column
+    /// and the `_terms` table, filled from the stored chunks batch by batch, in one transaction
+    /// under the collection's lock (another process opening it meanwhile waits, then finds it
+    /// done).
+    fn add_keyword_index(&self) -> Result<()> {
+        let (table, org, col) = (self.table.clone(), self.organization.clone(), self.collection.clone());
+        self.db
+            .run(|pool| async move {
+                let mut tx = pool.begin().await?;
+                lock_table(&mut tx, &table).await?;
+                let done: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT keyword_terms FROM {CATALOG} WHERE organization = $1 AND collection = $2"
+                )))
+                .bind(&org)
+                .bind(&col)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if done != Some(false) {
+                    return tx.commit().await;
+                }
+                sqlx::query(AssertSqlSafe(format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS terms_len integer")))
+                    .execute(&mut *tx)
+                    .await?;
+                create_terms_table(&mut tx, &table).await?;
+                sqlx::query(
+                    "CREATE TEMP TABLE IF NOT EXISTS docraft_lengths (chunk_id text, terms_len integer) ON COMMIT DROP",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let mut after = String::new();
+                loop {
+                    let rows: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(format!(
+                        "SELECT chunk_id, chunk ->> 'text' FROM {table} WHERE chunk_id > $1 ORDER BY chunk_id \
+                         LIMIT {LOAD_BATCH}"
+                    )))
+                    .bind(&after)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let Some((last, _)) = rows.last() else { break };
+                    after.clone_from(last);
+                    let (mut terms_csv, mut lengths_csv) = (String::new(), String::new());
+                    for (id, text) in &rows {
+                        let n = push_terms(&mut terms_csv, id, text);
+                        csv_field(&mut lengths_csv, id);
+                        let _ = writeln!(lengths_csv, ",{n}");
+                    }
+                    load_terms(&mut tx, &table, terms_csv).await?;
+                    sqlx::query("TRUNCATE docraft_lengths").execute(&mut *tx).await?;
+                    let mut copy =
+                        tx.copy_in_raw("COPY docraft_lengths (chunk_id, terms_len) FROM STDIN WITH (FORMAT csv)").await?;
+                    copy.send(lengths_csv.into_bytes()).await?;
+                    copy.finish().await?;
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {table} t SET terms_len = l.terms_len FROM docraft_lengths l WHERE t.chunk_id = l.chunk_id"
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {CATALOG} SET keyword_terms = true WHERE organization = $1 AND collection = $2"
+                )))
+                .bind(&org)
+                .bind(&col)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            })
+            .map_err(|e| self.err(&format!("adding the keyword index: {e}")))
     }
 
     /// Embeds `query` with `embedder` (which must be the collection's model) and searches, as
@@ -795,7 +964,9 @@ impl PgVectorStore {
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
-                sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}"))).execute(&mut *tx).await?;
+                sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}, {table}_terms")))
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {CATALOG} WHERE organization = $1 AND collection = $2"
                 )))
@@ -829,6 +1000,69 @@ impl VectorStore for PgVectorStore {
     fn count(&self) -> Result<usize, StoreError> {
         self.len().map_err(|e| self.store_err(&e))
     }
+}
+
+impl KeywordSearch for PgVectorStore {
+    fn keyword_search(&self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Scored>, RetrieveError> {
+        self.search_keywords(query, k, filter).map_err(|e| RetrieveError::new(query, e))
+    }
+}
+
+/// Creates the collection's keyword table unless it exists (inside the caller's transaction).
+async fn create_terms_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, table: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table}_terms (term text NOT NULL, chunk_id text NOT NULL, tf integer NOT NULL, \
+         PRIMARY KEY (term, chunk_id))"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE INDEX IF NOT EXISTS {table}_terms_chunk ON {table}_terms (chunk_id)")))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends the CSV rows `term,chunk_id,tf` of a chunk's BM25 terms (sorted) to `out`; returns
+/// its length in terms.
+fn push_terms(out: &mut String, chunk_id: &str, text: &str) -> u32 {
+    let (counts, length) = term_counts(text);
+    let mut counts: Vec<(String, u32)> = counts.into_iter().collect();
+    counts.sort_unstable();
+    for (term, tf) in counts {
+        csv_field(out, &term);
+        out.push(',');
+        csv_field(out, chunk_id);
+        let _ = writeln!(out, ",{tf}");
+    }
+    length
+}
+
+/// Adds CSV rows of [`push_terms`] to the collection's keyword table (rows it holds already
+/// are kept), inside the caller's transaction.
+async fn load_terms(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+    csv: String,
+) -> Result<(), sqlx::Error> {
+    if csv.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS docraft_terms_load (term text, chunk_id text, tf integer) ON COMMIT DROP",
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("TRUNCATE docraft_terms_load").execute(&mut **tx).await?;
+    let mut copy = tx.copy_in_raw("COPY docraft_terms_load (term, chunk_id, tf) FROM STDIN WITH (FORMAT csv)").await?;
+    copy.send(csv.into_bytes()).await?;
+    copy.finish().await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table}_terms (term, chunk_id, tf) SELECT term, chunk_id, tf FROM docraft_terms_load \
+         ORDER BY term, chunk_id ON CONFLICT (term, chunk_id) DO NOTHING"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Takes the collection's advisory lock until the caller's transaction ends (writers that

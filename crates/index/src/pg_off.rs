@@ -1,7 +1,7 @@
 //! Without the `pgvector` feature: the same types, and every way to get one is a typed
 //! [`IndexError::NotCompiled`].
 
-use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, Scored, StoreError, VectorStore};
+use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, RetrieveError, Scored, StoreError, VectorStore};
 
 use crate::error::{IndexError, Result};
 use crate::{HnswParams, SyncOptions, SyncReport};
@@ -153,6 +153,11 @@ impl PgVectorStore {
     }
     /// # Errors
     /// Never returns.
+    pub fn search_keywords(&self, _query: &str, _k: usize, _filter: &Filter) -> Result<Vec<Scored>> {
+        match self.never {}
+    }
+    /// # Errors
+    /// Never returns.
     pub fn search_text(
         &self,
         _embedder: &dyn Embedder,
@@ -176,6 +181,12 @@ impl PgVectorStore {
     /// # Errors
     /// Never returns.
     pub fn drop_collection(self) -> Result<()> {
+        match self.never {}
+    }
+}
+
+impl crate::KeywordSearch for PgVectorStore {
+    fn keyword_search(&self, _query: &str, _k: usize, _filter: &Filter) -> Result<Vec<Scored>, RetrieveError> {
         match self.never {}
     }
 }

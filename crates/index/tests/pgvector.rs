@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, PageRange, Span, VectorStore};
-use docraft_index::{HnswParams, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex};
+use docraft_index::{HnswParams, KeywordIndex, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex};
 
 /// A deterministic pseudo-random stream (splitmix64).
 struct Mix(u64);
@@ -171,6 +171,98 @@ fn collections_are_separate_and_models_are_checked() -> Result<()> {
     assert!(e.contains("collection=NAME"), "{e}");
     let e = PgVectorStore::connect(&format!("{db}?collection=nope")).unwrap_err().to_string();
     assert!(e.contains("no such collection") && e.contains("nope"), "{e}");
+    Ok(())
+}
+
+/// Same chunks and scores, in the same order except among chunks tied with their neighbours
+/// (sums in another order may round a tie either way) or with the last one (a tie at the cut).
+fn same_bm25(got: &[docraft_core::Scored], want: &[docraft_core::Scored], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {:?} vs {:?}", ids(got), ids(want));
+    let tol = |a: f32| 1e-5 * a.abs().max(1.0);
+    for (a, b) in got.iter().zip(want) {
+        assert!((a.score - b.score).abs() <= tol(b.score), "{what}: {} vs {}", a.score, b.score);
+    }
+    let last = want.last().map_or(0.0, |h| h.score);
+    let tied = |i: usize| {
+        let s = want[i].score;
+        (s - last).abs() <= tol(s)
+            || (i > 0 && (s - want[i - 1].score).abs() <= tol(s))
+            || want.get(i + 1).is_some_and(|n| (s - n.score).abs() <= tol(s))
+    };
+    for i in (0..want.len()).filter(|&i| !tied(i)) {
+        assert_eq!(got[i].chunk.id, want[i].chunk.id, "{what}: rank {}", i + 1);
+    }
+}
+
+/// Keyword search in SQL gives the in-memory BM25 index's ranking over the same real prose
+/// (English and Spanish), with filters inside the query; a deleted document's chunks leave it;
+/// a collection made before the keyword index existed gets it when it is opened.
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn keyword_search_in_sql_equals_the_in_memory_index() -> Result<()> {
+    let pg = pg::PgServer::start();
+    let (mut chunks, held_out) = prose::paragraphs()?;
+    chunks.truncate(1500);
+    let mut rng = Mix(5);
+    let vectors: Vec<Vec<f32>> = chunks.iter().map(|_| rng.vector(8)).collect();
+    let url = format!("{}?collection=kw", pg.url_for_new_db());
+    let mut s = PgVectorStore::create(&url, "toy", None, HnswParams::default(), false)?;
+    // Two loads: the second batch's terms go in with its rows.
+    s.insert(chunks[..700].to_vec(), vectors[..700].to_vec())?;
+    s.insert(chunks[700..].to_vec(), vectors[700..].to_vec())?;
+    let mut queries: Vec<String> =
+        held_out.iter().take(25).map(|p| p.split_whitespace().take(6).collect::<Vec<_>>().join(" ")).collect();
+    queries.extend(
+        ["¿Cómo recupero una versión anterior de un archivo?", "licence warranty MERCHANTABILITY", "Apache License"]
+            .map(String::from),
+    );
+    let filters = [vec![], vec!["kind=license"], vec!["page=1-2"], vec!["source=*guia-es.md", "source=*LICENSE*"]];
+    let compare = |s: &PgVectorStore, reference: &KeywordIndex, what: &str| -> Result<usize> {
+        let mut found = 0;
+        for f in &filters {
+            let filter = Filter::parse(f)?;
+            for q in &queries {
+                let want = reference.search(q, 10, &filter);
+                let got = s.search_keywords(q, 10, &filter)?;
+                same_bm25(&got, &want, &format!("{what}, {q:?}, filter {f:?}"));
+                assert!(got.iter().all(|h| filter.matches(&h.chunk)));
+                found += got.len();
+            }
+        }
+        Ok(found)
+    };
+    let reference = KeywordIndex::new(chunks.clone());
+    let found = compare(&s, &reference, "loaded")?;
+    assert!(found > 500, "the queries should find chunks: {found}");
+    assert!(s.search_keywords("the of and", 10, &Filter::new())?.is_empty(), "function words only");
+    assert!(s.search_keywords("zzyzx", 10, &Filter::new())?.is_empty());
+
+    // Deleting a document removes its chunks from keyword search, and their terms.
+    let doc = chunks[3].doc_id.clone();
+    let removed = s.remove_docs(std::slice::from_ref(&doc))?;
+    assert!(removed > 0);
+    chunks.retain(|c| c.doc_id != doc);
+    let reference = KeywordIndex::new(chunks.clone());
+    compare(&s, &reference, "after a delete")?;
+    let db = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
+    let table = pg.psql(&db, "SELECT table_name FROM docraft_vector_collections WHERE collection = 'kw'");
+    let gone: Vec<String> = s.chunk_ids()?.iter().map(|c| c.as_str().to_string()).collect();
+    assert_eq!(gone.len(), chunks.len());
+    let orphans =
+        pg.psql(&db, &format!("SELECT count(*) FROM {table}_terms t WHERE NOT EXISTS (SELECT 1 FROM {table} c WHERE c.chunk_id = t.chunk_id)"));
+    assert_eq!(orphans, "0", "terms of deleted chunks are deleted with them");
+
+    // A collection from before the keyword index: no terms table, no lengths, not marked.
+    pg.psql(
+        &db,
+        &format!(
+            "DROP TABLE {table}_terms; ALTER TABLE {table} DROP COLUMN terms_len; \
+             UPDATE docraft_vector_collections SET keyword_terms = false WHERE collection = 'kw'"
+        ),
+    );
+    let reopened = PgVectorStore::connect(&url)?;
+    assert_eq!(pg.psql(&db, "SELECT keyword_terms FROM docraft_vector_collections WHERE collection = 'kw'"), "t");
+    compare(&reopened, &reference, "backfilled")?;
     Ok(())
 }
 

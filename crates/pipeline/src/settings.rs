@@ -167,7 +167,7 @@ impl std::fmt::Display for EmbedBackend {
 #[serde(default)]
 pub struct RetrievalSettings {
     /// `vector`, `keyword` or `hybrid` (vector and keyword lists fused by reciprocal rank).
-    /// A pgvector collection has no keyword index yet: it is searched by vectors.
+    /// A pgvector collection is searched by keywords in PostgreSQL (its BM25 terms table).
     pub retrieval: Retrieval,
     /// Weight of the vector list in hybrid retrieval.
     pub vector_weight: f32,

@@ -122,6 +122,13 @@ pub struct Filters {
     /// documento" ([`passage_reference`] on the question, [`answer_passage_reference`] on the
     /// answer).
     pub self_contained: bool,
+    /// With `self_contained`, also check the answer ([`answer_passage_reference`]). On for
+    /// question/answer pairs, whose answer is the training target. RAFT switches it off: the
+    /// answer it keeps is the chain of thought's, and the question's draft answer ("Este
+    /// fragmento describe ...", "nroff justifica el texto ...") says nothing about whether the
+    /// question itself stands alone.
+    #[serde(default = "on")]
+    pub self_contained_answer: bool,
     /// Reject answers that answer nothing: a question, "I don't know", "no se menciona en el
     /// texto" ([`non_answer`]).
     pub answer_form: bool,
@@ -129,6 +136,11 @@ pub struct Filters {
     /// similarity of the questions' tokens (see [`Deduper`]), at or above which a question is
     /// a duplicate.
     pub dedup: Option<f32>,
+}
+
+/// Serde's default for switches that default to on.
+fn on() -> bool {
+    true
 }
 
 impl Default for Filters {
@@ -140,6 +152,7 @@ impl Default for Filters {
             language: true,
             question_form: true,
             self_contained: true,
+            self_contained_answer: true,
             answer_form: true,
             dedup: Some(0.9),
         }
@@ -157,6 +170,7 @@ impl Filters {
             language: false,
             question_form: false,
             self_contained: false,
+            self_contained_answer: false,
             answer_form: false,
             dedup: None,
         }
@@ -193,7 +207,9 @@ impl Filters {
             if let Some(p) = passage_reference(&pair.question) {
                 return Some((Reason::RefersToPassage, format!("the question says \"{p}\"")));
             }
-            if let Some(p) = answer_passage_reference(&pair.answer) {
+            if self.self_contained_answer
+                && let Some(p) = answer_passage_reference(&pair.answer)
+            {
                 return Some((Reason::RefersToPassage, format!("the answer says \"{p}\"")));
             }
         }
@@ -608,6 +624,25 @@ mod tests {
         assert_eq!(off(&|f| f.self_contained = false).check(p, chunk, lang), None);
         let (p, chunk, lang, _) = &bad[13];
         assert_eq!(off(&|f| f.answer_form = false).check(p, chunk, lang), None);
+        // RAFT's setting: the draft answer's wording no longer rejects a good question (the
+        // Spanish false positive the RAFT measurement found), the question's still does.
+        let questions_only = off(&|f| f.self_contained_answer = false);
+        let (p, chunk, lang, _) = &bad[6];
+        assert_eq!(questions_only.check(p, chunk, lang), None);
+        let draft = pair(
+            "¿Dónde se guardan los documentos confidenciales?",
+            "Este fragmento dice que en el archivo del segundo piso.",
+        );
+        assert_eq!(off(&|_| ()).check(&draft, CHUNK, "es").map(|r| r.0), Some(Reason::RefersToPassage));
+        assert_eq!(questions_only.check(&draft, CHUNK, "es"), None);
+        for i in [4, 7, 8] {
+            let (p, chunk, lang, reason) = &bad[i];
+            assert_eq!(questions_only.check(p, chunk, lang).map(|r| r.0), Some(*reason), "{p:?}");
+        }
+        // Settings written before the switch existed read as on.
+        let mut old = serde_json::to_value(Filters::default()).unwrap();
+        old.as_object_mut().unwrap().remove("self_contained_answer");
+        assert_eq!(serde_json::from_value::<Filters>(old).unwrap(), Filters::default());
     }
 
     #[test]

@@ -378,9 +378,10 @@ pub fn answer_support(final_answer: &str, quotes: &[String], oracle: &str, quest
 ///    en el texto" ([`non_answer`]), else [`Problem::NonAnswer`].
 /// 2. Its claim words ([`answer_support`]: content words and numbers not already in the
 ///    question, "yes"/"sí"/"true" left out) are, at least `min_support` of them, found in the quotes or the oracle, and
-///    at least one is found in the quotes themselves: the answer says what the quoted text
-///    says, not something the model added or took from elsewhere. Else
-///    [`Problem::UnsupportedAnswer`].
+///    at least half that share (and at least one word) in the quotes themselves
+///    ([`quoted_needed`]): the answer says what the quoted text says, not something the model
+///    added or took from elsewhere, and its quotes are the ones that support it, not a true
+///    sentence beside the point. Else [`Problem::UnsupportedAnswer`].
 ///
 /// An answer without claim words (it restates the question, or is "Yes") agrees.
 ///
@@ -394,10 +395,11 @@ pub fn check_answer(v: &Verified, oracle: &str, question: &str, lang: &str, min_
     if s.claim_words == 0 {
         return Ok(());
     }
-    if s.in_quotes == 0 || s.share() < min_support {
+    let needed = quoted_needed(s.claim_words, min_support);
+    if s.in_quotes < needed || s.share() < min_support {
         let detail = format!(
             "of the final answer's {} claim words, {} are in the quotes and {} in the quotes or the oracle \
-             (needs 1 in the quotes and {:.0}% in all)",
+             (needs {needed} in the quotes and {:.0}% in all)",
             s.claim_words,
             s.in_quotes,
             s.in_oracle,
@@ -406,6 +408,18 @@ pub fn check_answer(v: &Verified, oracle: &str, question: &str, lang: &str, min_
         return Err(Failure { problem: Problem::UnsupportedAnswer, detail });
     }
     Ok(())
+}
+
+/// How many of an answer's `claim_words` its quotes must hold under [`check_answer`] with
+/// `min_support`: half the share asked of quotes and oracle together, rounded up, at least one.
+/// The RAFT measurement (docs/QUALITY.md) found answers that quote a true sentence next to the
+/// one that supports them ("The default preprocessor list is system dependent." for what
+/// `$MANROFFSEQ` does): one shared word let them through.
+#[must_use]
+pub fn quoted_needed(claim_words: usize, min_support: f32) -> usize {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let needed = (claim_words as f32 * min_support / 2.0).ceil() as usize;
+    needed.max(1)
 }
 
 /// The text after the last `<ANSWER>:`, trimmed (the reference's `extract_final_answer`).
@@ -515,6 +529,39 @@ mod tests {
         assert_eq!(check_answer(&v, oracle, q, "es", 0.5).unwrap_err().problem, Problem::UnsupportedAnswer);
         let v = Verified { final_answer: "No se menciona en el texto.".into(), ..v };
         assert_eq!(check_answer(&v, oracle, q, "es", 0.5).unwrap_err().problem, Problem::NonAnswer);
+    }
+
+    /// A quote beside the point: true, in the oracle, sharing one word with the answer, but not
+    /// what supports it (two records of the RAFT measurement, man(1)'s `$MANROFFSEQ`).
+    #[test]
+    fn quotes_must_be_the_ones_that_support_the_answer() {
+        let oracle = "$MANROFFSEQ If $MANROFFSEQ is set, its value is used to determine the set of \
+                      preprocessors to pass each manual page through. The default preprocessor list is \
+                      system dependent.";
+        let check = |question: &str, quote: &str, answer: &str| {
+            let v = verify(&format!("##begin_quote##{quote}##end_quote##\n<ANSWER>: {answer}"), oracle, 3).unwrap();
+            check_answer(&v, oracle, question, "en", 0.5)
+        };
+        let what = "What does $MANROFFSEQ do?";
+        let answer =
+            "The value of $MANROFFSEQ is used to determine which preprocessors are applied to each manual page.";
+        let beside = check(what, "The default preprocessor list is system dependent.", answer).unwrap_err();
+        assert_eq!(beside.problem, Problem::UnsupportedAnswer);
+        assert!(beside.detail.contains("1 are in the quotes") && beside.detail.contains("needs 2"), "{beside:?}");
+        let right = "If $MANROFFSEQ is set, its value is used to determine the set of preprocessors";
+        assert_eq!(check(what, right, answer), Ok(()));
+        assert_eq!(
+            check(
+                "What is the default value of $MANROFFSEQ?",
+                "The default preprocessor list is system dependent.",
+                "The default value of $MANROFFSEQ is system dependent."
+            ),
+            Ok(())
+        );
+        assert_eq!(quoted_needed(0, 0.5), 1);
+        assert_eq!(quoted_needed(7, 0.5), 2);
+        assert_eq!(quoted_needed(8, 0.5), 2);
+        assert_eq!(quoted_needed(9, 0.5), 3);
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub struct DocraftChat {
     #[serde(default)]
     pub filter: Option<Map<String, Value>>,
     /// How the chunks are found: `vector`, `keyword` (BM25) or `hybrid` (both, fused by
-    /// reciprocal rank; the default). Collections on PostgreSQL are searched by vector.
+    /// reciprocal rank; the default), on PostgreSQL as in the data directory.
     #[serde(default)]
     pub retrieval: Option<String>,
     /// A conversation (`conv-…`): its turns are the history, and this answer is stored in it.

@@ -27,8 +27,8 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use docraft_core::{Chunk, ChunkId, DocId, Document, Embedder, RetrieveError, Retriever, Scored, VectorStore};
 use docraft_index::{
-    Filter, HybridRetriever, IndexRetriever, KeywordIndex, PgVectorStore, PgVectors, Retrieval, SyncOptions,
-    VectorIndex,
+    Filter, HybridRetriever, IndexRetriever, KeywordIndex, KeywordSearch, PgVectorStore, PgVectors, Retrieval,
+    SyncOptions, VectorIndex,
 };
 use docraft_ingest::{Chunker, Loader};
 use serde::{Deserialize, Serialize};
@@ -174,8 +174,7 @@ pub struct SearchRequest {
     #[serde(default)]
     pub filter: Option<Map<String, Value>>,
     /// `vector` (embeddings), `keyword` (BM25 over the collection's chunks) or `hybrid` (both,
-    /// fused by reciprocal rank; the default). Collections on PostgreSQL have no keyword index
-    /// yet and are searched by vector.
+    /// fused by reciprocal rank; the default), for collections on PostgreSQL too (BM25 in SQL).
     #[serde(default)]
     pub retrieval: Option<String>,
 }
@@ -629,14 +628,15 @@ fn keyword_index(state: &AppState, collection_id: &str, ix: &Arc<RwLock<VectorIn
     Ok(built)
 }
 
-/// A collection searched for `/search` and chat: its vectors ([`CollectionIndex`]) and, for a
-/// collection in the data directory, its keyword index, in one [`Retrieval`] mode. Blocking:
-/// search inside `spawn_blocking`.
+/// A collection searched for `/search` and chat: its vectors ([`CollectionIndex`]) and its
+/// keyword index (in memory for a collection in the data directory, the collection's BM25
+/// tables for one on PostgreSQL), in one [`Retrieval`] mode. Blocking: search inside
+/// `spawn_blocking`.
 #[derive(Clone)]
 pub struct CollectionRetriever {
     index: CollectionIndex,
     embedder: Arc<dyn Embedder>,
-    keyword: Arc<KeywordIndex>,
+    keyword: Arc<dyn KeywordSearch>,
     filter: Filter,
     mode: Retrieval,
 }
@@ -651,8 +651,8 @@ impl std::fmt::Debug for CollectionRetriever {
 }
 
 impl CollectionRetriever {
-    /// The mode searches run in: the one asked for, or `vector` for a collection on
-    /// PostgreSQL (no keyword index there yet).
+    /// The mode searches run in: the one asked for (`vector` for a collection that holds no
+    /// chunk yet).
     #[must_use]
     pub fn retrieval(&self) -> Retrieval {
         self.mode
@@ -675,7 +675,7 @@ impl Retriever for VectorSide<'_> {
 impl Retriever for CollectionRetriever {
     fn search(&self, query: &str, k: usize) -> std::result::Result<Vec<Scored>, RetrieveError> {
         let vector = VectorSide { index: &self.index, embedder: self.embedder.as_ref(), filter: &self.filter };
-        HybridRetriever::new(vector, &*self.keyword)
+        HybridRetriever::new(vector, &self.keyword)
             .with_mode(self.mode)
             .with_filter(self.filter.clone())
             .search(query, k)
@@ -710,9 +710,14 @@ pub async fn retriever_of(
     let (keyword, mode) = match &index {
         CollectionIndex::Hnsw(ix) if mode != Retrieval::Vector => {
             let (st, cid, ix) = (state.clone(), collection_id.to_string(), ix.clone());
-            (tokio::task::spawn_blocking(move || keyword_index(&st, &cid, &ix)).await.map_err(join_err)??, mode)
+            let keyword =
+                tokio::task::spawn_blocking(move || keyword_index(&st, &cid, &ix)).await.map_err(join_err)??;
+            (keyword as Arc<dyn KeywordSearch>, mode)
         }
-        _ => (Arc::new(KeywordIndex::new(Vec::new())), Retrieval::Vector),
+        CollectionIndex::Pg(Some(store)) if mode != Retrieval::Vector => {
+            (Arc::new(store.clone()) as Arc<dyn KeywordSearch>, mode)
+        }
+        _ => (Arc::new(KeywordIndex::new(Vec::new())) as Arc<dyn KeywordSearch>, Retrieval::Vector),
     };
     Ok(CollectionRetriever { index, embedder, keyword, filter, mode })
 }

@@ -290,6 +290,17 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
     let none = ok(search(&key, json!({"query": "copias", "k": 3, "filter": {"team": "legal"}})).await.unwrap()).await;
     assert_eq!(none["data"], json!([]));
     error_of(search(&other, json!({"query": "copias"})).await.unwrap(), 404).await;
+    // Keyword search runs in PostgreSQL too (BM25 over the collection's terms table): every hit
+    // holds a word of the query, and the filter applies.
+    let kw = json!({"query": "Restaurar versión", "k": 5, "retrieval": "keyword"});
+    let by_words = ok(search(&key, kw).await.unwrap()).await;
+    let texts: Vec<String> =
+        by_words["data"].as_array().unwrap().iter().map(|h| h["text"].as_str().unwrap().to_lowercase()).collect();
+    assert!(!texts.is_empty() && texts.iter().all(|t| t.contains("restaur") || t.contains("versi")), "{by_words:#}");
+    assert_eq!(files(&by_words)[0], "guia-es.md", "{by_words:#}");
+    let kw = json!({"query": "copias", "k": 5, "retrieval": "keyword", "filter": {"filename": "release-notes.md"}});
+    let by_words = ok(search(&key, kw).await.unwrap()).await;
+    assert!(files(&by_words).iter().all(|f| f == "release-notes.md"), "{by_words:#}");
 
     // A conversation: its turn is stored with the next sequence number.
     let conv = ok(post(&key, "/v1/conversations", json!({"collection": col})).await.unwrap()).await["id"]
@@ -325,10 +336,14 @@ async fn a_collection_is_indexed_searched_and_chatted_with_on_postgres() {
     assert_eq!(left, rows - guia_chunks);
     let hits = ok(search(&key, json!({"query": "copias de seguridad", "k": 3})).await.unwrap()).await;
     assert!(!files(&hits).is_empty() && files(&hits).iter().all(|f| f == "release-notes.md"), "{hits:#}");
+    let kw = json!({"query": "Restaurar versión", "k": 5, "retrieval": "keyword"});
+    let by_words = ok(search(&key, kw).await.unwrap()).await;
+    assert!(files(&by_words).iter().all(|f| f != "guia-es.md"), "a deleted document's words are gone: {by_words:#}");
     let r = server.http.delete(server.url(&format!("/v1/collections/{col}"))).bearer_auth(&key);
     ok(r.send().await.unwrap()).await;
     assert!(vector_rows(&server, &org.id, &col).await.is_none(), "the catalog row is gone");
     assert!(!table_exists(&server, &table).await, "{table} is dropped");
+    assert!(!table_exists(&server, &format!("{table}_terms")).await, "its keyword table too");
     let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM conversations")
         .fetch_one(server.state.db().pool())
         .await

@@ -75,10 +75,9 @@ pub fn chunk(source: &str, text: &str, i: usize, start: usize) -> Chunk {
     }
 }
 
-fn build_corpus() -> Result<Corpus> {
-    let dir = docraft_index::minilm_model_dir();
-    ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
-    let embedder = OnnxEmbedder::from_dir(&dir, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
+/// The corpus's chunks (paragraphs of 80 to 600 characters, up to [`MAX_CHUNKS`]) and the
+/// held-out paragraphs (every 16th) used as queries, without vectors.
+pub fn paragraphs() -> Result<(Vec<Chunk>, Vec<String>)> {
     let mut seen = HashSet::new();
     let mut chunks = Vec::new();
     let mut query_texts = Vec::new();
@@ -103,6 +102,14 @@ fn build_corpus() -> Result<Corpus> {
         }
     }
     ensure!(chunks.len() >= 2000, "only {} paragraphs of prose found (cargo registry READMEs missing?)", chunks.len());
+    Ok((chunks, query_texts))
+}
+
+fn build_corpus() -> Result<Corpus> {
+    let dir = docraft_index::minilm_model_dir();
+    ensure!(dir.join("model.onnx").exists(), "{} is missing: run scripts/setup.sh first", dir.display());
+    let embedder = OnnxEmbedder::from_dir(&dir, EmbedOptions { batch_size: 32, ..EmbedOptions::default() })?;
+    let (chunks, query_texts) = paragraphs()?;
     let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     let vectors = embedder.embed(&texts)?;
     let queries = embedder.embed(&query_texts.iter().map(String::as_str).collect::<Vec<_>>())?;

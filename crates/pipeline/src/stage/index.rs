@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use docraft_core::jsonl::JsonlReader;
 use docraft_core::{Chunk, Count, Embedder, Retriever, Scored, VectorStore};
 use docraft_index::{
-    CandleEmbedder, EmbedOptions, Filter, HnswParams, HybridRetriever, IndexRetriever, KeywordIndex, OnnxEmbedder,
-    PgVectorStore, Retrieval, SearchOptions, StoreLocation, Strategy, SyncOptions, SyncReport, UseM3Embedder,
-    VectorIndex,
+    CandleEmbedder, EmbedOptions, Filter, HnswParams, HybridRetriever, IndexRetriever, KeywordIndex, KeywordSearch,
+    OnnxEmbedder, PgVectorStore, Retrieval, SearchOptions, StoreLocation, Strategy, SyncOptions, SyncReport,
+    UseM3Embedder, VectorIndex,
 };
 
 use super::Ctx;
@@ -97,13 +97,14 @@ pub struct OpenedStore {
     pub store: Box<dyn VectorStore>,
     /// The embedder of its vectors.
     pub embedder: Box<dyn Embedder>,
-    /// The keyword index of the store's chunks (a directory searched by `keyword` or `hybrid`).
-    keyword: Option<KeywordIndex>,
+    /// The keyword side of a store searched by `keyword` or `hybrid`: an in-memory index of a
+    /// directory's chunks, or the collection's own BM25 tables in PostgreSQL.
+    keyword: Option<Box<dyn KeywordSearch>>,
 }
 
 impl OpenedStore {
     /// The retrieval that runs when `search` is asked for: the one asked, or `vector` where
-    /// the store has no keyword index (a pgvector collection).
+    /// the store was opened for vector search only.
     #[must_use]
     pub fn retrieval(&self, search: &RetrievalSettings) -> Retrieval {
         if self.keyword.is_some() { search.retrieval } else { Retrieval::Vector }
@@ -117,7 +118,7 @@ impl OpenedStore {
     pub fn retriever(&self, filter: Filter, search: &RetrievalSettings) -> Result<Box<dyn Retriever + '_>> {
         let vector = IndexRetriever::new(self.store.as_ref(), self.embedder.as_ref()).with_filter(filter.clone());
         let Some(keyword) = &self.keyword else { return Ok(Box::new(vector)) };
-        let hybrid = HybridRetriever::new(vector, keyword)
+        let hybrid = HybridRetriever::new(vector, keyword.as_ref())
             .with_mode(search.retrieval)
             .with_filter(filter)
             .try_with_weights(search.vector_weight, search.keyword_weight)?;
@@ -141,13 +142,14 @@ pub fn open_store(
     let text = location.to_string_lossy();
     if !docraft_index::is_store_url(&text) {
         let (index, embedder) = open(location, model, backend)?;
-        let keyword =
-            (search.retrieval != Retrieval::Vector).then(|| KeywordIndex::from_chunks(index.chunks().cloned()));
+        let keyword = (search.retrieval != Retrieval::Vector)
+            .then(|| Box::new(KeywordIndex::from_chunks(index.chunks().cloned())) as Box<dyn KeywordSearch>);
         return Ok(OpenedStore { store: Box::new(index), embedder, keyword });
     }
     let store = PgVectorStore::connect(&text)?;
     let embedder = store_embedder(store.model_id(), store.model_dir(), model, backend)?;
-    Ok(OpenedStore { store: Box::new(store), embedder, keyword: None })
+    let keyword = (search.retrieval != Retrieval::Vector).then(|| Box::new(store.clone()) as Box<dyn KeywordSearch>);
+    Ok(OpenedStore { store: Box::new(store), embedder, keyword })
 }
 
 /// One search of a store: where, with which embedding model, what, and how.
@@ -174,12 +176,17 @@ pub struct StoreQuery<'a> {
 }
 
 /// The chunks of a store nearest `q.query`, best first: by vector with `ef` and `exact` as
-/// asked, or (an index directory searched by keyword or hybrid) through the keyword index too.
+/// asked, or (searched by keyword or hybrid) through the store's keyword search too.
 ///
 /// # Errors
 /// Opening the store or its model, a bad setting, the search.
 pub fn search(q: StoreQuery<'_>) -> Result<Vec<Scored>> {
     let k = q.k.max(1);
+    if q.search.retrieval != Retrieval::Vector {
+        // Keywords too: the vector side walks the graph with its default candidate list.
+        let opened = open_store(q.location, q.model, q.backend, &q.search)?;
+        return Ok(opened.retriever(q.filter, &q.search)?.search(q.query, k)?);
+    }
     let url = q.location.to_string_lossy();
     if docraft_index::is_store_url(&url) {
         let mut store = PgVectorStore::connect(&url)?;
@@ -188,11 +195,6 @@ pub fn search(q: StoreQuery<'_>) -> Result<Vec<Scored>> {
         }
         let embedder = store_embedder(store.model_id(), store.model_dir(), q.model, q.backend)?;
         return Ok(store.search_text(embedder.as_ref(), q.query, k, &q.filter, q.exact)?);
-    }
-    if q.search.retrieval != Retrieval::Vector {
-        // Keywords too: the vector side walks the graph with its default candidate list.
-        let opened = open_store(q.location, q.model, q.backend, &q.search)?;
-        return Ok(opened.retriever(q.filter, &q.search)?.search(q.query, k)?);
     }
     let (index, embedder) = open(q.location, q.model, q.backend)?;
     let mut opts = SearchOptions::new(k).with_filter(q.filter);

@@ -110,12 +110,12 @@ pub fn run(s: &RaftSettings, paths: &RaftPaths, ctx: &Ctx) -> Result<RaftOutcome
 
     // 1. Questions, with qa-gen's prompt, filters and resumable run. The chain of thought
     //    writes the answer RAFT keeps; the question's own answer only keeps distractors that
-    //    contain it out, so it need not pass grounding.
+    //    contain it out, so it need not pass grounding, nor the passage check's answer side.
     //    Chunks not worth asking about are skipped here, so they are never an oracle.
     let qopts = GenerateOptions {
         questions_per_chunk: s.questions_per_chunk,
         sampling: s.generator.sampling(),
-        filters: s.checks.filters(Filters { grounding: None, ..Filters::default() }),
+        filters: s.checks.filters(Filters { grounding: None, self_contained_answer: false, ..Filters::default() }),
         skip_chunks: s.checks.skip_chunks(),
         ..GenerateOptions::default()
     };
