@@ -130,6 +130,11 @@ enum Command {
     /// Merge a LoRA adapter into its base (W + alpha/r·B·A) and write the model in Hugging Face
     /// layout.
     Merge(train::MergeArgs),
+    /// Write a model for llama.cpp and Ollama: the base GGUF with an adapter merged into it
+    /// (--quant f16|q8_0|q4_0|q4_k_m), or with --lora-only the adapter alone as a llama.cpp
+    /// LoRA GGUF (applied at load time: `docraft generate --backend llama --lora FILE`,
+    /// `llama-cli --lora FILE`). An Ollama Modelfile is written beside it.
+    ExportGguf(train::ExportGgufArgs),
     /// Talk to a base model, with or without an adapter: one message, or a conversation read
     /// from standard input line by line. Answers stream as they are generated.
     Chat(Box<train::ChatArgs>),
@@ -289,6 +294,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::train(&a),
         Command::Convert(a) => train::convert(&a),
         Command::Merge(a) => train::merge(&a),
+        Command::ExportGguf(a) => train::export_gguf(&a),
         Command::Chat(a) => train::chat(&a),
         Command::Serve(a) => serve::serve(&a),
         Command::Worker(a) => serve::worker(&a),

@@ -78,6 +78,10 @@ pub struct GeneratorArgs {
     /// llama: most tokens the draft model proposes in a row (fewer when it is unsure).
     #[arg(long, default_value_t = GeneratorSettings::default().draft_max)]
     draft_max: u32,
+    /// llama: a LoRA adapter in llama.cpp's GGUF format, applied to the model at load time
+    /// (`docraft export-gguf --lora-only` writes one).
+    #[arg(long, value_name = "FILE.gguf")]
+    lora: Option<PathBuf>,
     /// Sampling temperature (0: greedy).
     #[arg(long, default_value_t = GeneratorSettings::default().temperature)]
     temperature: f32,
@@ -112,6 +116,7 @@ impl GeneratorArgs {
             no_prefix_reuse: self.no_prefix_reuse,
             draft_model: self.draft_model.clone(),
             draft_max: self.draft_max,
+            lora: self.lora.clone(),
             temperature: self.temperature,
             top_p: self.top_p,
             seed: self.seed,
@@ -448,6 +453,7 @@ mod tests {
             "--no-prefix-reuse",
             "--draft-model=draft.gguf",
             "--draft-max=4",
+            "--lora=tuned.gguf",
             "--temperature=0",
             "--top-p=0.5",
             "--seed=9",
@@ -473,6 +479,7 @@ mod tests {
             no_prefix_reuse: true,
             draft_model: Some("draft.gguf".into()),
             draft_max: 4,
+            lora: Some("tuned.gguf".into()),
             temperature: 0.0,
             top_p: 0.5,
             seed: 9,

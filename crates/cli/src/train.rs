@@ -12,7 +12,7 @@ use docraft_pipeline::stage::train::TrainPaths;
 use docraft_pipeline::stage::{self, Ctx};
 use docraft_pipeline::{Event, Stage};
 use docraft_train::generate::{ChatModel, GenOptions};
-use docraft_train::{Adapter, BaseModel, BatchSize, Llama, Settings};
+use docraft_train::{Adapter, BaseModel, BatchSize, GgufQuant, Llama, Settings};
 
 /// Where the base model comes from, and on which device it runs.
 #[derive(Args)]
@@ -191,6 +191,46 @@ pub fn merge(a: &MergeArgs) -> Result<ExitCode> {
     adapter.merge_into(&mut base.weights)?;
     base.save_hf(&a.output)?;
     println!("merged {} into {}", a.adapter.display(), a.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExportGgufArgs {
+    /// The base the adapter was trained on, as a GGUF file (its metadata, tokenizer and chat
+    /// template are copied).
+    #[arg(long, value_name = "FILE.gguf")]
+    base: PathBuf,
+    /// The adapter directory (adapter_config.json + adapter_model.safetensors, ours or peft's).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long, value_name = "FILE.gguf")]
+    output: PathBuf,
+    /// Tensor type of the merged model's weights (norms stay f32).
+    #[arg(long, default_value_t = GgufQuant::default())]
+    quant: GgufQuant,
+    /// Write the adapter alone as a llama.cpp LoRA GGUF instead of a merged model.
+    #[arg(long, conflicts_with = "quant")]
+    lora_only: bool,
+}
+
+pub fn export_gguf(a: &ExportGgufArgs) -> Result<ExitCode> {
+    let done = if a.lora_only {
+        docraft_train::export_lora(&a.base, &a.adapter, &a.output)?
+    } else {
+        docraft_train::export_merged(&a.base, Some(&a.adapter), &a.output, a.quant)?
+    };
+    let types: Vec<String> = done.types.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let what = if a.lora_only { "LoRA pairs" } else { "weights merged" };
+    println!(
+        "{} tensors ({}), {} {what}, {:.1} MB -> {} (Ollama: {})",
+        done.tensors,
+        types.join(", "),
+        done.adapted,
+        done.bytes as f64 / 1e6,
+        done.path.display(),
+        done.modelfile.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

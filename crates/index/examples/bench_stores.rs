@@ -1,6 +1,12 @@
 //! pgvector ([`PgVectorStore`]) against hnsw_rs ([`VectorIndex`]) on the same real-text
 //! vectors: build time, size, queries per second and recall@10 at several `ef_search`, with
-//! and without a selective filter.
+//! and without a selective filter. Then keyword (BM25) search over the same chunks: the
+//! in-memory [`KeywordIndex`] (build time, queries per second) against
+//! [`PgVectorStore::search_keywords`] over the store's `_terms` table (filled by the same
+//! inserts, so pgvector's load time includes it; its size is printed), with and without the
+//! filter, and their agreement: the mean overlap@10 (the share of the in-memory top 10 found
+//! in PostgreSQL's top 10; ties at the 10th place aside, it should be 1). Keyword queries are
+//! the first 8 words of each held-out query paragraph (`queries.jsonl`).
 //!
 //! ```text
 //! cargo run --release -p docraft-index --example bench_stores -- [N=100000] [QUERIES=1000] [flags]
@@ -39,6 +45,9 @@
 //! - `--pg-exact 100`: queries timed through pgvector's exact (sequential scan) search.
 //! - `--skip-pg`: hnsw_rs only; `--skip-hnsw`: no hnsw_rs graph searches (it is still built:
 //!   its exact scan is the ground truth).
+//! - `--skip-keyword`: no keyword search (the `_terms` table is still filled by the inserts).
+//! - `--keyword-queries M`: keyword queries run, from the first M held-out paragraphs
+//!   (default QUERIES, as many as the vector queries; at most 1000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cast_precision_loss, clippy::print_stdout)]
 
@@ -54,7 +63,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use docraft_core::{Chunk, ChunkId, DocId, Embedder, Filter, Span};
 use docraft_index::{
-    EmbedOptions, HnswParams, OnnxEmbedder, PgVectorStore, PgVectors, SearchOptions, Strategy, VectorIndex,
+    EmbedOptions, HnswParams, KeywordIndex, OnnxEmbedder, PgVectorStore, PgVectors, SearchOptions, Strategy,
+    VectorIndex,
 };
 use serde_json::json;
 
@@ -67,6 +77,8 @@ const K: usize = 10;
 const EMBED_GROUP: usize = 1024;
 /// The selective filter: the sqlx crates' Markdown files and doc comments.
 const DEFAULT_FILTER: &str = "source=*/sqlx-*";
+/// A keyword query is the first this many words of a held-out paragraph.
+const KEYWORD_WORDS: usize = 8;
 
 struct Args {
     n: usize,
@@ -83,6 +95,9 @@ struct Args {
     filtered_queries: usize,
     skip_hnsw: bool,
     skip_pg: bool,
+    skip_keyword: bool,
+    /// Keyword queries (`None`: as many as the vector queries).
+    keyword_queries: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -101,6 +116,8 @@ fn parse_args() -> Result<Args> {
         filtered_queries: usize::MAX,
         skip_hnsw: false,
         skip_pg: false,
+        skip_keyword: false,
+        keyword_queries: None,
     };
     let mut positional = 0;
     let mut args = std::env::args().skip(1);
@@ -111,6 +128,8 @@ fn parse_args() -> Result<Args> {
             "--corpus-only" => a.corpus_only = true,
             "--skip-hnsw" => a.skip_hnsw = true,
             "--skip-pg" => a.skip_pg = true,
+            "--skip-keyword" => a.skip_keyword = true,
+            "--keyword-queries" => a.keyword_queries = Some(value()?.parse()?),
             "--filter" => a.filter.push(value()?),
             "--verify" => a.verify = value()?.parse()?,
             "--ef" => a.efs = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
@@ -133,6 +152,7 @@ fn parse_args() -> Result<Args> {
     ensure!((1..=CORPUS).contains(&a.n), "N must be 1..={CORPUS}");
     ensure!((1..=QUERIES).contains(&a.q), "QUERIES must be 1..={QUERIES}");
     ensure!(a.pg_batch > 0, "--pg-batch must be positive");
+    ensure!(a.keyword_queries.is_none_or(|m| (1..=QUERIES).contains(&m)), "--keyword-queries must be 1..={QUERIES}");
     if a.filter.is_empty() {
         a.filter.push(DEFAULT_FILTER.into());
     }
@@ -892,8 +912,182 @@ fn build_pg(
     report.insert("table_bytes".into(), table_bytes.to_string());
     report.insert("index_bytes".into(), index_bytes.to_string());
     report.insert("btree_bytes".into(), btrees);
+    // The keyword table the same inserts filled: its heap and its two btrees.
+    let terms_bytes = server.psql(&db_name, &format!("SELECT pg_total_relation_size('{table}_terms')"));
+    let terms_rows = server.psql(&db_name, &format!("SELECT count(*) FROM {table}_terms"));
+    println!(
+        "pgvector keyword table {table}_terms: {terms_rows} rows, {} with its indexes (in the build above)",
+        mb(terms_bytes.parse().unwrap_or(0))
+    );
+    report.insert("terms_bytes".into(), terms_bytes);
     server.psql(&db_name, &format!("VACUUM ANALYZE {table}"));
+    server.psql(&db_name, &format!("VACUUM ANALYZE {table}_terms"));
     Ok(PgSide { store, _db: db, db_name, url, table, server })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyword search.
+
+/// The keyword queries: the first [`KEYWORD_WORDS`] words of each of the first `m` held-out
+/// query paragraphs.
+fn keyword_queries(dir: &Path, m: usize) -> Result<Vec<String>> {
+    read_lines(&dir.join("queries.jsonl"), m)?
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            let text = v["text"].as_str().context("a query paragraph without text")?;
+            Ok(text.split_whitespace().take(KEYWORD_WORDS).collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+/// One query's hits: chunk ids with their scores, best first.
+type Hits = Vec<(String, f32)>;
+
+fn hits_of(found: Vec<docraft_core::Scored>) -> Hits {
+    found.into_iter().map(|h| (h.chunk.id.as_str().to_string(), h.score)).collect()
+}
+
+/// Runs `search` on queries `0..m`, timed: queries per second and each query's hits.
+fn timed(m: usize, mut search: impl FnMut(usize) -> Result<Hits>) -> Result<(f64, Vec<Hits>)> {
+    let started = Instant::now();
+    let found = (0..m).map(&mut search).collect::<Result<Vec<_>>>()?;
+    Ok((m as f64 / started.elapsed().as_secs_f64(), found))
+}
+
+fn mean_hits(found: &[Hits]) -> f64 {
+    found.iter().map(Vec::len).sum::<usize>() as f64 / found.len().max(1) as f64
+}
+
+/// Whether `a` and `b` are the same score up to float noise (the two sides sum their terms in
+/// different orders).
+fn same_score(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// How far PostgreSQL's keyword hits agree with the in-memory index's.
+#[derive(Clone, Copy, Default)]
+struct Agreement {
+    /// Mean over the queries of the share of the in-memory hits (up to 10) that PostgreSQL
+    /// returned too (1 when both found nothing, 0 when only the in-memory index found nothing).
+    overlap: f64,
+    /// Queries whose two hit lists hold different chunks.
+    differ: usize,
+    /// Of those, the ones where every chunk found on one side only scores the same (up to
+    /// float noise) as that side's last hit: a tie at the cut.
+    ties: usize,
+}
+
+/// Compares the hits of `pg` with those of `mem`, query by query, and prints up to three
+/// queries whose lists differ other than by a tie at the cut.
+fn agreement(queries: &[String], mem: &[Hits], pg: &[Hits], label: &str) -> Agreement {
+    let mut a = Agreement::default();
+    let mut shown = 0;
+    for (i, (m, p)) in mem.iter().zip(pg).enumerate() {
+        let in_pg: HashSet<&str> = p.iter().map(|(id, _)| id.as_str()).collect();
+        let in_mem: HashSet<&str> = m.iter().map(|(id, _)| id.as_str()).collect();
+        let both = m.iter().filter(|(id, _)| in_pg.contains(id.as_str())).count();
+        a.overlap += match (m.len(), p.len()) {
+            (0, 0) => 1.0,
+            (0, _) => 0.0,
+            (n, _) => both as f64 / n as f64,
+        };
+        if both == m.len() && both == p.len() {
+            continue;
+        }
+        a.differ += 1;
+        let only_mem: Vec<&(String, f32)> = m.iter().filter(|(id, _)| !in_pg.contains(id.as_str())).collect();
+        let only_pg: Vec<&(String, f32)> = p.iter().filter(|(id, _)| !in_mem.contains(id.as_str())).collect();
+        let at_cut = |only: &[&(String, f32)], side: &Hits| {
+            side.last().is_some_and(|&(_, last)| only.iter().all(|&&(_, s)| same_score(s, last)))
+        };
+        if m.len() == p.len() && at_cut(&only_mem, m) && at_cut(&only_pg, p) {
+            a.ties += 1;
+        } else if shown < 3 {
+            shown += 1;
+            let short = |only: &[&(String, f32)]| {
+                only.iter().map(|(id, s)| format!("{}… {s:.4}", &id[..id.len().min(12)])).collect::<Vec<_>>()
+            };
+            println!(
+                "  {label} query {i} {:?}: {} hits in memory (last {:.4}), {} in pg (last {:.4}); in memory only {:?}, \
+                 in pg only {:?}",
+                queries[i],
+                m.len(),
+                m.last().map_or(0.0, |h| h.1),
+                p.len(),
+                p.last().map_or(0.0, |h| h.1),
+                short(&only_mem),
+                short(&only_pg)
+            );
+        }
+    }
+    a.overlap /= mem.len().max(1) as f64;
+    a
+}
+
+/// One keyword configuration (unfiltered or filtered): both sides' speed and their agreement.
+#[derive(Clone, Copy, Default)]
+struct KeywordRun {
+    mem_qps: f64,
+    mem_hits: f64,
+    /// PostgreSQL's queries per second, mean hits and agreement (`None` with `--skip-pg`).
+    pg: Option<(f64, f64, Agreement)>,
+}
+
+/// What the keyword part measured.
+struct KeywordReport {
+    queries: usize,
+    build_s: f64,
+    /// Unfiltered, then filtered.
+    runs: [KeywordRun; 2],
+}
+
+/// Keyword search over the same chunks: builds the in-memory index, then runs the keyword
+/// queries unfiltered and with `filter` on it and on `pg` (one thread, one query at a time).
+fn keyword_bench(
+    dir: &Path,
+    m: usize,
+    chunks: &[Chunk],
+    pg: Option<&PgVectorStore>,
+    filter: &Filter,
+) -> Result<KeywordReport> {
+    let queries = keyword_queries(dir, m)?;
+    println!(
+        "keyword queries: the first {KEYWORD_WORDS} words of the first {m} held-out query paragraphs \
+         (queries.jsonl), e.g. {:?}",
+        queries[0]
+    );
+    let copy = chunks.to_vec();
+    let started = Instant::now();
+    let index = KeywordIndex::new(copy);
+    let build_s = started.elapsed().as_secs_f64();
+    println!("KeywordIndex build: {build_s:.2} s ({:.0} chunks/s)", chunks.len() as f64 / build_s);
+    let none = Filter::new();
+    for q in queries.iter().take(20) {
+        drop(index.search(q, K, &none));
+        if let Some(store) = pg {
+            store.search_keywords(q, K, &none)?;
+        }
+    }
+    let mut runs = [KeywordRun::default(); 2];
+    for (run, (name, f)) in runs.iter_mut().zip([("unfiltered", &none), ("filtered", filter)]) {
+        let (mem_qps, mem) = timed(m, |i| Ok(hits_of(index.search(&queries[i], K, f))))?;
+        *run = KeywordRun { mem_qps, mem_hits: mean_hits(&mem), pg: None };
+        println!("keyword KeywordIndex {name}: {mem_qps:>7.1} q/s ({:.2} hits)", run.mem_hits);
+        if let Some(store) = pg {
+            let (qps, found) = timed(m, |i| Ok(hits_of(store.search_keywords(&queries[i], K, f)?)))?;
+            let hits = mean_hits(&found);
+            println!("keyword pgvector     {name}: {qps:>7.1} q/s ({hits:.2} hits)");
+            let a = agreement(&queries, &mem, &found, name);
+            println!(
+                "keyword agreement    {name}: overlap@10 {:.4}; {} of {m} queries differ, {} of them only by a tie at \
+                 the 10th place",
+                a.overlap, a.differ, a.ties
+            );
+            run.pg = Some((qps, hits, a));
+        }
+    }
+    Ok(KeywordReport { queries: m, build_s, runs })
 }
 
 fn main() -> Result<()> {
@@ -1087,6 +1281,12 @@ fn main() -> Result<()> {
             pg_exact = (Some(e), Some(f));
         }
     }
+    let keyword = if args.skip_keyword {
+        None
+    } else {
+        let m = args.keyword_queries.unwrap_or(q);
+        Some(keyword_bench(&dir, m, &chunks, pg_side.as_ref().map(|p| &p.store), &filter)?)
+    };
     drop(pg_side);
 
     // The table.
@@ -1130,6 +1330,31 @@ fn main() -> Result<()> {
         }
         let (h, p) = if filtered { (exact_run_f, pg_exact.1) } else { (exact_run, pg_exact.0) };
         println!("| {} | exact | {} | {} | - | - |", label(filtered), cell(Some(h)), cell(p));
+    }
+    if let Some(kw) = &keyword {
+        println!();
+        println!(
+            "| keyword search (BM25, k = {K}, {} queries) | `KeywordIndex` (in memory) | \
+             `PgVectorStore::search_keywords` | overlap@10 |",
+            kw.queries
+        );
+        println!("|---|---:|---:|---:|");
+        let pg_build = if args.skip_pg { "-".to_string() } else { "in the pgvector build".to_string() };
+        println!("| build | {:.2} s | {pg_build} | |", kw.build_s);
+        let terms = if args.skip_pg {
+            "-".to_string()
+        } else {
+            format!("`_terms` table {} with its indexes", mb(pg_bytes("terms_bytes")))
+        };
+        println!("| size | - | {terms} | |");
+        for (filtered, run) in [false, true].into_iter().zip(kw.runs) {
+            let qps = |qps: f64| if qps < 20.0 { format!("{qps:.1}") } else { format!("{qps:.0}") };
+            let (pg_qps, overlap) = run.pg.map_or_else(
+                || ("-".to_string(), "-".to_string()),
+                |(q, _, a)| (qps(q), format!("{:.3} ({} differ, {} by ties)", a.overlap, a.differ, a.ties)),
+            );
+            println!("| {} q/s | {} | {pg_qps} | {overlap} |", label(filtered), qps(run.mem_qps));
+        }
     }
     println!("\nload average at the end: {}", loadavg());
     Ok(())

@@ -116,6 +116,9 @@ pub struct GeneratorSettings {
     pub draft_model: Option<PathBuf>,
     /// llama: most tokens the draft model proposes in a row (1..=32; fewer when it is unsure).
     pub draft_max: u32,
+    /// llama: a llama.cpp LoRA adapter (GGUF) applied to the model at load time, so a
+    /// fine-tuned model serves without merging (not to the draft model).
+    pub lora: Option<PathBuf>,
     /// Sampling temperature (0: greedy).
     pub temperature: f32,
     /// Nucleus sampling threshold (0..=1).
@@ -146,6 +149,7 @@ impl Default for GeneratorSettings {
             no_prefix_reuse: false,
             draft_model: None,
             draft_max: DEFAULT_DRAFT_MAX,
+            lora: None,
             temperature: 0.7,
             top_p: 0.9,
             seed: 0,
@@ -262,7 +266,8 @@ impl GeneratorSettings {
             .with_grammar(!self.no_grammar)
             .with_prefix_reuse(!self.no_prefix_reuse)
             .with_draft_model(self.draft_model.clone())
-            .with_draft_max(self.draft_max)?;
+            .with_draft_max(self.draft_max)?
+            .with_lora(self.lora.clone());
         if let Some(t) = self.threads {
             cfg = cfg.with_threads(t)?;
         }
@@ -303,7 +308,8 @@ impl GeneratorSettings {
 ///
 /// # Errors
 /// [`LlmError::Setting`] naming the bad field ([`GeneratorSettings::validate`]);
-/// [`LlmError::Model`] naming a GGUF file that is missing or unloadable;
+/// [`LlmError::Model`] naming a GGUF file (model, draft model, LoRA adapter) that is missing
+/// or unloadable;
 /// [`LlmError::RemoteRefused`] for an endpoint off this machine without `allow_remote`;
 /// [`LlmError::Io`] naming a request log that cannot be opened;
 /// [`LlmError::NotCompiled`] when the backend is compiled out of this build.
@@ -365,6 +371,17 @@ mod tests {
         };
         let cfg = s.llama_config()?;
         assert_eq!((cfg.draft_model(), cfg.draft_max(), cfg.prefix_reuse()), (Some(Path::new("d.gguf")), 3, false));
+        Ok(())
+    }
+
+    #[test]
+    fn the_lora_adapter_reaches_the_llama_config() -> anyhow::Result<()> {
+        assert_eq!(GeneratorSettings::default().llama_config()?.lora(), None);
+        let s = GeneratorSettings { lora: Some("tuned.gguf".into()), ..GeneratorSettings::default() };
+        let cfg = s.llama_config()?;
+        assert_eq!((cfg.lora(), cfg.draft_model()), (Some(Path::new("tuned.gguf")), None));
+        // A config file names it as `lora`.
+        assert_eq!(serde_json::from_str::<GeneratorSettings>(r#"{"lora": "tuned.gguf"}"#)?, s);
         Ok(())
     }
 

@@ -323,3 +323,93 @@ fn a_draft_model_with_another_vocabulary_is_refused() {
     let err = build_generator(&settings, std::path::Path::new("unused.jsonl")).map(|_| ()).unwrap_err();
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
+
+/// A GGUF file of string metadata and 2-D F32 tensors (zeros): enough to try what is checked
+/// of a LoRA adapter before it is used. Not a LoRA writer: no real weights.
+fn write_gguf(path: &std::path::Path, kv: &[(&str, &str)], tensors: &[(&str, [u64; 2])]) {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((kv.len() as u64).to_le_bytes());
+    for (k, v) in kv {
+        string(&mut out, k);
+        out.extend(8u32.to_le_bytes()); // a string
+        string(&mut out, v);
+    }
+    let mut data = 0u64;
+    for (name, ne) in tensors {
+        string(&mut out, name);
+        out.extend(2u32.to_le_bytes());
+        out.extend(ne[0].to_le_bytes());
+        out.extend(ne[1].to_le_bytes());
+        out.extend(0u32.to_le_bytes()); // F32
+        out.extend(data.to_le_bytes());
+        data += (ne[0] * ne[1] * 4).next_multiple_of(32);
+    }
+    out.resize(out.len().next_multiple_of(32), 0);
+    out.resize(out.len() + usize::try_from(data).unwrap(), 0);
+    std::fs::write(path, out).unwrap();
+}
+
+fn lora_kv(arch: &str) -> [(&str, &str); 3] {
+    [("general.type", "adapter"), ("general.architecture", arch), ("adapter.type", "lora")]
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn a_lora_adapter_that_does_not_fit_the_model_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |lora: &std::path::Path, why: &str| {
+        let err = LlamaGenerator::load(smollm(1).with_lora(Some(lora.to_path_buf()))).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(&err, LlmError::Model { path, .. } if path == lora), "{err:?}");
+        assert!(msg.contains(&lora.display().to_string()) && msg.contains("LoRA") && msg.contains(why), "{msg}");
+    };
+    // Not a GGUF file.
+    let junk = dir.path().join("junk-adapter.gguf");
+    std::fs::write(&junk, b"not an adapter").unwrap();
+    refused(&junk, "not a GGUF file");
+    // No file.
+    refused(std::path::Path::new("/nonexistent/adapter.gguf"), "no such file");
+    // A model, not an adapter.
+    refused(&default_gguf(), "a model, not an adapter");
+    // An adapter of another architecture (SmolLM2 is llama).
+    let qwen = dir.path().join("qwen2-adapter.gguf");
+    write_gguf(&qwen, &lora_kv("qwen2"), &[]);
+    refused(&qwen, "architecture qwen2");
+    // The right architecture, tensors of another shape (SmolLM2's attention is 576 wide).
+    let shapes = dir.path().join("other-shapes.gguf");
+    let tensors = [("blk.0.attn_q.weight.lora_a", [64, 4]), ("blk.0.attn_q.weight.lora_b", [4, 64])];
+    write_gguf(&shapes, &lora_kv("llama"), &tensors);
+    refused(&shapes, "shape");
+    // The settings reach the generator.
+    let settings = GeneratorSettings { lora: Some(junk.clone()), threads: Some(1), ..GeneratorSettings::default() };
+    let err = build_generator(&settings, std::path::Path::new("unused.jsonl")).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains(&junk.display().to_string()), "{err}");
+}
+
+#[test]
+#[ignore = "needs scripts/setup.sh"]
+fn an_empty_lora_adapter_is_applied_to_every_main_context_and_changes_nothing() {
+    // An adapter without tensors loads and is applied, but changes no weight: the greedy
+    // output is the plain model's, with shared-prompt reuse and with a draft model (which
+    // gets no adapter). Its id is another model's.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-adapter.gguf");
+    write_gguf(&empty, &lora_kv("llama"), &[]);
+    let reqs: Vec<GenRequest> = PASSAGES[..2].iter().map(|t| shared(t)).collect();
+    let plain = LlamaGenerator::load(smollm(1)).unwrap();
+    let want = texts(&plain.generate_batch(&reqs));
+    let tuned = LlamaGenerator::load(smollm(1).with_lora(Some(empty.clone()))).unwrap();
+    assert_eq!(texts(&tuned.generate_batch(&reqs)), want);
+    assert!(tuned.stats().prompt_tokens_cached > 0, "{:?}", tuned.stats());
+    assert_ne!(tuned.model_id(), plain.model_id());
+    assert!(tuned.model_id().starts_with(&plain.model_id()) && tuned.model_id().contains("empty-adapter.gguf#"));
+    let spec = LlamaGenerator::load(smollm(1).with_lora(Some(empty)).with_draft_model(Some(default_gguf()))).unwrap();
+    assert_eq!(texts(&spec.generate_batch(&reqs)), want);
+    assert!(spec.stats().draft_accepted > 0, "{:?}", spec.stats());
+}

@@ -36,7 +36,7 @@ const FILE_JSON_ES: (&str, &str) = ("raft/cot.json.es.txt", JSON_ES);
 /// Most reasoning steps, and the longest thought and answer, the JSON Schema allows.
 const MAX_STEPS: usize = 3;
 const MAX_THOUGHT_CHARS: usize = 300;
-pub(crate) const MAX_ANSWER_CHARS: usize = 300;
+pub(crate) const MAX_ANSWER_CHARS: usize = 500;
 /// Most oracle sentences offered as quotes, and the longest one kept whole.
 const MAX_SENTENCES: usize = 40;
 

@@ -123,9 +123,9 @@ impl Scripted {
             // A real quote, then an answer that has nothing to do with it.
             serde_json::json!({"reasoning": [{"thought": "The context answers it.", "quote": quote}], "answer": "Paint it green with a roller"}).to_string()
         } else if question.contains("RAMBLE") {
-            // An answer the schema's 300-character limit cut off mid-word.
+            // An answer the schema's 500-character limit cut off mid-word.
             let answer =
-                format!("Every few days, {}", "and then again ".repeat(40)).chars().take(300).collect::<String>();
+                format!("Every few days, {}", "and then again ".repeat(40)).chars().take(500).collect::<String>();
             serde_json::json!({"reasoning": [{"thought": "The context answers it.", "quote": quote}], "answer": answer})
                 .to_string()
         } else if question.contains("DUNNO") {

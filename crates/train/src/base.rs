@@ -64,62 +64,11 @@ impl BaseModel {
         let mut file = std::fs::File::open(path).map_err(TrainError::io(path))?;
         let content = Content::read(&mut file).map_err(|e| TrainError::model(path, format!("not a GGUF file: {e}")))?;
         let arch = gguf_str(&content, "general.architecture").unwrap_or_default();
-        let (model_type, architecture) = match arch.as_str() {
-            "llama" => ("llama", "LlamaForCausalLM"),
-            "mistral" => ("mistral", "MistralForCausalLM"),
-            "qwen2" => ("qwen2", "Qwen2ForCausalLM"),
-            other => {
-                return Err(TrainError::model(
-                    path,
-                    format!("architecture `{other}` is not a supported llama-family model"),
-                ));
-            }
-        };
-        let num = |key: &str| -> Result<usize> {
-            content
-                .metadata
-                .get(&format!("{arch}.{key}"))
-                .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().and_then(|x| u32::try_from(x).ok())))
-                .map(|v| v as usize)
-                .ok_or_else(|| TrainError::model(path, format!("GGUF has no `{arch}.{key}`")))
-        };
-        // GGUF stores these as f32: widen through the shortest decimal, so 1e-6 stays 1e-6 (and not
-        // 9.99999997e-7) in the config.json we write and in the norms.
-        let float = |key: &str, default: f64| -> f64 {
-            content
-                .metadata
-                .get(&format!("{arch}.{key}"))
-                .and_then(|v| v.to_f32().ok())
-                .map_or(default, |x| x.to_string().parse().unwrap_or(f64::from(x)))
-        };
-        let heads = num("attention.head_count")?;
-        let kv_heads = num("attention.head_count_kv").unwrap_or(heads);
-        let hidden = num("embedding_length")?;
         let tok = GgufTokenizer::from_gguf(path, &content)?;
         let vocab_size = tok.json["model"]["vocab"].as_object().map_or(0, serde_json::Map::len);
-        let id = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
-        let has_output = content.tensor_infos.contains_key("output.weight");
-        let mut config = ModelConfig {
-            architectures: vec![architecture.to_string()],
-            model_type: model_type.to_string(),
-            vocab_size,
-            hidden_size: hidden,
-            intermediate_size: num("feed_forward_length")?,
-            num_hidden_layers: num("block_count")?,
-            num_attention_heads: heads,
-            num_key_value_heads: Some(kv_heads),
-            head_dim: num("attention.key_length").ok().filter(|d| *d != hidden / heads),
-            rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
-            rope_theta: float("rope.freq_base", 10_000.0),
-            max_position_embeddings: num("context_length").unwrap_or(2048),
-            tie_word_embeddings: !has_output,
-            attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-            bos_token_id: id("tokenizer.ggml.bos_token_id"),
-            eos_token_id: id("tokenizer.ggml.eos_token_id").map(EosIds::One),
-            torch_dtype: "float32".into(),
-            rope_scaling: None,
-        };
-        config.validate().map_err(|m| TrainError::model(path, m))?;
+        let mut config = gguf_config(path, &content, vocab_size)?;
+        let (heads, kv_heads) =
+            (config.num_attention_heads, config.num_key_value_heads.unwrap_or(config.num_attention_heads));
         let mut weights = HashMap::new();
         let mut names: Vec<&String> = content.tensor_infos.keys().collect();
         names.sort();
@@ -133,7 +82,7 @@ impl BaseModel {
             // llama.cpp permutes Q/K rows for its RoPE layout in llama-arch conversions; undo it.
             // qwen2 uses NEOX (rotate-half) RoPE like Hugging Face, so its converter leaves Q/K and
             // their biases alone (tests/qwen2.rs checks the logits against llama.cpp's).
-            if arch == "llama" || arch == "mistral" {
+            if permutes_qk(&arch) {
                 if name.ends_with("attn_q.weight") {
                     t = unpermute(&t, heads)?;
                 } else if name.ends_with("attn_k.weight") {
@@ -291,8 +240,72 @@ pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(
     std::fs::write(path, text + "\n").map_err(TrainError::io(path))
 }
 
-fn gguf_str(content: &Content, key: &str) -> Option<String> {
+pub(crate) fn gguf_str(content: &Content, key: &str) -> Option<String> {
     content.metadata.get(key).and_then(|v: &GgufValue| v.to_string().ok()).cloned()
+}
+
+/// The model configuration a GGUF file's metadata describes (llama, mistral and qwen2
+/// architectures), with `vocab_size` as given (0: unknown).
+///
+/// # Errors
+/// [`TrainError::Model`] naming `path` for another architecture or a missing key.
+pub fn gguf_config(path: &Path, content: &Content, vocab_size: usize) -> Result<ModelConfig> {
+    let arch = gguf_str(content, "general.architecture").unwrap_or_default();
+    let (model_type, architecture) = match arch.as_str() {
+        "llama" => ("llama", "LlamaForCausalLM"),
+        "mistral" => ("mistral", "MistralForCausalLM"),
+        "qwen2" => ("qwen2", "Qwen2ForCausalLM"),
+        other => {
+            return Err(TrainError::model(
+                path,
+                format!("architecture `{other}` is not a supported llama-family model"),
+            ));
+        }
+    };
+    let num = |key: &str| -> Result<usize> {
+        content
+            .metadata
+            .get(&format!("{arch}.{key}"))
+            .and_then(|v| v.to_u32().ok().or_else(|| v.to_u64().ok().and_then(|x| u32::try_from(x).ok())))
+            .map(|v| v as usize)
+            .ok_or_else(|| TrainError::model(path, format!("GGUF has no `{arch}.{key}`")))
+    };
+    // GGUF stores these as f32: widen through the shortest decimal, so 1e-6 stays 1e-6 (and not
+    // 9.99999997e-7) in the config.json we write and in the norms.
+    let float = |key: &str, default: f64| -> f64 {
+        content
+            .metadata
+            .get(&format!("{arch}.{key}"))
+            .and_then(|v| v.to_f32().ok())
+            .map_or(default, |x| x.to_string().parse().unwrap_or(f64::from(x)))
+    };
+    let heads = num("attention.head_count")?;
+    let kv_heads = num("attention.head_count_kv").unwrap_or(heads);
+    let hidden = num("embedding_length")?;
+    let id = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+    let has_output = content.tensor_infos.contains_key("output.weight");
+    let config = ModelConfig {
+        architectures: vec![architecture.to_string()],
+        model_type: model_type.to_string(),
+        vocab_size,
+        hidden_size: hidden,
+        intermediate_size: num("feed_forward_length")?,
+        num_hidden_layers: num("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: Some(kv_heads),
+        head_dim: num("attention.key_length").ok().filter(|d| *d != hidden / heads),
+        rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+        rope_theta: float("rope.freq_base", 10_000.0),
+        max_position_embeddings: num("context_length").unwrap_or(2048),
+        tie_word_embeddings: !has_output,
+        attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        eos_token_id: id("tokenizer.ggml.eos_token_id").map(EosIds::One),
+        torch_dtype: "float32".into(),
+        rope_scaling: None,
+    };
+    config.validate().map_err(|m| TrainError::model(path, m))?;
+    Ok(config)
 }
 
 /// Maps a GGUF tensor name to its Hugging Face name (`None` for tensors that are not weights).
@@ -323,6 +336,22 @@ pub fn hf_name(gguf: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// Whether llama.cpp's converter permutes the Q/K rows of architecture `arch` (for its RoPE
+/// layout): llama and mistral yes; qwen2 (NEOX RoPE, like Hugging Face) no.
+pub(crate) fn permutes_qk(arch: &str) -> bool {
+    arch == "llama" || arch == "mistral"
+}
+
+/// llama.cpp's row permutation of a Q or K weight (or a LoRA B) with `heads` heads, from
+/// Hugging Face layout: the inverse of [`unpermute`].
+///
+/// # Errors
+/// A shape error when the rows do not split into `heads` pairs.
+pub fn permute(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    Ok(w.reshape((heads, 2, rows / heads / 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))?)
 }
 
 /// Undoes llama.cpp's row permutation of a Q or K weight with `heads` heads.

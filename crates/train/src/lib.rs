@@ -6,7 +6,9 @@
 //! loss masks using the model's own chat template; the [`Trainer`] runs AdamW with warmup and decay,
 //! gradient accumulation and clipping, writes `metrics.jsonl`, `events.jsonl` and atomic checkpoints,
 //! resumes on the same trajectory, and saves the adapter in Hugging Face peft's layout.
-//! [`generate`] decodes with base + adapter.
+//! [`generate`] decodes with base + adapter. [`export_merged`] and [`export_lora`] write a
+//! trained adapter as GGUF for llama.cpp and Ollama: merged into the base, or as a llama.cpp
+//! LoRA adapter.
 //!
 //! This crate reads JSONL and model files only; it knows nothing of how the data was produced.
 
@@ -15,6 +17,7 @@ mod config;
 pub mod data;
 mod error;
 pub mod generate;
+mod gguf_out;
 mod lora;
 mod model;
 pub mod ops;
@@ -23,9 +26,10 @@ mod settings;
 mod tokenizer;
 mod trainer;
 
-pub use base::{BaseModel, hf_name, unpermute};
+pub use base::{BaseModel, gguf_config, hf_name, permute, unpermute};
 pub use config::{EosIds, ModelConfig};
 pub use error::{Result, TrainError};
+pub use gguf_out::{GgufExport, GgufQuant, export_lora, export_merged, gguf_weight_name};
 pub use lora::{Adapter, LoraConfig, LoraPair, Target};
 pub use model::{Dropout, Inputs, KvCache, Llama, LossOut};
 pub use optim::{AdamW, Schedule};

@@ -7,10 +7,11 @@ use std::sync::{Mutex, OnceLock};
 use docraft_core::{FinishReason, GenError, GenRequest, GenResponse, Generator, Usage, content_hash};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::gguf::GgufContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
@@ -55,6 +56,13 @@ const DRAFT_P_MIN: f32 = 0.75;
 /// Most tokens by which the vocabularies of a draft and its main model may differ in size
 /// (padding tokens at the end; llama.cpp's own limit).
 const DRAFT_VOCAB_SLACK: i32 = 128;
+/// GGUF's value types of strings and of 32-bit floats (`enum gguf_type`, part of the file
+/// format): llama.cpp aborts when a key it reads has another type, so they are checked first.
+const GGUF_TYPE_STRING: u32 = 8;
+const GGUF_TYPE_FLOAT32: u32 = 6;
+/// What `--lora` takes, for error messages.
+const LORA_HINT: &str = "--lora takes a llama.cpp LoRA adapter in GGUF, general.type = adapter and adapter.type = \
+                         lora, as llama.cpp's convert_lora_to_gguf.py writes";
 
 fn backend() -> Result<&'static LlamaBackend> {
     BACKEND
@@ -82,7 +90,15 @@ fn backend() -> Result<&'static LlamaBackend> {
 /// is kept for the next batches ([`LlamaConfig::with_prefix_reuse`]). With a draft model
 /// ([`LlamaConfig::with_draft_model`]) greedy requests are decoded speculatively. Neither
 /// changes what is generated; [`LlamaGenerator::stats`] tells what they saved.
+///
+/// A LoRA adapter ([`LlamaConfig::with_lora`]) is loaded once with the model and applied to
+/// every context of the main model (not to the draft model's).
 pub struct LlamaGenerator {
+    /// The LoRA adapter applied to every context of `model`. llama.cpp owns it with the model
+    /// (it is freed with the model, and only the model: this is a handle), so it is valid as
+    /// long as `model` is; the contexts that use it borrow `model` and live within one batch.
+    /// Behind a mutex because applying it takes `&mut` (batches run one at a time anyway).
+    lora: Option<Mutex<LlamaLoraAdapter>>,
     model: LlamaModel,
     draft: Option<LlamaModel>,
     template: LlamaChatTemplate,
@@ -107,17 +123,24 @@ impl std::fmt::Debug for LlamaGenerator {
 }
 
 impl LlamaGenerator {
-    /// Loads the GGUF file and its chat template, and the draft model if one is named.
+    /// Loads the GGUF file and its chat template, the LoRA adapter if one is named, and the
+    /// draft model if one is named.
     ///
     /// # Errors
     /// [`LlmError::Model`] when the file is missing or not a model llama.cpp can load, or
-    /// when it has no chat template and none was named; naming the draft model when it cannot
-    /// be loaded, when its vocabulary differs from the main model's, or when either model's
-    /// cache cannot be cut back (recurrent and hybrid models cannot be decoded speculatively).
+    /// when it has no chat template and none was named; naming the LoRA adapter when it is
+    /// missing, not a llama.cpp LoRA adapter in GGUF, or made for another architecture or
+    /// tensor shapes than the model's; naming the draft model when it cannot be loaded, when
+    /// its vocabulary differs from the main model's, or when either model's cache cannot be
+    /// cut back (recurrent and hybrid models cannot be decoded speculatively).
     pub fn load(config: LlamaConfig) -> Result<Self> {
         let path = config.model.clone();
         let model_err = |reason: String| LlmError::Model { path: path.clone(), reason };
-        let model = load_model(&path, &config, "run scripts/setup.sh to fetch the default model")?;
+        let mut model = load_model(&path, &config, "run scripts/setup.sh to fetch the default model")?;
+        let lora = match &config.lora {
+            Some(lora_path) => Some(load_lora(&mut model, &path, lora_path)?),
+            None => None,
+        };
         let template = match &config.chat_template {
             Some(name) => {
                 LlamaChatTemplate::new(name).map_err(|e| model_err(format!("chat template {name:?}: {e}")))?
@@ -154,14 +177,22 @@ impl LlamaGenerator {
         let threads = config
             .threads
             .map_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get), |t| t as usize);
-        let model_id = model_id(&path).map_err(|e| model_err(e.to_string()))?;
+        let mut id = model_id(&path).map_err(|e| model_err(e.to_string()))?;
+        if let Some(lora_path) = &config.lora {
+            // What the adapter makes of the model is another model: runs keyed by the model's
+            // id (resuming, the generation key) must not mix it with the plain one.
+            let adapter = model_id(lora_path)
+                .map_err(|e| LlmError::Model { path: lora_path.clone(), reason: format!("LoRA adapter: {e}") })?;
+            id = format!("{id}+{adapter}");
+        }
         let cuttable = !(model.is_recurrent() || model.is_hybrid() || sliding_window(&model));
         Ok(Self {
+            lora: lora.map(Mutex::new),
             model,
             draft,
             template,
             config,
-            model_id,
+            model_id: id,
             threads: i32::try_from(threads).unwrap_or(1),
             cuttable,
             grammars: Mutex::new(HashMap::new()),
@@ -322,11 +353,12 @@ impl LlamaGenerator {
         if self.reuses_prefixes() {
             prefixes.remember(&prompts);
         }
-        let mut main = Lane::new(&self.model, slots_n, per_seq, n_batch, self.threads)?;
+        let mut main = Lane::new(&self.model, self.lora.as_ref(), slots_n, per_seq, n_batch, self.threads)?;
         stats.prompt_tokens_evaluated += main.establish_prefix(&prefix, &mut prefixes.main) as u64;
         let mut draft = match &self.draft {
             Some(model) => {
-                let mut lane = Lane::new(model, slots_n, per_seq, n_batch, self.threads)?;
+                // The draft stays the plain model: no adapter.
+                let mut lane = Lane::new(model, None, slots_n, per_seq, n_batch, self.threads)?;
                 stats.draft_prompt_tokens_evaluated += lane.establish_prefix(&prefix, &mut prefixes.draft) as u64;
                 Some(lane)
             }
@@ -473,8 +505,10 @@ struct Lane<'m> {
 }
 
 impl<'m> Lane<'m> {
+    /// A context of `model` with `lora` applied (scale 1) when given.
     fn new(
         model: &'m LlamaModel,
+        lora: Option<&Mutex<LlamaLoraAdapter>>,
         slots_n: usize,
         per_seq: usize,
         n_batch: usize,
@@ -490,9 +524,14 @@ impl<'m> Lane<'m> {
             .with_n_threads_batch(threads)
             .with_kv_unified(true);
         let backend = backend().map_err(|e| GenError::Permanent(e.to_string()))?;
-        let ctx = model
+        let mut ctx = model
             .new_context(backend, params)
             .map_err(|e| GenError::Permanent(format!("llama.cpp context of {n_ctx} tokens: {e}")))?;
+        if let Some(lora) = lora {
+            let mut adapter = lora.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ctx.lora_adapter_set(&mut adapter, 1.0)
+                .map_err(|e| GenError::Permanent(format!("llama.cpp LoRA adapter: {e}")))?;
+        }
         Ok(Self {
             ctx,
             batch: LlamaBatch::new(n_batch, 1),
@@ -745,6 +784,71 @@ fn load_model(path: &Path, config: &LlamaConfig, hint: &str) -> Result<LlamaMode
     let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
     LlamaModel::load_from_file(backend, path, &params)
         .map_err(|e| err(format!("llama.cpp cannot load it ({e}); is it a GGUF model file?")))
+}
+
+/// Loads the LoRA adapter at `path` for `model` (the GGUF at `model_path`). Its metadata is
+/// checked first, for errors that say what is wrong (and because llama.cpp aborts on keys of
+/// another type); llama.cpp then checks that every tensor it changes is in the model with
+/// the same shape. The adapter belongs to `model` and is freed with it.
+fn load_lora(model: &mut LlamaModel, model_path: &Path, path: &Path) -> Result<LlamaLoraAdapter> {
+    let err = |why: String| LlmError::Model {
+        path: path.to_path_buf(),
+        reason: format!("cannot apply this LoRA adapter to {}: {why}", model_path.display()),
+    };
+    if !path.is_file() {
+        return Err(err(format!("no such file ({LORA_HINT})")));
+    }
+    if path.to_str().is_none() {
+        return Err(err("llama.cpp needs a path that is valid UTF-8".into()));
+    }
+    let gguf = GgufContext::from_file(path).ok_or_else(|| err(format!("not a GGUF file ({LORA_HINT})")))?;
+    let general_type = gguf_str(&gguf, "general.type").map_err(&err)?;
+    if general_type != Some("adapter") {
+        let what = match general_type {
+            Some("model") => "a model, not an adapter (general.type = model)".to_string(),
+            Some(t) => format!("not an adapter (general.type = {t})"),
+            None => "not an adapter (no general.type)".to_string(),
+        };
+        return Err(err(format!("it is {what}; {LORA_HINT}")));
+    }
+    let adapter_type = gguf_str(&gguf, "adapter.type").map_err(&err)?;
+    if adapter_type != Some("lora") {
+        let t = adapter_type.unwrap_or("missing");
+        return Err(err(format!("adapter.type is {t}, not lora; {LORA_HINT}")));
+    }
+    let Some(arch) = gguf_str(&gguf, "general.architecture").map_err(&err)? else {
+        return Err(err(format!("it names no architecture (general.architecture); {LORA_HINT}")));
+    };
+    if let Ok(model_arch) = model.meta_val_str("general.architecture")
+        && model_arch != arch
+    {
+        return Err(err(format!("it adapts a model of architecture {arch}, and this one is {model_arch}")));
+    }
+    let alpha = gguf.find_key("adapter.lora.alpha");
+    if alpha >= 0 && gguf.kv_type(alpha) != GGUF_TYPE_FLOAT32 {
+        return Err(err("adapter.lora.alpha is not a 32-bit float".into()));
+    }
+    drop(gguf);
+    model.lora_adapter_init(path).map_err(|e| {
+        err(format!(
+            "llama.cpp cannot load it ({e}): a tensor it changes is missing from the model, has \
+             another shape, or the file is damaged; was it trained for this base model? (set \
+             DOCRAFT_LLAMA_LOG=1 for llama.cpp's reason)"
+        ))
+    })
+}
+
+/// The string value of `key` in a GGUF's metadata (`None`: absent); `Err` when it is of
+/// another type.
+fn gguf_str<'a>(gguf: &'a GgufContext, key: &str) -> std::result::Result<Option<&'a str>, String> {
+    let i = gguf.find_key(key);
+    if i < 0 {
+        return Ok(None);
+    }
+    if gguf.kv_type(i) != GGUF_TYPE_STRING {
+        return Err(format!("{key} is not a string"));
+    }
+    Ok(gguf.val_str(i))
 }
 
 /// Whether `draft` tokenizes as `main` does: the same kind of tokenizer, special tokens and

@@ -33,6 +33,8 @@ pub(crate) const DEFAULT_DRAFT_MAX: u32 = 8;
 ///
 /// let cfg = LlamaConfig::new("model.gguf").with_parallel(4)?.with_threads(2)?.with_grammar(false);
 /// assert_eq!((cfg.parallel(), cfg.threads(), cfg.grammar()), (4, Some(2), false));
+/// let tuned = cfg.with_lora(Some("adapter.gguf".into()));
+/// assert_eq!(tuned.lora(), Some(std::path::Path::new("adapter.gguf")));
 /// assert!(LlamaConfig::new("model.gguf").with_context(8).is_err());
 /// # Ok::<(), docraft_llm::LlmError>(())
 /// ```
@@ -49,6 +51,10 @@ pub(crate) const DEFAULT_DRAFT_MAX: u32 = 8;
 ///   model checks them (two per pass) and keeps those it would have written itself. Only for
 ///   greedy requests (temperature 0): sampled requests are decoded without the draft (no
 ///   speculative sampling), so they too come out as without it, seed for seed.
+///
+/// A fine-tuned model can be served without merging: [`with_lora`](Self::with_lora) names a
+/// llama.cpp LoRA adapter (GGUF) that is applied to the model at load time (changing what it
+/// writes; the draft model stays as it is).
 ///
 /// "Without changing" holds to the bit on CPU for one sequence at a time (`parallel` 1) and
 /// prompts up to 512 tokens: the shared prefix and each prompt's own tail are batched so that
@@ -72,12 +78,13 @@ pub struct LlamaConfig {
     prefix_reuse: bool,
     draft_model: Option<PathBuf>,
     draft_max: u32,
+    lora: Option<PathBuf>,
 }
 
 impl LlamaConfig {
     /// Defaults for `model`: the file's chat template, 2048 tokens per sequence, 8 parallel
     /// sequences, all CPU threads, no GPU, grammar on, shared-prompt reuse on, no draft model
-    /// (8 draft tokens in a row when one is named).
+    /// (8 draft tokens in a row when one is named), no LoRA adapter.
     #[must_use]
     pub fn new(model: impl Into<PathBuf>) -> Self {
         Self {
@@ -91,6 +98,7 @@ impl LlamaConfig {
             prefix_reuse: true,
             draft_model: None,
             draft_max: DEFAULT_DRAFT_MAX,
+            lora: None,
         }
     }
 
@@ -174,6 +182,17 @@ impl LlamaConfig {
         Ok(self)
     }
 
+    /// A llama.cpp LoRA adapter (GGUF: `general.type = adapter`, `adapter.type = lora`)
+    /// applied to the model at load time with scale 1, so a fine-tuned model serves without
+    /// merging (`None`: none). Only the main model gets it, not the draft model.
+    /// [`LlamaGenerator::load`] refuses a file that is missing, not such an adapter, or made
+    /// for another architecture or tensor shapes.
+    #[must_use]
+    pub fn with_lora(mut self, path: Option<PathBuf>) -> Self {
+        self.lora = path;
+        self
+    }
+
     /// The GGUF file.
     #[must_use]
     pub fn model(&self) -> &Path {
@@ -232,6 +251,12 @@ impl LlamaConfig {
     #[must_use]
     pub fn draft_max(&self) -> u32 {
         self.draft_max
+    }
+
+    /// The LoRA adapter applied to the model, if any.
+    #[must_use]
+    pub fn lora(&self) -> Option<&Path> {
+        self.lora.as_deref()
     }
 }
 
@@ -344,4 +369,22 @@ pub(crate) fn check_threads(n: u32) -> Result<()> {
 #[must_use]
 pub fn default_gguf() -> PathBuf {
     docraft_core::models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lora_adapter_is_none_by_default_and_set_by_its_builder() {
+        let plain = LlamaConfig::new("model.gguf");
+        assert_eq!(plain.lora(), None);
+        let tuned = plain.clone().with_lora(Some("adapter.gguf".into()));
+        assert_eq!(tuned.lora(), Some(Path::new("adapter.gguf")));
+        // The adapter makes another configuration: the model writes otherwise.
+        assert_ne!(tuned, plain);
+        assert_eq!(tuned.clone().with_lora(None), plain);
+        // Nothing else changes.
+        assert_eq!((tuned.model(), tuned.draft_model()), (Path::new("model.gguf"), None));
+    }
 }
