@@ -100,38 +100,23 @@ impl KeywordSearch for KeywordIndex {
     }
 }
 
-impl<T: KeywordSearch + ?Sized> KeywordSearch for &T {
-    fn keyword_search(
-        &self,
-        query: &str,
-        k: usize,
-        filter: &Filter,
-    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
-        (**self).keyword_search(query, k, filter)
-    }
+/// `KeywordSearch` through a reference or a smart pointer.
+macro_rules! forward_keyword_search {
+    ($($pointer:ty),*) => {$(
+        impl<T: KeywordSearch + ?Sized> KeywordSearch for $pointer {
+            fn keyword_search(
+                &self,
+                query: &str,
+                k: usize,
+                filter: &Filter,
+            ) -> std::result::Result<Vec<Scored>, RetrieveError> {
+                (**self).keyword_search(query, k, filter)
+            }
+        }
+    )*};
 }
 
-impl<T: KeywordSearch + ?Sized> KeywordSearch for std::sync::Arc<T> {
-    fn keyword_search(
-        &self,
-        query: &str,
-        k: usize,
-        filter: &Filter,
-    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
-        (**self).keyword_search(query, k, filter)
-    }
-}
-
-impl<T: KeywordSearch + ?Sized> KeywordSearch for Box<T> {
-    fn keyword_search(
-        &self,
-        query: &str,
-        k: usize,
-        filter: &Filter,
-    ) -> std::result::Result<Vec<Scored>, RetrieveError> {
-        (**self).keyword_search(query, k, filter)
-    }
-}
+forward_keyword_search!(&T, Box<T>, std::sync::Arc<T>);
 
 /// A count as a float (counts here are far below 2^52, so exact).
 #[allow(clippy::cast_precision_loss)]

@@ -6,11 +6,14 @@
 //! the adapter.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor};
+use common::{argmax, pearson};
 use docraft_core::{ChatMessage, Role};
 use docraft_train::{
     Adapter, BaseModel, GgufQuant, Inputs, Llama, LoraConfig, ModelConfig, Target, export_lora, export_merged,
@@ -102,23 +105,6 @@ fn llama_logits(path: &Path, lora: Option<&Path>, ids: &[u32]) -> Vec<Vec<f32>> 
     }
     ctx.decode(&mut batch).unwrap();
     (0..ids.len()).map(|i| ctx.get_logits_ith(i as i32).to_vec()).collect()
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|x| f64::from(*x)).sum::<f64>() / n, b.iter().map(|x| f64::from(*x)).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(*x) - ma, f64::from(*y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    sab / (saa * sbb).sqrt()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
 }
 
 /// How llama.cpp's logits stand to candle's over `positions`: the least correlation, the mean

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{DType, Device, Tensor};
+use common::{argmax, pearson};
 use docraft_core::{ChatMessage, Role};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::generate::{ChatModel, GenOptions};
@@ -56,23 +57,6 @@ fn backend() -> &'static LlamaBackend {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|x| f64::from(*x)).sum::<f64>() / n, b.iter().map(|x| f64::from(*x)).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(*x) - ma, f64::from(*y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    sab / (saa * sbb).sqrt()
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
 }
 
 /// An adapter on `targets` with every B random (B starts at zero, which would hide bugs).

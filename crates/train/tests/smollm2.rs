@@ -2,10 +2,13 @@
 //! candle-transformers' `Llama` and llama.cpp, and a few training steps on real examples.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use common::{argmax, pearson};
 use docraft_core::{ChatMessage, NoProgress, Role};
 use docraft_train::data::{Dataset, Encoder};
 use docraft_train::{BaseModel, BatchSize, Inputs, Llama, Settings, Trainer};
@@ -72,21 +75,7 @@ fn logits_match_candle_transformers_and_track_llama_cpp() {
     let ours_v: Vec<f32> = mine.to_vec1().unwrap();
     let corr = pearson(&ours_v, &cpp);
     assert!(corr > 0.99, "correlation with llama.cpp's logits: {corr}");
-    let top = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
-    assert_eq!(top(&ours_v), top(&cpp), "greedy next token differs from llama.cpp");
-}
-
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|x| f64::from(*x)).sum::<f64>() / n, b.iter().map(|x| f64::from(*x)).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(*x) - ma, f64::from(*y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    sab / (saa * sbb).sqrt()
+    assert_eq!(argmax(&ours_v), argmax(&cpp), "greedy next token differs from llama.cpp");
 }
 
 #[test]
