@@ -318,13 +318,13 @@ impl Pipeline {
 
         // 3. qa + export, optional
         if s.qa.enabled {
-            let local = local_model(&s.qa.generator, &generator);
+            let local = local_models(&s.qa.generator, &generator);
             let qa_files = docraft_qa_gen::RunFiles::new(&l.qa());
             let plan = Plan {
                 stage: Stage::Qa,
                 settings: to_json(&s.qa),
                 inputs: vec![l.chunks()],
-                models: local.into_iter().collect(),
+                models: local,
                 prompts: true,
                 outputs: vec![qa_files.accepted.clone(), qa_files.rejected.clone()],
                 clean: vec![
@@ -367,12 +367,12 @@ impl Pipeline {
 
         // 4. raft
         if s.raft.enabled {
-            let local = local_model(&s.raft.generator, &generator);
+            let local = local_models(&s.raft.generator, &generator);
             let plan = Plan {
                 stage: Stage::Raft,
                 settings: with_search(to_json(&s.raft), &s.index.search),
                 inputs: vec![l.chunks(), l.index()],
-                models: local.into_iter().collect(),
+                models: local,
                 prompts: true,
                 outputs: stage::raft::output_files(&s.raft, &l.raft())?,
                 clean: stage::raft::existing_files(&l.raft()),
@@ -509,10 +509,13 @@ impl Pipeline {
     }
 }
 
-/// The model file a stage's generator reads: its own `model`, else `[models] generator`;
-/// none for a remote backend.
-fn local_model(g: &docraft_llm::GeneratorSettings, generator: &Path) -> Option<PathBuf> {
-    g.local_model().map(|_| g.model.as_ref().map_or_else(|| generator.to_path_buf(), PathBuf::from))
+/// The model files a stage's generator reads: its own `model`, else `[models] generator`, and
+/// its LoRA adapter (which changes what it writes; the draft model does not); none for a
+/// remote backend.
+fn local_models(g: &docraft_llm::GeneratorSettings, generator: &Path) -> Vec<PathBuf> {
+    let Some(_) = g.local_model() else { return Vec::new() };
+    let model = g.model.as_ref().map_or_else(|| generator.to_path_buf(), PathBuf::from);
+    std::iter::once(model).chain(g.lora.clone()).collect()
 }
 
 fn torn(p: &Path) -> PathBuf {
