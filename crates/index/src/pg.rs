@@ -10,12 +10,13 @@
 //!     page_first int, page_last int, metadata jsonb, chunk jsonb, embedding vector(DIM),
 //!     terms_len int);
 //! CREATE INDEX ... USING hnsw (embedding vector_cosine_ops) WITH (m = .., ef_construction = ..);
-//! CREATE TABLE docraft_vec_<hash>_terms (term text, chunk_id text, tf int,
+//! CREATE TABLE docraft_vec_<hash>_terms (term text, chunk_id text, tf int, len int,
 //!     PRIMARY KEY (term, chunk_id));
 //! ```
 //!
 //! The `_terms` table is the collection's keyword index: each chunk's BM25 terms with their
-//! frequencies and its length in terms, written in the same transaction as its vector, with
+//! frequencies and the chunk's length in terms (the catalog keeps the collection's chunk count
+//! and total length, updated by the same statements), written in the same transaction as its vector, with
 //! the terms of the in-memory [`crate::KeywordIndex`]; [`PgVectorStore::search_keywords`] scores
 //! them in SQL with the same BM25, so a collection searches by keywords and hybrid in
 //! PostgreSQL as a directory does in memory. A collection made before the keyword index
@@ -129,7 +130,9 @@ impl PgVectors {
             // Whether the collection's table has its keyword index (collections made before it
             // existed get it on first open).
             sqlx::query(AssertSqlSafe(format!(
-                "ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS keyword_terms boolean NOT NULL DEFAULT false"
+                "ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS keyword_terms boolean NOT NULL DEFAULT false, \
+                 ADD COLUMN IF NOT EXISTS keyword_chunks bigint NOT NULL DEFAULT 0, \
+                 ADD COLUMN IF NOT EXISTS keyword_length bigint NOT NULL DEFAULT 0"
             )))
             .execute(&mut *tx)
             .await?;
@@ -545,21 +548,31 @@ impl PgVectorStore {
                     .await?;
                 copy.send(csv.into_bytes()).await?;
                 copy.finish().await?;
-                let added = sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO {table} (chunk_id, doc_id, source, page_first, page_last, metadata, chunk, \
-                     embedding, terms_len) SELECT chunk_id, doc_id, source, page_first, page_last, metadata, \
-                     chunk, embedding, terms_len FROM docraft_load ORDER BY chunk_id ON CONFLICT (chunk_id) DO NOTHING"
+                // Writers of one collection take turns from here (each updates the collection's
+                // BM25 statistics in the catalog; two interleaved would deadlock on its row and
+                // the keys they both insert).
+                lock_table(&mut tx, &table).await?;
+                // The rows that were new, counted into the collection's BM25 statistics.
+                let added: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "WITH ins AS (INSERT INTO {table} (chunk_id, doc_id, source, page_first, page_last, metadata, \
+                     chunk, embedding, terms_len) SELECT chunk_id, doc_id, source, page_first, page_last, metadata, \
+                     chunk, embedding, terms_len FROM docraft_load ORDER BY chunk_id ON CONFLICT (chunk_id) DO NOTHING \
+                     RETURNING terms_len), \
+                     upd AS (UPDATE {CATALOG} SET keyword_chunks = keyword_chunks + (SELECT count(*) FROM ins), \
+                     keyword_length = keyword_length + (SELECT coalesce(sum(terms_len), 0) FROM ins) \
+                     WHERE table_name = $1 RETURNING 1) \
+                     SELECT count(*) FROM ins"
                 )))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .bind(&table)
+                .fetch_one(&mut *tx)
+                .await?;
                 load_terms(&mut tx, &table, terms_csv).await?;
                 // The graph: built once after the first load, then maintained by PostgreSQL.
                 if !exists && build_graph {
                     create_graph(&mut tx, &table, m, efc).await?;
                 }
                 tx.commit().await?;
-                Ok(usize::try_from(added).unwrap_or(usize::MAX))
+                Ok(usize::try_from(added).unwrap_or(0))
             })
             .map_err(|e| self.err(&e))
     }
@@ -609,19 +622,26 @@ impl PgVectorStore {
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
+                lock_table(&mut tx, &table).await?;
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {table}_terms WHERE chunk_id IN (SELECT chunk_id FROM {table} WHERE {column} = ANY($1))"
                 )))
                 .bind(&values)
                 .execute(&mut *tx)
                 .await?;
-                let n = sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} = ANY($1)")))
-                    .bind(values)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "WITH del AS (DELETE FROM {table} WHERE {column} = ANY($1) RETURNING terms_len), \
+                     upd AS (UPDATE {CATALOG} SET keyword_chunks = keyword_chunks - (SELECT count(*) FROM del), \
+                     keyword_length = keyword_length - (SELECT coalesce(sum(terms_len), 0) FROM del) \
+                     WHERE table_name = $2 RETURNING 1) \
+                     SELECT count(*) FROM del"
+                )))
+                .bind(values)
+                .bind(&table)
+                .fetch_one(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                Ok(usize::try_from(n).unwrap_or(usize::MAX))
+                Ok(usize::try_from(n).unwrap_or(0))
             })
             .map_err(|e| self.err(&e))
     }
@@ -772,23 +792,37 @@ impl PgVectorStore {
         if self.dim == 0 || k == 0 || terms.is_empty() {
             return Ok(Vec::new());
         }
-        let mut params = vec![Param::Texts(terms)];
+        let mut params = vec![Param::Texts(terms), Param::Text(self.table.clone())];
         let condition = where_clause(filter, &mut params)?;
         let table = self.table.clone();
         let limit = i64::try_from(k).unwrap_or(i64::MAX);
         let (k1, b) = (BM25_K1, BM25_B);
-        let sql = format!(
+        // Scores from the postings alone (each carries its chunk's length; N and the total length
+        // come from the catalog): the chunk table is read for the chunks kept, or, with a
+        // filter, for the chunks that hold a query term.
+        let scores = format!(
             "WITH q AS (SELECT DISTINCT unnest($1::text[]) AS term), \
-             st AS (SELECT count(*)::float8 AS n, coalesce(avg(terms_len), 0)::float8 AS avg_len FROM {table}), \
+             st AS (SELECT keyword_chunks::float8 AS n, \
+                    CASE WHEN keyword_chunks > 0 THEN keyword_length::float8 / keyword_chunks ELSE 0 END AS avg_len \
+                    FROM {CATALOG} WHERE table_name = $2), \
              df AS (SELECT t.term, count(*)::float8 AS df FROM {table}_terms t JOIN q USING (term) GROUP BY t.term), \
              s AS (SELECT t.chunk_id, sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5)) * t.tf * ({k1}::float8 + 1) \
-                   / (t.tf + {k1}::float8 * (1 - {b}::float8 + {b}::float8 * c.terms_len / st.avg_len))) AS score \
-                   FROM {table}_terms t JOIN df USING (term) \
-                   JOIN (SELECT chunk_id, terms_len FROM {table} WHERE {condition}) c USING (chunk_id) \
-                   CROSS JOIN st WHERE st.avg_len > 0 GROUP BY t.chunk_id) \
-             SELECT c.chunk::text, s.score FROM s JOIN {table} c USING (chunk_id) WHERE s.score > 0 \
-             ORDER BY s.score DESC, s.chunk_id LIMIT {limit}"
+                   / (t.tf + {k1}::float8 * (1 - {b}::float8 + {b}::float8 * t.len / st.avg_len))) AS score \
+                   FROM {table}_terms t JOIN df USING (term) CROSS JOIN st WHERE st.avg_len > 0 GROUP BY t.chunk_id)"
         );
+        let sql = if filter.is_empty() {
+            format!(
+                "{scores}, top AS (SELECT chunk_id, score FROM s WHERE score > 0 ORDER BY score DESC, chunk_id \
+                 LIMIT {limit}) \
+                 SELECT c.chunk::text, top.score FROM top JOIN {table} c USING (chunk_id) \
+                 ORDER BY top.score DESC, top.chunk_id"
+            )
+        } else {
+            format!(
+                "{scores} SELECT c.chunk::text, s.score FROM s JOIN {table} c USING (chunk_id) \
+                 WHERE s.score > 0 AND {condition} ORDER BY s.score DESC, s.chunk_id LIMIT {limit}"
+            )
+        };
         let rows: Vec<(String, f64)> = self
             .db
             .run(|pool| async move {
@@ -869,7 +903,10 @@ impl PgVectorStore {
                     .await?;
                 }
                 sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {CATALOG} SET keyword_terms = true WHERE organization = $1 AND collection = $2"
+                    "UPDATE {CATALOG} SET keyword_terms = true, \
+                     keyword_chunks = (SELECT count(*) FROM {table}), \
+                     keyword_length = (SELECT coalesce(sum(terms_len), 0) FROM {table}) \
+                     WHERE organization = $1 AND collection = $2"
                 )))
                 .bind(&org)
                 .bind(&col)
@@ -1012,6 +1049,7 @@ impl KeywordSearch for PgVectorStore {
 async fn create_terms_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, table: &str) -> Result<(), sqlx::Error> {
     sqlx::query(AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {table}_terms (term text NOT NULL, chunk_id text NOT NULL, tf integer NOT NULL, \
+         len integer NOT NULL, \
          PRIMARY KEY (term, chunk_id))"
     )))
     .execute(&mut **tx)
@@ -1022,8 +1060,8 @@ async fn create_terms_table(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, tabl
     Ok(())
 }
 
-/// Appends the CSV rows `term,chunk_id,tf` of a chunk's BM25 terms (sorted) to `out`; returns
-/// its length in terms.
+/// Appends the CSV rows `term,chunk_id,tf,len` of a chunk's BM25 terms (sorted; `len` is the
+/// chunk's length in terms) to `out`; returns that length.
 fn push_terms(out: &mut String, chunk_id: &str, text: &str) -> u32 {
     let (counts, length) = term_counts(text);
     let mut counts: Vec<(String, u32)> = counts.into_iter().collect();
@@ -1032,7 +1070,7 @@ fn push_terms(out: &mut String, chunk_id: &str, text: &str) -> u32 {
         csv_field(out, &term);
         out.push(',');
         csv_field(out, chunk_id);
-        let _ = writeln!(out, ",{tf}");
+        let _ = writeln!(out, ",{tf},{length}");
     }
     length
 }
@@ -1048,16 +1086,18 @@ async fn load_terms(
         return Ok(());
     }
     sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS docraft_terms_load (term text, chunk_id text, tf integer) ON COMMIT DROP",
+        "CREATE TEMP TABLE IF NOT EXISTS docraft_terms_load (term text, chunk_id text, tf integer, len integer) \
+         ON COMMIT DROP",
     )
     .execute(&mut **tx)
     .await?;
     sqlx::query("TRUNCATE docraft_terms_load").execute(&mut **tx).await?;
-    let mut copy = tx.copy_in_raw("COPY docraft_terms_load (term, chunk_id, tf) FROM STDIN WITH (FORMAT csv)").await?;
+    let mut copy =
+        tx.copy_in_raw("COPY docraft_terms_load (term, chunk_id, tf, len) FROM STDIN WITH (FORMAT csv)").await?;
     copy.send(csv.into_bytes()).await?;
     copy.finish().await?;
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {table}_terms (term, chunk_id, tf) SELECT term, chunk_id, tf FROM docraft_terms_load \
+        "INSERT INTO {table}_terms (term, chunk_id, tf, len) SELECT term, chunk_id, tf, len FROM docraft_terms_load \
          ORDER BY term, chunk_id ON CONFLICT (term, chunk_id) DO NOTHING"
     )))
     .execute(&mut **tx)
