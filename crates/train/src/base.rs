@@ -82,12 +82,8 @@ impl BaseModel {
             // llama.cpp permutes Q/K rows for its RoPE layout in llama-arch conversions; undo it.
             // qwen2 uses NEOX (rotate-half) RoPE like Hugging Face, so its converter leaves Q/K and
             // their biases alone (tests/qwen2.rs checks the logits against llama.cpp's).
-            if permutes_qk(&arch) {
-                if name.ends_with("attn_q.weight") {
-                    t = unpermute(&t, heads)?;
-                } else if name.ends_with("attn_k.weight") {
-                    t = unpermute(&t, kv_heads)?;
-                }
+            if let Some(h) = permuted_heads(&arch, name, heads, kv_heads) {
+                t = unpermute(&t, h)?;
             }
             weights.insert(hf, t);
         }
@@ -323,24 +319,43 @@ pub fn hf_name(gguf: &str) -> Option<String> {
     }
     let rest = stem.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
-    let hf = match part {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
+    let (_, hf) = BLOCK_PARTS.iter().find(|(g, _)| *g == part)?;
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// A block's tensors: GGUF name part and Hugging Face path (the norms, then the projections
+/// in [`crate::Target`]'s order).
+pub(crate) const BLOCK_PARTS: [(&str, &str); 9] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// The head count by which llama.cpp permuted the rows of GGUF tensor `name` in a model of
+/// architecture `arch` (Q weights by `heads`, K weights by `kv_heads`), or `None` when the
+/// tensor is stored in Hugging Face's row order.
+pub(crate) fn permuted_heads(arch: &str, name: &str, heads: usize, kv_heads: usize) -> Option<usize> {
+    if !permutes_qk(arch) {
+        return None;
+    }
+    if name.ends_with("attn_q.weight") {
+        Some(heads)
+    } else if name.ends_with("attn_k.weight") {
+        Some(kv_heads)
+    } else {
+        None
+    }
 }
 
 /// Whether llama.cpp's converter permutes the Q/K rows of architecture `arch` (for its RoPE
 /// layout): llama and mistral yes; qwen2 (NEOX RoPE, like Hugging Face) no.
-pub(crate) fn permutes_qk(arch: &str) -> bool {
+fn permutes_qk(arch: &str) -> bool {
     arch == "llama" || arch == "mistral"
 }
 

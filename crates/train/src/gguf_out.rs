@@ -19,7 +19,8 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
-use crate::base::{gguf_config, gguf_str, permute, permutes_qk};
+use crate::base::{BLOCK_PARTS, gguf_config, gguf_str, permute, permuted_heads};
+use crate::config::ModelConfig;
 use crate::error::{Result, TrainError};
 use crate::lora::{Adapter, Target};
 
@@ -132,11 +133,9 @@ pub struct GgufExport {
 
 /// A GGUF base read for export: its metadata and tensor list, and the architecture's facts.
 struct GgufBase {
-    path: PathBuf,
     content: Content,
     arch: String,
-    heads: usize,
-    kv_heads: usize,
+    config: ModelConfig,
 }
 
 impl GgufBase {
@@ -153,28 +152,19 @@ impl GgufBase {
         let arch = gguf_str(&content, "general.architecture").unwrap_or_default();
         let vocab = content.tensor_infos.get("token_embd.weight").map_or(0, |t| t.shape.dims()[0]);
         let config = gguf_config(path, &content, vocab)?;
-        let heads = config.num_attention_heads;
-        let kv_heads = config.kv_heads();
-        Ok((Self { path: path.to_path_buf(), content, arch, heads, kv_heads }, file))
+        Ok((Self { content, arch, config }, file))
     }
 
     fn adapter(&self, dir: &Path) -> Result<Adapter> {
-        let vocab = self.content.tensor_infos.get("token_embd.weight").map_or(0, |t| t.shape.dims()[0]);
-        let config = gguf_config(&self.path, &self.content, vocab)?;
-        Adapter::load_peft(dir, &config, DType::F32, &Device::Cpu)
+        Adapter::load_peft(dir, &self.config, DType::F32, &Device::Cpu)
     }
 
     /// `delta` (Hugging Face layout) in the layout of the GGUF tensor `gguf_name`.
     fn to_file_layout(&self, gguf_name: &str, delta: Tensor) -> Result<Tensor> {
-        if !permutes_qk(&self.arch) {
-            return Ok(delta);
-        }
-        if gguf_name.ends_with("attn_q.weight") {
-            permute(&delta, self.heads)
-        } else if gguf_name.ends_with("attn_k.weight") {
-            permute(&delta, self.kv_heads)
-        } else {
-            Ok(delta)
+        let (heads, kv_heads) = (self.config.num_attention_heads, self.config.kv_heads());
+        match permuted_heads(&self.arch, gguf_name, heads, kv_heads) {
+            Some(h) => permute(&delta, h),
+            None => Ok(delta),
         }
     }
 }
@@ -182,15 +172,7 @@ impl GgufBase {
 /// The GGUF name of the weight `target` adapts in block `layer` (`blk.3.attn_q.weight`).
 #[must_use]
 pub fn gguf_weight_name(layer: usize, target: Target) -> String {
-    let part = match target {
-        Target::Q => "attn_q",
-        Target::K => "attn_k",
-        Target::V => "attn_v",
-        Target::O => "attn_output",
-        Target::Gate => "ffn_gate",
-        Target::Up => "ffn_up",
-        Target::Down => "ffn_down",
-    };
+    let part = BLOCK_PARTS.iter().find(|(_, hf)| *hf == target.hf_path()).map_or("", |(g, _)| *g);
     format!("blk.{layer}.{part}.weight")
 }
 
